@@ -1,0 +1,729 @@
+//! The embedded default cluster: real corosync nodes in network namespaces on
+//! this machine (DESIGN.md, "The lab").
+//!
+//! Layout of a lab named `NAME`:
+//! - network namespaces `NAME-sw` (one bridge `brL` per corosync link),
+//!   `NAME-pve1`..`NAME-pveN`, and `NAME-qnetd` with `--qdevice`; each host
+//!   has a veth `ringL` per link whose peer `<host>lL` sits on bridge `brL`;
+//! - a directory `<root>/NAME` (a private mount of itself) holding the lab's
+//!   record `lab.toml`, the authkey, the mount and UTS namespace files in
+//!   `ns/`, one directory per host (corosync.conf, logs, state, the
+//!   libfaketime control file) and the inventory.
+//!
+//! This module must not know about experiments, agents or faults: it builds a
+//! cluster, reports on it, and throws it away.
+
+pub mod conf;
+pub mod host;
+pub mod spec;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::corosync::{parse_link_status, parse_quorum_status, LinkStatus, QuorumStatus};
+use crate::inventory::{Inventory, InventoryNode, Power};
+use host::{HostNamespaces, LabProcess};
+pub use spec::{LabSpec, Profile};
+use spec::{node_address, qnetd_address, QNETD};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    /// Bad flags or a name already taken: exit 2, nothing touched.
+    #[error("{0}")]
+    InvalidInput(String),
+    /// This machine cannot run a lab (not root, a package missing): exit 3.
+    #[error("{0}")]
+    Environment(String),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl LabError {
+    pub fn invalid(msg: impl Into<String>) -> LabError {
+        LabError::InvalidInput(msg.into())
+    }
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> LabError {
+        LabError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+    /// DESIGN.md's exit statuses: 2 invalid input, 3 could not be carried out.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            LabError::InvalidInput(_) => 2,
+            _ => 3,
+        }
+    }
+}
+
+/// Where labs live. Not under /run: every lab host mounts its own tmpfs on
+/// /run, and the lab's files must stay visible from inside it.
+pub fn lab_root() -> PathBuf {
+    std::env::var_os("CORODRILL_LAB_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/lib/corodrill/labs"))
+}
+
+const LIBFAKETIME: &str = "faketime/libfaketime.so.1";
+
+/// What a lab records about itself, written before anything is built and
+/// after every process it starts, so that `lab down` can always clean up.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabRecord {
+    pub spec: LabSpec,
+    pub processes: Vec<LabProcess>,
+}
+
+pub struct Lab {
+    pub dir: PathBuf,
+    pub record: LabRecord,
+}
+
+impl Lab {
+    fn new(spec: LabSpec) -> Lab {
+        Lab {
+            dir: lab_root().join(&spec.name),
+            record: LabRecord {
+                spec,
+                processes: Vec::new(),
+            },
+        }
+    }
+
+    /// Opens the record of a lab that is up (or half up).
+    pub fn open(name: &str) -> Result<Lab, LabError> {
+        let dir = lab_root().join(name);
+        let path = dir.join("lab.toml");
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                LabError::invalid(format!("no lab named {name:?} (no {})", path.display()))
+            } else {
+                LabError::io(format!("reading {}", path.display()), e)
+            }
+        })?;
+        let record = toml::from_str(&text)
+            .map_err(|e| LabError::Failed(format!("{}: {e}", path.display())))?;
+        Ok(Lab { dir, record })
+    }
+
+    pub fn spec(&self) -> &LabSpec {
+        &self.record.spec
+    }
+
+    /// Every host of the lab: the nodes, then the QDevice host if any.
+    pub fn hosts(&self) -> Vec<String> {
+        let mut hosts: Vec<String> = self.spec().node_names().collect();
+        if self.spec().qdevice {
+            hosts.push(QNETD.to_owned());
+        }
+        hosts
+    }
+
+    pub fn namespaces(&self, host: &str) -> HostNamespaces {
+        HostNamespaces {
+            net: host::netns_path(&self.spec().netns(host)),
+            mnt: self.dir.join("ns").join(format!("{host}.mnt")),
+            uts: self.dir.join("ns").join(format!("{host}.uts")),
+        }
+    }
+
+    pub fn host_dir(&self, host: &str) -> PathBuf {
+        self.dir.join(host)
+    }
+
+    pub fn inventory_path(&self) -> PathBuf {
+        self.dir.join("inventory.toml")
+    }
+
+    fn save(&self) -> Result<(), LabError> {
+        let text = toml::to_string(&self.record)
+            .map_err(|e| LabError::Failed(format!("cannot write the lab record: {e}")))?;
+        let tmp = self.dir.join("lab.toml.tmp");
+        host::write_file(&tmp, text.as_bytes())?;
+        std::fs::rename(&tmp, self.dir.join("lab.toml"))
+            .map_err(|e| LabError::io(format!("writing {}", self.dir.join("lab.toml").display()), e))
+    }
+
+    /// Runs one of corosync's tools inside a host and returns what it printed
+    /// (stdout, whatever its exit status: quorumtool exits non-zero when
+    /// inquorate).
+    pub fn tool_output(&self, host: &str, program: &str, args: &[&str]) -> Result<String, LabError> {
+        let out = self
+            .namespaces(host)
+            .foreground_command(program)?
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|e| LabError::io(format!("running {program} on {host}"), e))?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    pub fn quorum(&self, node: &str) -> Option<QuorumStatus> {
+        self.tool_output(node, "corosync-quorumtool", &["-s", "-p"])
+            .ok()
+            .and_then(|text| parse_quorum_status(&text))
+    }
+
+    pub fn links(&self, node: &str) -> Vec<LinkStatus> {
+        self.tool_output(node, "corosync-cfgtool", &["-s"])
+            .map(|text| parse_link_status(&text))
+            .unwrap_or_default()
+    }
+
+    fn running(&self, host: &str, program: &str) -> bool {
+        self.record
+            .processes
+            .iter()
+            .any(|p| p.host == host && p.program == program && p.is_alive())
+    }
+
+    /// Whether the cluster is whole: every node quorate, every node a member,
+    /// all votes in (the QDevice's too).
+    pub fn whole(&self, views: &[Option<QuorumStatus>]) -> bool {
+        let nodes = self.spec().nodes as usize;
+        let votes = nodes as u32 + u32::from(self.spec().qdevice);
+        views.len() == nodes
+            && views.iter().all(|v| {
+                v.as_ref().is_some_and(|q| {
+                    q.quorate
+                        && q.nodes().count() == nodes
+                        && q.total_votes == votes
+                })
+            })
+    }
+}
+
+/// Checks that this machine can run a lab, naming what to install.
+pub fn check_environment(spec: &LabSpec) -> Result<(), LabError> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err(LabError::Environment(
+            "the lab needs root (it creates network namespaces and starts corosync): run as root".into(),
+        ));
+    }
+    let mut needed = vec![
+        ("corosync", "corosync"),
+        ("corosync-quorumtool", "corosync"),
+        ("corosync-cfgtool", "corosync"),
+        ("nft", "nftables"),
+        ("ip", "iproute2"),
+        ("unshare", "util-linux"),
+        ("nsenter", "util-linux"),
+    ];
+    if spec.qdevice {
+        needed.push(("corosync-qnetd", "corosync-qnetd"));
+        needed.push(("corosync-qdevice", "corosync-qdevice"));
+    }
+    let missing: Vec<String> = needed
+        .iter()
+        .filter(|(program, _)| host::which(program).is_none())
+        .map(|(program, package)| format!("{program} (Debian package {package})"))
+        .collect();
+    if !missing.is_empty() {
+        return Err(LabError::Environment(format!(
+            "missing: {}; install with: apt-get install {}",
+            missing.join(", "),
+            needed
+                .iter()
+                .filter(|(program, _)| host::which(program).is_none())
+                .map(|(_, package)| *package)
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect::<Vec<_>>()
+                .join(" ")
+        )));
+    }
+    if libfaketime().is_none() {
+        return Err(LabError::Environment(
+            "missing libfaketime (lab nodes run under it so that clock skew never touches the host clock); \
+             install with: apt-get install libfaketime"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+fn libfaketime() -> Option<PathBuf> {
+    ["/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib"]
+        .iter()
+        .map(|dir| Path::new(dir).join(LIBFAKETIME))
+        .find(|p| p.is_file())
+}
+
+/// What `lab up` reports back: each node's view once the cluster is whole.
+pub struct LabUp {
+    pub lab: Lab,
+    pub views: Vec<(String, QuorumStatus)>,
+    pub inventory_path: PathBuf,
+    pub elapsed: Duration,
+}
+
+/// Builds the lab and waits until the cluster is whole. On any failure, it
+/// tears down what it built before returning the error.
+pub fn up(
+    spec: LabSpec,
+    inventory_out: Option<&Path>,
+    progress: &dyn Fn(&str),
+) -> Result<LabUp, LabError> {
+    check_environment(&spec)?;
+    let mut lab = Lab::new(spec);
+    if lab.dir.join("lab.toml").exists() {
+        return Err(LabError::invalid(format!(
+            "a lab named {:?} is already up (corodrill lab down --name {} removes it)",
+            lab.spec().name,
+            lab.spec().name
+        )));
+    }
+    if let Some(taken) = lab
+        .hosts()
+        .iter()
+        .map(|h| lab.spec().netns(h))
+        .chain([lab.spec().switch_netns()])
+        .find(|ns| host::netns_exists(ns))
+    {
+        return Err(LabError::invalid(format!(
+            "network namespace {taken} already exists: pick another --name"
+        )));
+    }
+    let started = Instant::now();
+    host::create_dir(&lab.dir)?;
+    lab.save()?;
+    let result = build(&mut lab, progress).and_then(|()| {
+        let views = wait_until_whole(&lab, started, progress)?;
+        let inventory_path = inventory_out
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| lab.inventory_path());
+        host::write_file(&inventory_path, inventory(&lab).to_toml().as_bytes())?;
+        Ok((views, inventory_path))
+    });
+    match result {
+        Ok((views, inventory_path)) => Ok(LabUp {
+            lab,
+            views,
+            inventory_path,
+            elapsed: started.elapsed(),
+        }),
+        Err(err) => {
+            progress(&format!("lab up failed, tearing down what was built: {err}"));
+            let _ = down(&lab.record.spec.name);
+            Err(err)
+        }
+    }
+}
+
+fn build(lab: &mut Lab, progress: &dyn Fn(&str)) -> Result<(), LabError> {
+    let spec = lab.spec().clone();
+    host::make_private_mount(&lab.dir)?;
+    host::create_dir(&lab.dir.join("ns"))?;
+    let authkey = lab.dir.join("authkey");
+    host::write_authkey(&authkey)?;
+
+    progress(&format!(
+        "building lab {}: {} nodes, {} link(s){}",
+        spec.name,
+        spec.nodes,
+        spec.links,
+        if spec.qdevice { ", QDevice" } else { "" }
+    ));
+    let switch = spec.switch_netns();
+    host::add_netns(&switch)?;
+    let mut switch_script = String::new();
+    for link in 0..spec.links {
+        switch_script.push_str(&format!("link add br{link} type bridge\nlink set br{link} up\n"));
+    }
+    let hosts = lab.hosts();
+    for h in &hosts {
+        let netns = spec.netns(h);
+        host::add_netns(&netns)?;
+        // The QDevice host only needs link 0: qdevice traffic is TCP to it.
+        let links = if h == QNETD { 1 } else { spec.links };
+        for link in 0..links {
+            switch_script.push_str(&format!(
+                "link add {h}l{link} type veth peer name ring{link} netns {netns}\n\
+                 link set {h}l{link} master br{link} up\n"
+            ));
+        }
+    }
+    host::ip_batch(&switch, &switch_script, "wiring the lab's switch")?;
+
+    for (i, h) in hosts.iter().enumerate() {
+        let mut script = String::new();
+        if h == QNETD {
+            script.push_str(&format!(
+                "addr add {}/{} dev ring0\nlink set ring0 up\n",
+                qnetd_address(),
+                spec::PREFIX_LEN
+            ));
+        } else {
+            for link in 0..spec.links {
+                script.push_str(&format!(
+                    "addr add {}/{} dev ring{link}\nlink set ring{link} up\n",
+                    node_address(i as u8 + 1, link),
+                    spec::PREFIX_LEN
+                ));
+            }
+        }
+        host::ip_batch(&spec.netns(h), &script, &format!("addressing {h}"))?;
+        host::create_dir(&lab.host_dir(h).join("state"))?;
+        lab.namespaces(h).create(h)?;
+    }
+
+    let faketime = libfaketime()
+        .ok_or_else(|| LabError::Environment("libfaketime disappeared".into()))?;
+    if spec.qdevice {
+        let dir = lab.host_dir(QNETD);
+        let process = host::spawn_daemon(
+            &lab.namespaces(QNETD),
+            QNETD,
+            "corosync-qnetd",
+            &["-f", "-s", "off"],
+            &[],
+            &dir.join("qnetd.log"),
+        )?;
+        lab.record.processes.push(process);
+        lab.save()?;
+    }
+    for node in spec.node_names() {
+        let dir = lab.host_dir(&node);
+        let conf_path = dir.join("corosync.conf");
+        let conf = conf::corosync_conf(
+            &spec,
+            &conf::NodePaths {
+                authkey: &authkey,
+                logfile: &dir.join("corosync.log"),
+                state_dir: &dir.join("state"),
+            },
+        );
+        host::write_file(&conf_path, conf.as_bytes())?;
+        // The node's clock offset for libfaketime: the clock-skew fault
+        // rewrites this file; corosync keeps its timers on the monotonic clock.
+        host::write_file(&dir.join("faketime"), b"+0s\n")?;
+        let process = start_node_daemon(lab, &node, "corosync", &["-f", "-c", &path_str(&conf_path)], &faketime)?;
+        lab.record.processes.push(process);
+        lab.save()?;
+    }
+    if spec.qdevice {
+        // corosync-qdevice talks to corosync over IPC: start it once the
+        // node's corosync answers.
+        for node in spec.node_names() {
+            wait_for(Duration::from_secs(20), &format!("corosync on {node} to answer"), || {
+                lab.quorum(&node).is_some()
+            })?;
+            let process = start_node_daemon(lab, &node, "corosync-qdevice", &["-f"], &faketime)?;
+            lab.record.processes.push(process);
+            lab.save()?;
+        }
+    }
+    Ok(())
+}
+
+/// Starts one of a node's daemons under libfaketime at offset zero.
+fn start_node_daemon(
+    lab: &Lab,
+    node: &str,
+    program: &str,
+    args: &[&str],
+    faketime: &Path,
+) -> Result<LabProcess, LabError> {
+    let dir = lab.host_dir(node);
+    let preload = path_str(faketime);
+    let control = path_str(&dir.join("faketime"));
+    host::spawn_daemon(
+        &lab.namespaces(node),
+        node,
+        program,
+        args,
+        &[
+            ("LD_PRELOAD", preload.as_str()),
+            ("FAKETIME_TIMESTAMP_FILE", control.as_str()),
+            ("FAKETIME_NO_CACHE", "1"),
+            ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+        ],
+        &dir.join(format!("{program}.out")),
+    )
+}
+
+fn path_str(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+fn wait_for(timeout: Duration, what: &str, mut done: impl FnMut() -> bool) -> Result<(), LabError> {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        if Instant::now() >= deadline {
+            return Err(LabError::Failed(format!("timed out after {timeout:?} waiting for {what}")));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+/// Polls every node's own view until the cluster is whole, saying what it
+/// waits for; fails early if a daemon the lab started has died.
+fn wait_until_whole(
+    lab: &Lab,
+    started: Instant,
+    progress: &dyn Fn(&str),
+) -> Result<Vec<(String, QuorumStatus)>, LabError> {
+    let spec = lab.spec();
+    // corosync's join takes a few tokens; Proxmox's 3 s token and many nodes take longer.
+    let token = Duration::from_millis(u64::from(spec.token_ms.unwrap_or(3000)));
+    let timeout = Duration::from_secs(20) + token * 10 + Duration::from_millis(500) * u32::from(spec.nodes);
+    let deadline = Instant::now() + timeout;
+    let mut last_report = Instant::now();
+    let nodes: Vec<String> = spec.node_names().collect();
+    loop {
+        let views: Vec<Option<QuorumStatus>> = nodes.iter().map(|n| lab.quorum(n)).collect();
+        if lab.whole(&views) {
+            return Ok(nodes.into_iter().zip(views.into_iter().flatten()).collect());
+        }
+        if let Some(dead) = lab.record.processes.iter().find(|p| !p.is_alive()) {
+            let log = lab.host_dir(&dead.host).join(format!("{}.out", dead.program));
+            let tail = std::fs::read_to_string(&log).unwrap_or_default();
+            return Err(LabError::Failed(format!(
+                "{} on {} exited while the lab was coming up: {}",
+                dead.program,
+                dead.host,
+                tail.lines().rev().take(3).collect::<Vec<_>>().join(" / ")
+            )));
+        }
+        let quorate = views.iter().flatten().filter(|q| q.quorate).count();
+        if Instant::now() >= deadline {
+            return Err(LabError::Failed(format!(
+                "the cluster did not form within {timeout:?}: {quorate}/{} nodes quorate",
+                nodes.len()
+            )));
+        }
+        if last_report.elapsed() >= Duration::from_secs(1) {
+            last_report = Instant::now();
+            progress(&format!(
+                "waiting for quorum: {quorate}/{} nodes quorate with every node as member ({:.1}s)",
+                nodes.len(),
+                started.elapsed().as_secs_f64()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The inventory `corodrill run` uses for this lab: each node's agent is
+/// started inside the node's namespaces by `nsenter`.
+pub fn inventory(lab: &Lab) -> Inventory {
+    let agent = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join("corodrill-agent")))
+        .filter(|p| p.is_file())
+        .map(|p| path_str(&p))
+        .unwrap_or_else(|| "corodrill-agent".to_owned());
+    let spec = lab.spec();
+    let nodes = spec
+        .node_names()
+        .enumerate()
+        .map(|(i, name)| InventoryNode {
+            connect: format!("{} {agent} --stdio", lab.namespaces(&name).nsenter_prefix()),
+            links: (0..spec.links)
+                .map(|l| (format!("ring{l}"), node_address(i as u8 + 1, l).to_string()))
+                .collect(),
+            power: Power::Lab {
+                lab: spec.name.clone(),
+            },
+            name,
+        })
+        .collect();
+    Inventory {
+        name: spec.name.clone(),
+        nodes,
+    }
+}
+
+/// One host's state for `lab status`.
+pub struct HostStatus {
+    pub host: String,
+    pub running: bool,
+    pub quorum: Option<QuorumStatus>,
+    pub links: Vec<LinkStatus>,
+}
+
+pub fn status(name: &str) -> Result<(Lab, Vec<HostStatus>), LabError> {
+    let lab = Lab::open(name)?;
+    let hosts = lab
+        .hosts()
+        .into_iter()
+        .map(|h| {
+            if h == QNETD {
+                return HostStatus {
+                    running: lab.running(&h, "corosync-qnetd"),
+                    host: h,
+                    quorum: None,
+                    links: Vec::new(),
+                };
+            }
+            let running = lab.running(&h, "corosync");
+            HostStatus {
+                quorum: running.then(|| lab.quorum(&h)).flatten(),
+                links: if running { lab.links(&h) } else { Vec::new() },
+                running,
+                host: h,
+            }
+        })
+        .collect();
+    Ok((lab, hosts))
+}
+
+/// What `lab down` removed.
+#[derive(Debug, Default)]
+pub struct Removed {
+    pub processes: usize,
+    pub namespaces: Vec<String>,
+    pub dir: Option<PathBuf>,
+}
+
+impl Removed {
+    pub fn is_empty(&self) -> bool {
+        self.processes == 0 && self.namespaces.is_empty() && self.dir.is_none()
+    }
+}
+
+/// Removes a lab, whole or half-built: its processes (those it recorded, and
+/// any other process inside its namespaces), namespaces, mounts and files.
+/// Removing a lab that is not there is not an error.
+pub fn down(name: &str) -> Result<Removed, LabError> {
+    spec::LabSpec::new(name, 1, 1, false, None, Profile::Fast, &[])?;
+    let dir = lab_root().join(name);
+    let lab = Lab::open(name).ok();
+    let mut removed = Removed::default();
+
+    // The namespaces to empty and delete: those the record names, and any
+    // left by a lab whose record was lost (same naming scheme).
+    let mut netns: Vec<String> = match &lab {
+        Some(lab) => lab
+            .hosts()
+            .iter()
+            .map(|h| lab.spec().netns(h))
+            .chain([lab.spec().switch_netns()])
+            .collect(),
+        None => Vec::new(),
+    };
+    for ns in host::list_netns() {
+        if is_lab_netns(name, &ns) && !netns.contains(&ns) {
+            netns.push(ns);
+        }
+    }
+    let mut ns_files: Vec<PathBuf> = netns
+        .iter()
+        .map(|n| host::netns_path(n))
+        .filter(|p| p.exists())
+        .collect();
+    if let Ok(entries) = std::fs::read_dir(dir.join("ns")) {
+        ns_files.extend(entries.filter_map(|e| e.ok()).map(|e| e.path()));
+    }
+
+    let mut pids: Vec<i32> = lab
+        .iter()
+        .flat_map(|l| l.record.processes.iter())
+        .filter(|p| p.is_alive())
+        .map(|p| p.pid)
+        .collect();
+    let file_refs: Vec<&Path> = ns_files.iter().map(PathBuf::as_path).collect();
+    for pid in host::processes_in(&file_refs) {
+        if !pids.contains(&pid) {
+            pids.push(pid);
+        }
+    }
+    let survivors = host::kill_and_wait(&pids, Duration::from_secs(10));
+    removed.processes = pids.len() - survivors.len();
+    if !survivors.is_empty() {
+        return Err(LabError::Failed(format!(
+            "processes {survivors:?} of lab {name} did not die after SIGKILL"
+        )));
+    }
+
+    if let Ok(entries) = std::fs::read_dir(dir.join("ns")) {
+        for entry in entries.filter_map(|e| e.ok()) {
+            host::unmount(&entry.path());
+        }
+    }
+    for ns in &netns {
+        if host::netns_exists(ns) {
+            host::delete_netns(ns)?;
+            removed.namespaces.push(ns.clone());
+        }
+    }
+    if dir.exists() {
+        host::unmount(&dir);
+        std::fs::remove_dir_all(&dir).map_err(|e| LabError::io(format!("removing {}", dir.display()), e))?;
+        removed.dir = Some(dir);
+    }
+    Ok(removed)
+}
+
+/// `NAME-sw`, `NAME-qnetd`, `NAME-pve<digits>`.
+fn is_lab_netns(lab: &str, netns: &str) -> bool {
+    let Some(host) = netns.strip_prefix(lab).and_then(|r| r.strip_prefix('-')) else {
+        return false;
+    };
+    host == "sw"
+        || host == QNETD
+        || host
+            .strip_prefix("pve")
+            .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+}
+
+/// Names of every lab with a directory under the lab root.
+pub fn list() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(lab_root())
+        .map(|dir| {
+            dir.filter_map(|e| e.ok())
+                .filter(|e| e.path().is_dir())
+                .filter_map(|e| e.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// Runs a command inside a lab host's namespaces, attached to the caller's
+/// terminal; returns its exit status.
+pub fn exec(name: &str, host: &str, argv: &[String]) -> Result<std::process::ExitStatus, LabError> {
+    let lab = Lab::open(name)?;
+    if !lab.hosts().iter().any(|h| h == host) {
+        return Err(LabError::invalid(format!(
+            "lab {name} has no host {host:?} (hosts: {})",
+            lab.hosts().join(", ")
+        )));
+    }
+    let Some((program, args)) = argv.split_first() else {
+        return Err(LabError::invalid("lab exec: no command given after --"));
+    };
+    let mut cmd: Command = lab.namespaces(host).foreground_command(program)?;
+    cmd.args(args)
+        .status()
+        .map_err(|e| LabError::io(format!("running {program} on {host}"), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lab_netns_names() {
+        assert!(is_lab_netns("t1", "t1-pve12"));
+        assert!(is_lab_netns("t1", "t1-sw"));
+        assert!(is_lab_netns("t1", "t1-qnetd"));
+        assert!(!is_lab_netns("t1", "t10-pve1"));
+        assert!(!is_lab_netns("t1", "t1-pve"));
+        assert!(!is_lab_netns("t1", "t1-pvex"));
+        assert!(!is_lab_netns("t1", "other"));
+    }
+}

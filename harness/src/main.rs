@@ -1,0 +1,230 @@
+//! The `corodrill` binary: parses flags and calls the library. Nothing else
+//! lives here.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use corodrill::lab::{self, LabError, LabSpec, Profile};
+
+#[derive(Parser)]
+#[command(name = "corodrill", version, about = "Failure drills for corosync clusters")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The network-namespace lab: real corosync nodes on this machine.
+    #[command(subcommand)]
+    Lab(LabCommand),
+}
+
+#[derive(Subcommand)]
+enum LabCommand {
+    /// Build a lab and wait until its cluster is quorate with every node.
+    #[command(after_help = "Example:\n  corodrill lab up --nodes 3 --links 2 --qdevice")]
+    Up {
+        #[arg(long, default_value = "lab")]
+        name: String,
+        #[arg(long, default_value_t = 3)]
+        nodes: u8,
+        /// corosync (knet) links per node.
+        #[arg(long, default_value_t = 1)]
+        links: u8,
+        /// Add a QDevice host `qnetd` (net model, ffsplit).
+        #[arg(long)]
+        qdevice: bool,
+        /// totem token in milliseconds (default 1000; with --profile proxmox, corosync's own).
+        #[arg(long)]
+        token: Option<u32>,
+        #[arg(long, value_enum, default_value_t = Profile::Fast)]
+        profile: Profile,
+        /// A votequorum key, for example two_node=1 (repeatable).
+        #[arg(long = "quorum-option", value_name = "KEY=VALUE")]
+        quorum_options: Vec<String>,
+        /// Where to write the inventory (default: <lab dir>/inventory.toml).
+        #[arg(long)]
+        inventory_out: Option<PathBuf>,
+    },
+    /// Remove a lab: its processes, namespaces and files. Safe to repeat.
+    #[command(after_help = "Example:\n  corodrill lab down --all")]
+    Down {
+        #[arg(long, default_value = "lab", conflicts_with = "all")]
+        name: String,
+        /// Every lab on this machine.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Each node's corosync, quorum, members, ring id and links.
+    #[command(after_help = "Example:\n  corodrill lab status --name lab")]
+    Status {
+        #[arg(long, default_value = "lab")]
+        name: String,
+    },
+    /// Run a command on a lab node, inside all its namespaces.
+    #[command(after_help = "Example:\n  corodrill lab exec pve1 -- corosync-quorumtool -s")]
+    Exec {
+        #[arg(long, default_value = "lab")]
+        name: String,
+        node: String,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // clap's own usage errors are invalid input: exit 2 as DESIGN.md says.
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    let result = match cli.command {
+        Command::Lab(cmd) => run_lab(cmd),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("corodrill: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn run_lab(cmd: LabCommand) -> Result<ExitCode, LabError> {
+    match cmd {
+        LabCommand::Up {
+            name,
+            nodes,
+            links,
+            qdevice,
+            token,
+            profile,
+            quorum_options,
+            inventory_out,
+        } => {
+            let spec = LabSpec::new(&name, nodes, links, qdevice, token, profile, &quorum_options)?;
+            let up = lab::up(spec, inventory_out.as_deref(), &progress)?;
+            println!(
+                "lab {} is up: {} nodes quorate in {:.1}s",
+                up.lab.spec().name,
+                up.lab.spec().nodes,
+                up.elapsed.as_secs_f64()
+            );
+            print_up_table(&up);
+            println!("inventory: {}", up.inventory_path.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        LabCommand::Down { name, all } => {
+            let names = if all { lab::list() } else { vec![name] };
+            if names.is_empty() {
+                println!("no lab is up");
+            }
+            for name in names {
+                let removed = lab::down(&name)?;
+                if removed.is_empty() {
+                    println!("lab {name}: nothing to remove");
+                } else {
+                    println!(
+                        "lab {name} removed: {} process(es), {} namespace(s){}",
+                        removed.processes,
+                        removed.namespaces.len(),
+                        removed
+                            .dir
+                            .map(|d| format!(", {}", d.display()))
+                            .unwrap_or_default()
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        LabCommand::Status { name } => {
+            let (lab, hosts) = lab::status(&name)?;
+            print_status(&lab, &hosts);
+            Ok(ExitCode::SUCCESS)
+        }
+        LabCommand::Exec {
+            name,
+            node,
+            command,
+        } => {
+            let status = lab::exec(&name, &node, &command)?;
+            // A command killed by a signal reports 128+N, as shells do.
+            let code = status.code().unwrap_or_else(|| {
+                use std::os::unix::process::ExitStatusExt;
+                128 + status.signal().unwrap_or(0)
+            });
+            Ok(ExitCode::from(code.clamp(0, 255) as u8))
+        }
+    }
+}
+
+fn progress(msg: &str) {
+    if std::io::stderr().is_terminal() || std::env::var_os("CI").is_some() {
+        eprintln!("{msg}");
+    }
+}
+
+fn print_up_table(up: &lab::LabUp) {
+    let spec = up.lab.spec();
+    let inventory = lab::inventory(&up.lab);
+    println!(
+        "{:<6} {:<7} {:<34} {:<8} {:<24} {:>5}",
+        "node", "node id", "addresses", "quorate", "members", "votes"
+    );
+    for (node, (name, view)) in inventory.nodes.iter().zip(&up.views) {
+        let addresses: Vec<&str> = node.links.values().map(String::as_str).collect();
+        println!(
+            "{:<6} {:<7} {:<34} {:<8} {:<24} {:>5}",
+            name,
+            view.node_id,
+            addresses.join(","),
+            if view.quorate { "yes" } else { "no" },
+            view.member_names().join(","),
+            format!("{}/{}", view.total_votes, view.expected_votes)
+        );
+    }
+    if spec.qdevice {
+        println!("qnetd  -       198.18.0.254                       (QDevice host, ffsplit)");
+    }
+}
+
+fn print_status(lab: &lab::Lab, hosts: &[lab::HostStatus]) {
+    println!("lab {} ({})", lab.spec().name, lab.dir.display());
+    println!(
+        "{:<6} {:<9} {:<8} {:<8} {:<24} {:>5}  links",
+        "host", "corosync", "quorate", "ring id", "members", "votes"
+    );
+    for h in hosts {
+        let running = if h.running { "running" } else { "down" };
+        match &h.quorum {
+            Some(q) => {
+                let links: Vec<String> = h
+                    .links
+                    .iter()
+                    .map(|l| format!("ring{}:{}/{}", l.link, l.connected_peers(), l.remote_peers()))
+                    .collect();
+                println!(
+                    "{:<6} {:<9} {:<8} {:<8} {:<24} {:>5}  {}",
+                    h.host,
+                    running,
+                    if q.quorate { "yes" } else { "no" },
+                    q.ring_id,
+                    q.member_names().join(","),
+                    format!("{}/{}", q.total_votes, q.expected_votes),
+                    links.join(" ")
+                );
+            }
+            None if h.host == "qnetd" => {
+                let state = if h.running { "qnetd running" } else { "qnetd down" };
+                println!("{:<6} {state}", h.host);
+            }
+            None => println!("{:<6} {:<9} -", h.host, running),
+        }
+    }
+}
