@@ -1,1 +1,333 @@
+//! End-to-end tests of the network-namespace lab, run as a user would run
+//! `corodrill lab ...`, and checked with corosync's own tools inside the
+//! namespaces, independently of corodrill's view.
+//!
+//! They need root and Debian's corosync packages; without them they fail
+//! with the reason, never pass quietly. Each test names its labs uniquely and
+//! removes them even when it fails.
 
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+const CORODRILL: &str = env!("CARGO_BIN_EXE_corodrill");
+
+fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "the lab tests need root (network namespaces, corosync): run them as root, as CI does"
+    );
+}
+
+/// A name no other test (or concurrent test run) uses, within the 9
+/// characters a lab name may have.
+fn unique_name() -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("t{:05x}{n}", std::process::id() & 0xfffff)
+}
+
+fn corodrill(args: &[&str]) -> Output {
+    Command::new(CORODRILL)
+        .args(args)
+        .output()
+        .expect("cannot run corodrill")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "status {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A lab that is taken down when the test ends, passed or failed.
+struct TestLab {
+    name: String,
+}
+
+impl TestLab {
+    fn up(extra: &[&str]) -> TestLab {
+        require_root();
+        let lab = TestLab {
+            name: unique_name(),
+        };
+        let mut args = vec!["lab", "up", "--name", &lab.name];
+        args.extend_from_slice(extra);
+        let out = corodrill(&args);
+        assert!(
+            out.status.success(),
+            "lab up {extra:?} failed: {}",
+            text(&out)
+        );
+        lab
+    }
+
+    fn netns(&self, host: &str) -> String {
+        format!("{}-{host}", self.name)
+    }
+
+    /// A corosync tool run with plain `ip netns exec`: corosync's IPC is
+    /// reachable from the node's network namespace alone.
+    fn tool(&self, node: &str, args: &[&str]) -> String {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.netns(node)])
+            .args(args)
+            .output()
+            .expect("cannot run ip netns exec");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn down(&self) -> Output {
+        corodrill(&["lab", "down", "--name", &self.name])
+    }
+}
+
+impl Drop for TestLab {
+    fn drop(&mut self) {
+        let _ = self.down();
+    }
+}
+
+fn field<'a>(text: &'a str, key: &str) -> &'a str {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(key)
+                .map(|v| v.trim_start_matches(':').trim())
+        })
+        .unwrap_or_else(|| panic!("no {key:?} in:\n{text}"))
+}
+
+/// Node names in quorumtool's membership table.
+fn members(text: &str) -> Vec<String> {
+    text.lines()
+        .skip_while(|l| !l.trim_start().starts_with("Nodeid"))
+        .skip(1)
+        .filter_map(|l| {
+            let words: Vec<&str> = l.split_whitespace().filter(|w| *w != "(local)").collect();
+            (words.len() >= 3 && words[0] != "0").then(|| words[words.len() - 1].to_owned())
+        })
+        .collect()
+}
+
+/// Nothing of the lab is left: no namespace, mount, directory or process.
+fn assert_nothing_left(name: &str) {
+    let prefix = format!("{name}-");
+    let netns = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    let netns = String::from_utf8_lossy(&netns.stdout);
+    assert!(
+        !netns.lines().any(|l| l.starts_with(&prefix)),
+        "namespaces of {name} left:\n{netns}"
+    );
+    let dir = format!("/var/lib/corodrill/labs/{name}");
+    assert!(!std::path::Path::new(&dir).exists(), "{dir} left");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(&dir), "mounts of {dir} left");
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        assert!(!cmdline.contains(&dir), "process left: {cmdline}");
+    }
+}
+
+#[test]
+fn two_three_node_labs_at_once_then_down_leaves_nothing() {
+    require_root();
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| TestLab::up(&[]));
+        let b = s.spawn(|| TestLab::up(&[]));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    for lab in [&a, &b] {
+        for node in ["pve1", "pve2", "pve3"] {
+            let status = lab.tool(node, &["corosync-quorumtool", "-s"]);
+            assert_eq!(
+                field(&status, "Quorate"),
+                "Yes",
+                "{}/{node}:\n{status}",
+                lab.name
+            );
+            assert_eq!(
+                members(&status),
+                ["pve1", "pve2", "pve3"],
+                "{}/{node}",
+                lab.name
+            );
+            assert_eq!(field(&status, "Total votes"), "3");
+        }
+    }
+
+    // corodrill's own view agrees, and exec runs inside the node.
+    let status = corodrill(&["lab", "status", "--name", &a.name]);
+    assert!(status.status.success(), "{}", text(&status));
+    let stdout = String::from_utf8_lossy(&status.stdout);
+    assert_eq!(stdout.matches("pve1,pve2,pve3").count(), 3, "{stdout}");
+    let exec = corodrill(&[
+        "lab",
+        "exec",
+        "--name",
+        &a.name,
+        "pve2",
+        "--",
+        "sh",
+        "-c",
+        "hostname; exit 7",
+    ]);
+    assert_eq!(exec.status.code(), Some(7), "{}", text(&exec));
+    assert_eq!(String::from_utf8_lossy(&exec.stdout).trim(), "pve2");
+
+    // The inventory is there for `corodrill run`.
+    let inventory =
+        std::fs::read_to_string(format!("/var/lib/corodrill/labs/{}/inventory.toml", a.name))
+            .unwrap();
+    assert_eq!(inventory.matches("[[node]]").count(), 3, "{inventory}");
+    assert!(inventory.contains("driver = \"lab\""), "{inventory}");
+
+    // A name already up is refused before anything is touched.
+    let again = corodrill(&["lab", "up", "--name", &a.name]);
+    assert_eq!(again.status.code(), Some(2), "{}", text(&again));
+
+    // Taking one lab down leaves the other whole.
+    let down = a.down();
+    assert!(down.status.success(), "{}", text(&down));
+    assert_nothing_left(&a.name);
+    let status = b.tool("pve3", &["corosync-quorumtool", "-s"]);
+    assert_eq!(field(&status, "Quorate"), "Yes", "{status}");
+
+    // Down is idempotent.
+    let again = a.down();
+    assert!(again.status.success(), "{}", text(&again));
+    drop(b.down());
+    assert_nothing_left(&b.name);
+}
+
+#[test]
+fn two_nodes_with_qdevice_have_three_votes() {
+    let lab = TestLab::up(&["--nodes", "2", "--qdevice"]);
+    for node in ["pve1", "pve2"] {
+        let status = lab.tool(node, &["corosync-quorumtool", "-s"]);
+        assert_eq!(field(&status, "Quorate"), "Yes", "{status}");
+        assert_eq!(field(&status, "Total votes"), "3", "{status}");
+        assert!(field(&status, "Flags").contains("Qdevice"), "{status}");
+    }
+    lab.down();
+    assert_nothing_left(&lab.name);
+}
+
+#[test]
+fn two_links_and_two_node_option() {
+    let lab = TestLab::up(&[
+        "--nodes",
+        "2",
+        "--links",
+        "2",
+        "--quorum-option",
+        "two_node=1",
+    ]);
+    for node in ["pve1", "pve2"] {
+        let links = lab.tool(node, &["corosync-cfgtool", "-s"]);
+        assert!(
+            links.contains("LINK ID 0") && links.contains("LINK ID 1"),
+            "{links}"
+        );
+        assert_eq!(links.matches("connected").count(), 2, "{node}:\n{links}");
+        let status = lab.tool(node, &["corosync-quorumtool", "-s"]);
+        assert!(field(&status, "Flags").contains("2Node"), "{status}");
+    }
+    lab.down();
+    assert_nothing_left(&lab.name);
+}
+
+#[test]
+fn bad_flags_exit_2_and_touch_nothing() {
+    require_root();
+    let name = unique_name();
+    for args in [
+        vec!["--nodes", "0"],
+        vec!["--nodes", "33"],
+        vec!["--links", "0"],
+        vec!["--links", "9"],
+        vec!["--quorum-option", "bogus=1"],
+        vec!["--quorum-option", "two_node=1"],
+        vec!["--token", "x"],
+    ] {
+        let mut full = vec!["lab", "up", "--name", &name];
+        full.extend(args.iter().copied());
+        let out = corodrill(&full);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+        assert!(!out.stderr.is_empty(), "{args:?}: no message");
+    }
+    for bad_name in ["Lab", "lab-1", "abcdefghij", "x/y", ""] {
+        let out = corodrill(&["lab", "up", "--name", bad_name]);
+        assert_eq!(out.status.code(), Some(2), "{bad_name:?}: {}", text(&out));
+    }
+    let out = corodrill(&["lab", "status", "--name", &name]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "status of a lab that is not up: {}",
+        text(&out)
+    );
+    assert_nothing_left(&name);
+}
+
+#[test]
+fn missing_packages_and_not_root_exit_3() {
+    require_root();
+    let name = unique_name();
+    let out = Command::new(CORODRILL)
+        .args(["lab", "up", "--name", &name])
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("apt-get install") && stderr.contains("corosync"),
+        "{stderr}"
+    );
+
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            CORODRILL,
+            "lab",
+            "up",
+            "--name",
+            &name,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("root"),
+        "{}",
+        text(&out)
+    );
+    assert_nothing_left(&name);
+}
+
+#[test]
+fn down_cleans_up_after_a_killed_lab_up() {
+    require_root();
+    // Kill `lab up` at several points of its work; each time `lab down`
+    // must remove whatever was built.
+    for delay_ms in [30u64, 150, 600] {
+        let name = unique_name();
+        let mut child = Command::new(CORODRILL)
+            .args(["lab", "up", "--name", &name, "--nodes", "2", "--qdevice"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        let out = corodrill(&["lab", "down", "--name", &name]);
+        assert!(out.status.success(), "after {delay_ms} ms: {}", text(&out));
+        assert_nothing_left(&name);
+    }
+}

@@ -191,11 +191,17 @@ Membership information
     fn inquorate_and_down() {
         let text = QUORATE
             .replace("Quorate:          Yes", "Quorate:          No")
-            .replace("Quorum:           2  ", "Quorum:           2 Activity blocked");
+            .replace(
+                "Quorum:           2  ",
+                "Quorum:           2 Activity blocked",
+            );
         let s = parse_quorum_status(&text).unwrap();
         assert!(!s.quorate);
         assert_eq!(s.quorum, 2);
-        assert_eq!(parse_quorum_status("Cannot initialize QUORUM service\n"), None);
+        assert_eq!(
+            parse_quorum_status("Cannot initialize QUORUM service\n"),
+            None
+        );
     }
 
     #[test]

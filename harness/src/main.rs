@@ -9,7 +9,11 @@ use clap::{Parser, Subcommand};
 use corodrill::lab::{self, LabError, LabSpec, Profile};
 
 #[derive(Parser)]
-#[command(name = "corodrill", version, about = "Failure drills for corosync clusters")]
+#[command(
+    name = "corodrill",
+    version,
+    about = "Failure drills for corosync clusters"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -108,7 +112,15 @@ fn run_lab(cmd: LabCommand) -> Result<ExitCode, LabError> {
             quorum_options,
             inventory_out,
         } => {
-            let spec = LabSpec::new(&name, nodes, links, qdevice, token, profile, &quorum_options)?;
+            let spec = LabSpec::new(
+                &name,
+                nodes,
+                links,
+                qdevice,
+                token,
+                profile,
+                &quorum_options,
+            )?;
             let up = lab::up(spec, inventory_out.as_deref(), &progress)?;
             println!(
                 "lab {} is up: {} nodes quorate in {:.1}s",
@@ -207,7 +219,14 @@ fn print_status(lab: &lab::Lab, hosts: &[lab::HostStatus]) {
                 let links: Vec<String> = h
                     .links
                     .iter()
-                    .map(|l| format!("ring{}:{}/{}", l.link, l.connected_peers(), l.remote_peers()))
+                    .map(|l| {
+                        format!(
+                            "ring{}:{}/{}",
+                            l.link,
+                            l.connected_peers(),
+                            l.remote_peers()
+                        )
+                    })
                     .collect();
                 println!(
                     "{:<6} {:<9} {:<8} {:<8} {:<24} {:>5}  {}",
@@ -221,7 +240,11 @@ fn print_status(lab: &lab::Lab, hosts: &[lab::HostStatus]) {
                 );
             }
             None if h.host == "qnetd" => {
-                let state = if h.running { "qnetd running" } else { "qnetd down" };
+                let state = if h.running {
+                    "qnetd running"
+                } else {
+                    "qnetd down"
+                };
                 println!("{:<6} {state}", h.host);
             }
             None => println!("{:<6} {:<9} -", h.host, running),

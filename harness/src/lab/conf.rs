@@ -111,7 +111,16 @@ mod tests {
 
     #[test]
     fn fast_profile_two_links_qdevice() {
-        let spec = LabSpec::new("lab", 2, 2, true, None, Profile::Fast, &["two_node=1".into()]).unwrap();
+        let spec = LabSpec::new(
+            "lab",
+            2,
+            2,
+            true,
+            None,
+            Profile::Fast,
+            &["two_node=1".into()],
+        )
+        .unwrap();
         let conf = render(&spec);
         assert_parsable(&conf);
         assert!(conf.contains("  token: 1000\n"));

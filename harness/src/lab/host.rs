@@ -70,7 +70,10 @@ pub fn netns_exists(netns: &str) -> bool {
 }
 
 pub fn add_netns(netns: &str) -> Result<(), LabError> {
-    run(Command::new("ip").args(["netns", "add", netns]), "creating network namespace")?;
+    run(
+        Command::new("ip").args(["netns", "add", netns]),
+        "creating network namespace",
+    )?;
     run(
         Command::new("ip").args(["-n", netns, "link", "set", "lo", "up"]),
         "bringing lo up",
@@ -83,7 +86,10 @@ pub fn delete_netns(netns: &str) -> Result<(), LabError> {
     if !netns_exists(netns) {
         return Ok(());
     }
-    run(Command::new("ip").args(["netns", "delete", netns]), "deleting network namespace")?;
+    run(
+        Command::new("ip").args(["netns", "delete", netns]),
+        "deleting network namespace",
+    )?;
     Ok(())
 }
 
@@ -102,8 +108,19 @@ pub fn list_netns() -> Vec<String> {
 pub fn make_private_mount(dir: &Path) -> Result<(), LabError> {
     mount(Some(dir), dir, None::<&str>, MsFlags::MS_BIND, None::<&str>)
         .map_err(|e| LabError::io(format!("bind-mounting {}", dir.display()), e.into()))?;
-    mount(None::<&str>, dir, None::<&str>, MsFlags::MS_PRIVATE, None::<&str>)
-        .map_err(|e| LabError::io(format!("making {} a private mount", dir.display()), e.into()))?;
+    mount(
+        None::<&str>,
+        dir,
+        None::<&str>,
+        MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| {
+        LabError::io(
+            format!("making {} a private mount", dir.display()),
+            e.into(),
+        )
+    })?;
     Ok(())
 }
 
@@ -127,7 +144,8 @@ impl HostNamespaces {
     /// namespace (hostname = the host's name).
     pub fn create(&self, hostname: &str) -> Result<(), LabError> {
         for file in [&self.mnt, &self.uts] {
-            File::create(file).map_err(|e| LabError::io(format!("creating {}", file.display()), e))?;
+            File::create(file)
+                .map_err(|e| LabError::io(format!("creating {}", file.display()), e))?;
         }
         let script = format!(
             "mount -t tmpfs -o mode=0755 corodrill /run && \
@@ -156,7 +174,9 @@ impl HostNamespaces {
     }
 
     fn command_in(&self, program: &str, new_session: bool) -> Result<Command, LabError> {
-        let open = |p: &Path| File::open(p).map_err(|e| LabError::io(format!("opening {}", p.display()), e));
+        let open = |p: &Path| {
+            File::open(p).map_err(|e| LabError::io(format!("opening {}", p.display()), e))
+        };
         let (net, mnt, uts) = (open(&self.net)?, open(&self.mnt)?, open(&self.uts)?);
         let mut cmd = Command::new(program);
         // SAFETY: between fork and exec this only makes async-signal-safe
@@ -212,7 +232,8 @@ pub fn spawn_daemon(
     envs: &[(&str, &str)],
     log: &Path,
 ) -> Result<LabProcess, LabError> {
-    let out = File::create(log).map_err(|e| LabError::io(format!("creating {}", log.display()), e))?;
+    let out =
+        File::create(log).map_err(|e| LabError::io(format!("creating {}", log.display()), e))?;
     let err = out
         .try_clone()
         .map_err(|e| LabError::io(format!("opening {}", log.display()), e))?;
@@ -300,11 +321,13 @@ pub fn kill_and_wait(pids: &[i32], timeout: Duration) -> Vec<i32> {
 }
 
 pub fn write_file(path: &Path, contents: &[u8]) -> Result<(), LabError> {
-    std::fs::write(path, contents).map_err(|e| LabError::io(format!("writing {}", path.display()), e))
+    std::fs::write(path, contents)
+        .map_err(|e| LabError::io(format!("writing {}", path.display()), e))
 }
 
 pub fn create_dir(path: &Path) -> Result<(), LabError> {
-    std::fs::create_dir_all(path).map_err(|e| LabError::io(format!("creating {}", path.display()), e))
+    std::fs::create_dir_all(path)
+        .map_err(|e| LabError::io(format!("creating {}", path.display()), e))
 }
 
 /// 256 random bytes, as `corosync-keygen` makes, readable by root only.
