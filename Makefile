@@ -1,0 +1,29 @@
+# The two commands of the README: `make demo` and `make test`.
+CARGO ?= cargo
+
+.PHONY: deps build demo test bench lint clean-labs
+
+deps:
+	./scripts/install-deps
+
+build: deps
+	$(CARGO) build --workspace
+
+# For now: a 3-node lab up, its status, and down again (the drill runner
+# will make this run real drills).
+demo: build
+	./scripts/demo
+
+test: deps
+	$(CARGO) test --workspace
+
+bench: deps
+	$(CARGO) bench --bench lab_up
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# Removes every lab on this machine (safe to run at any time).
+clean-labs:
+	$(CARGO) run -q --bin corodrill -- lab down --all
