@@ -268,6 +268,13 @@ pub fn proc_start_time(pid: i32) -> Option<(u64, bool)> {
     Some((start, state == "Z"))
 }
 
+/// The kernel's name of a process (`comm`, at most 15 bytes).
+pub fn process_name(pid: i32) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .ok()
+        .map(|s| s.trim_end().to_owned())
+}
+
 /// Pids of every process whose network or mount namespace is one of `files`
 /// (compared by device and inode, never by process name).
 pub fn processes_in(files: &[&Path]) -> Vec<i32> {

@@ -190,11 +190,13 @@ impl Lab {
             .unwrap_or_default()
     }
 
+    /// Whether `program` runs inside the host's network namespace. Found by
+    /// namespace, then name: faults restart corosync, so the pid the lab
+    /// recorded at start-up may no longer be it.
     fn running(&self, host: &str, program: &str) -> bool {
-        self.record
-            .processes
-            .iter()
-            .any(|p| p.host == host && p.program == program && p.is_alive())
+        host::processes_in(&[self.namespaces(host).net.as_path()])
+            .into_iter()
+            .any(|pid| host::process_name(pid).as_deref() == Some(program))
     }
 
     /// Whether one node sees the cluster whole: quorate, every node a
