@@ -1,9 +1,12 @@
 //! The messages between the corodrill controller and its agents.
 //!
-//! This crate knows nothing of nftables, corosync or experiments: it only says
-//! what travels over the agent's stdin/stdout (one JSON object per line). The
-//! full request/response set arrives with the agent; for now it carries the
-//! version both sides must agree on.
+//! One JSON object per line over the agent's stdin (requests) and stdout
+//! (the hello, replies and events). This crate knows nothing of nftables,
+//! corosync or experiments: faults are described concretely (addresses,
+//! signals, offsets) so that the agent needs no knowledge of the cluster's
+//! layout or of the drill.
+
+use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
@@ -11,19 +14,337 @@ use serde::{Deserialize, Serialize};
 /// agent refuse to talk across different versions.
 pub const PROTOCOL_VERSION: u32 = 1;
 
-/// The first line an agent writes: who it is and what it speaks.
+/// What the controller sends: a request id (echoed in the reply) and the op.
+/// (`deny_unknown_fields` does not combine with `flatten`; the faults inside
+/// with fields deny them.)
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    pub id: u64,
+    #[serde(flatten)]
+    pub op: Op,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Op {
+    /// Apply a fault. It is journaled (fsynced) before it takes effect and
+    /// rolled back by the agent itself if the lease is not renewed in time.
+    Apply {
+        fault_id: String,
+        fault: Fault,
+        lease_ms: u64,
+        /// On a real node the agent refuses a fault that would cut the
+        /// controller's own connection unless the experiment allows it.
+        #[serde(default)]
+        allow_management_cut: bool,
+    },
+    /// Renew the lease of every applied fault for another `lease_ms`.
+    Renew { lease_ms: u64 },
+    /// Roll one fault back; healing a fault that is not applied is not an error.
+    Heal { fault_id: String },
+    /// Roll every applied fault back.
+    HealAll,
+    /// Start streaming quorum events (the current state first).
+    Watch,
+    /// Roll everything back and exit.
+    Shutdown,
+}
+
+/// Which way a cut drops traffic, seen from the node the agent runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    Both,
+    /// This node receives nothing from the peers (they cannot send to it).
+    Inbound,
+    /// This node cannot send to the peers.
+    Outbound,
+}
+
+/// A fault as the agent applies it on its own node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Fault {
+    /// Drop corosync traffic (UDP 5405-5412) to and/or from these peer
+    /// addresses: partition, isolate and one-way cuts are all this.
+    Cut {
+        peers: Vec<IpAddr>,
+        direction: Direction,
+    },
+    /// Take down the interface that holds this local address.
+    LinkDown { address: IpAddr },
+    /// Degrade corosync traffic with these peers (loss) and on the
+    /// interfaces that hold these local addresses (rate, delay, jitter).
+    Degrade {
+        peers: Vec<IpAddr>,
+        addresses: Vec<IpAddr>,
+        #[serde(default)]
+        loss_percent: Option<u8>,
+        #[serde(default)]
+        delay_ms: Option<u32>,
+        #[serde(default)]
+        jitter_ms: Option<u32>,
+        /// tc rate, for example "1mbit".
+        #[serde(default)]
+        rate: Option<String>,
+    },
+    /// SIGKILL corosync; heal starts it again.
+    Kill,
+    /// Stop corosync cleanly (SIGTERM, wait); heal starts it again.
+    Stop,
+    /// SIGSTOP corosync; heal sends SIGCONT.
+    Pause,
+    /// Move the node's clock by `offset_ms`; with `strobe_ms`, flip between
+    /// the offset and none every `strobe_ms`.
+    ClockSkew {
+        offset_ms: i64,
+        #[serde(default)]
+        strobe_ms: Option<u64>,
+    },
+    /// Lab nodes: kill every process of the node but the agent, and take its
+    /// links down; heal brings the links up and starts corosync.
+    PowerOff,
+    /// An operator command, and the command that undoes it.
+    Command {
+        run: String,
+        #[serde(default)]
+        undo: Option<String>,
+    },
+}
+
+impl Fault {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Fault::Cut { .. } => "cut",
+            Fault::LinkDown { .. } => "link-down",
+            Fault::Degrade { .. } => "degrade",
+            Fault::Kill => "kill",
+            Fault::Stop => "stop",
+            Fault::Pause => "pause",
+            Fault::ClockSkew { .. } => "clock-skew",
+            Fault::PowerOff => "power-off",
+            Fault::Command { .. } => "command",
+        }
+    }
+}
+
+/// How the agent can move this node's clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClockMethod {
+    /// A lab node: its daemons run under libfaketime with a control file.
+    Libfaketime,
+    /// A real node: clock_settime, put back from the monotonic clock on heal.
+    ClockSettime,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+pub struct Capabilities {
+    /// The kernel has sch_netem (delay and jitter come from netem).
+    pub netem: bool,
+    pub clock: ClockMethod,
+    /// `corosync -v`, or None if corosync is not installed.
+    pub corosync_version: Option<String>,
+}
+
+/// The agent's first line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hello {
     pub protocol_version: u32,
     pub agent_version: String,
+    /// The node's hostname.
+    pub node: String,
+    /// corosync's node id for this node, if corosync answers.
+    pub node_id: Option<u32>,
+    pub capabilities: Capabilities,
+    /// Faults a previous agent journaled and this one rolled back at start.
+    pub recovered: Vec<RollbackReport>,
+}
+
+/// What the agent found after rolling a fault back. A state it could not
+/// read counts as not rolled back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RollbackReport {
+    pub fault_id: String,
+    pub kind: String,
+    pub clean: bool,
+    /// What was checked, or what was found left.
+    pub detail: String,
+}
+
+/// What the agent writes: the hello, replies and events.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Message {
+    Hello(Hello),
+    Reply(Reply),
+    Event(Event),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reply {
+    pub id: u64,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    Ok {
+        /// When the change took effect, on the agent's monotonic clock.
+        mono_ns: u64,
+    },
+    Healed {
+        mono_ns: u64,
+        reports: Vec<RollbackReport>,
+    },
+    Error {
+        message: String,
+    },
+}
+
+/// Something the agent observed, stamped with its monotonic clock (which
+/// fault-injected wall-clock skew does not move) and UTC.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub mono_ns: u64,
+    /// Microseconds since the Unix epoch, from the agent's real-time clock.
+    pub utc_us: i64,
+    #[serde(flatten)]
+    pub body: EventBody,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub node_id: u32,
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EventBody {
+    /// This node's view of quorum changed (or is reported for the first time).
+    Quorum {
+        quorate: bool,
+        ring_id: String,
+        members: Vec<Member>,
+        expected_votes: Option<u32>,
+        total_votes: Option<u32>,
+        quorum: Option<u32>,
+        qdevice: Option<bool>,
+    },
+    /// corosync does not answer on this node (killed, stopped, powered off).
+    CorosyncDown { reason: String },
+    /// A fault's lease ran out and the agent rolled it back by itself.
+    LeaseExpired { reports: Vec<RollbackReport> },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProtocolError {
+    #[error("malformed message: {0}")]
+    Malformed(#[from] serde_json::Error),
+    #[error(
+        "protocol version mismatch: the agent speaks {agent}, this controller {controller}; \
+         install the same corodrill version on both sides"
+    )]
+    VersionMismatch { agent: u32, controller: u32 },
 }
 
 impl Hello {
-    pub fn new(agent_version: &str) -> Self {
-        Hello {
-            protocol_version: PROTOCOL_VERSION,
-            agent_version: agent_version.to_owned(),
+    /// The controller's check of an agent's hello.
+    pub fn check_version(&self) -> Result<(), ProtocolError> {
+        if self.protocol_version != PROTOCOL_VERSION {
+            return Err(ProtocolError::VersionMismatch {
+                agent: self.protocol_version,
+                controller: PROTOCOL_VERSION,
+            });
         }
+        Ok(())
+    }
+}
+
+/// One message as a line (no newline).
+pub fn to_line<T: Serialize>(msg: &T) -> String {
+    // These types serialize to JSON without fail (no maps with non-string keys).
+    serde_json::to_string(msg)
+        .unwrap_or_else(|e| format!("{{\"type\":\"unserializable\",\"error\":\"{e}\"}}"))
+}
+
+pub fn parse_request(line: &str) -> Result<Request, ProtocolError> {
+    Ok(serde_json::from_str(line)?)
+}
+
+pub fn parse_message(line: &str) -> Result<Message, ProtocolError> {
+    Ok(serde_json::from_str(line)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_round_trip() {
+        let req = Request {
+            id: 7,
+            op: Op::Apply {
+                fault_id: "cut".into(),
+                fault: Fault::Cut {
+                    peers: vec!["198.18.0.2".parse().unwrap()],
+                    direction: Direction::Both,
+                },
+                lease_ms: 5000,
+                allow_management_cut: false,
+            },
+        };
+        let line = to_line(&req);
+        assert!(line.contains("\"op\":\"apply\""), "{line}");
+        assert!(line.contains("\"kind\":\"cut\""), "{line}");
+        assert_eq!(parse_request(&line).unwrap(), req);
+        assert!(parse_request(
+            r#"{"id":1,"op":"apply","fault_id":"x","fault":{"kind":"bogus"},"lease_ms":1}"#
+        )
+        .is_err());
+        assert_eq!(
+            parse_request(r#"{"id":2,"op":"heal_all"}"#).unwrap().op,
+            Op::HealAll
+        );
+    }
+
+    #[test]
+    fn version_mismatch_is_explained() {
+        let hello = Hello {
+            protocol_version: PROTOCOL_VERSION + 1,
+            agent_version: "9.9.9".into(),
+            node: "pve1".into(),
+            node_id: Some(1),
+            capabilities: Capabilities {
+                netem: false,
+                clock: ClockMethod::Libfaketime,
+                corosync_version: None,
+            },
+            recovered: vec![],
+        };
+        let err = hello.check_version().unwrap_err().to_string();
+        assert!(err.contains("version mismatch"), "{err}");
+        let line = to_line(&Message::Hello(hello.clone()));
+        assert_eq!(parse_message(&line).unwrap(), Message::Hello(hello));
+    }
+
+    #[test]
+    fn events_carry_their_kind() {
+        let ev = Message::Event(Event {
+            mono_ns: 1,
+            utc_us: 2,
+            body: EventBody::CorosyncDown {
+                reason: "no answer".into(),
+            },
+        });
+        let line = to_line(&ev);
+        assert!(
+            line.contains("\"type\":\"event\"") && line.contains("\"kind\":\"corosync_down\""),
+            "{line}"
+        );
+        assert_eq!(parse_message(&line).unwrap(), ev);
     }
 }

@@ -568,7 +568,11 @@ pub fn inventory(lab: &Lab) -> Inventory {
         .node_names()
         .enumerate()
         .map(|(i, name)| InventoryNode {
-            connect: format!("{} {agent} --stdio", lab.namespaces(&name).nsenter_prefix()),
+            connect: format!(
+                "{} {agent} --stdio --lab-node {}",
+                lab.namespaces(&name).nsenter_prefix(),
+                lab.host_dir(&name).display()
+            ),
             links: (0..spec.links)
                 .map(|l| (format!("ring{l}"), node_address(i as u8 + 1, l).to_string()))
                 .collect(),

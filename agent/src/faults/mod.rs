@@ -1,0 +1,186 @@
+//! Fault kinds. Each module holds one kind's `apply` and `rollback` side by
+//! side, and `check`, which reads the node's state back after a rollback.
+//! Rollbacks are idempotent: rolling back what is already gone succeeds.
+//!
+//! What `apply` returns (`Undo`) is journaled before the fault takes effect
+//! where that is possible, and is all a fresh agent needs to roll it back.
+
+pub mod clock;
+pub mod command;
+pub mod cut;
+pub mod degrade;
+pub mod link;
+pub mod power;
+pub mod process;
+
+use std::net::IpAddr;
+
+use corodrill_protocol::Fault;
+use serde::{Deserialize, Serialize};
+
+use crate::nft::NftSession;
+use crate::node::Node;
+
+/// What rolls a fault back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Undo {
+    /// Chains and sets of corodrill's owned nftables table.
+    Nft(cut::NftObjects),
+    LinkUp(link::LinkUndo),
+    Degrade(degrade::DegradeUndo),
+    Process(process::ProcessUndo),
+    Clock(clock::ClockUndo),
+    PowerOn(power::PowerUndo),
+    Command(command::CommandUndo),
+}
+
+/// What the faults share on this node.
+pub struct Ctx {
+    pub node: Node,
+    /// The `nft -i` that owns corodrill's table, while a fault uses it.
+    pub nft: Option<NftSession>,
+    /// Numbers nftables object names (fault ids are the operator's words and
+    /// may hold any character).
+    next_object: u64,
+    /// The objects of the nft-using faults applied now; when none is left
+    /// the session is dropped and the table goes with it.
+    pub nft_objects: Vec<cut::NftObjects>,
+    /// How long nftables set elements live without renewal (a little past
+    /// the lease): the kernel-side dead-man.
+    pub deadman: std::time::Duration,
+    /// The controller's address when it arrived over ssh: never cut it.
+    pub management: Option<IpAddr>,
+}
+
+impl Ctx {
+    pub fn new(node: Node) -> Ctx {
+        Ctx {
+            node,
+            nft: None,
+            next_object: 0,
+            nft_objects: Vec::new(),
+            deadman: std::time::Duration::from_secs(30),
+            management: management_address(),
+        }
+    }
+
+    pub fn object_name(&mut self, prefix: &str) -> String {
+        self.next_object += 1;
+        format!("{prefix}{}_{}", std::process::id(), self.next_object)
+    }
+
+    pub fn nft(&mut self) -> Result<&mut NftSession, String> {
+        if self.nft.as_mut().is_some_and(|s| !s.is_alive()) {
+            self.nft = None;
+        }
+        if self.nft.is_none() {
+            self.nft = Some(NftSession::start().map_err(|e| e.to_string())?);
+        }
+        self.nft
+            .as_mut()
+            .ok_or_else(|| "nft session unavailable".to_string())
+    }
+}
+
+/// `SSH_CONNECTION` is "client port server port": the client is the
+/// controller's address on the management network.
+fn management_address() -> Option<IpAddr> {
+    std::env::var("SSH_CONNECTION")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Applies a fault and returns how to undo it. `journal` is called with the
+/// undo *before* the fault takes effect (for faults whose undo is known in
+/// advance); it must succeed or nothing is applied.
+pub fn apply(
+    ctx: &mut Ctx,
+    fault: &Fault,
+    allow_management_cut: bool,
+    journal: &mut dyn FnMut(&Undo) -> Result<(), String>,
+) -> Result<Undo, String> {
+    if !allow_management_cut {
+        refuse_management_cut(ctx, fault)?;
+    }
+    match fault {
+        Fault::Cut { peers, direction } => cut::apply(ctx, peers, *direction, journal),
+        Fault::LinkDown { address } => link::apply(ctx, *address, journal),
+        Fault::Degrade {
+            peers,
+            addresses,
+            loss_percent,
+            delay_ms,
+            jitter_ms,
+            rate,
+        } => degrade::apply(
+            ctx,
+            &degrade::Degrade {
+                peers: peers.clone(),
+                addresses: addresses.clone(),
+                loss_percent: *loss_percent,
+                delay_ms: *delay_ms,
+                jitter_ms: *jitter_ms,
+                rate: rate.clone(),
+            },
+            journal,
+        ),
+        Fault::Kill | Fault::Stop | Fault::Pause => process::apply(ctx, fault, journal),
+        Fault::ClockSkew {
+            offset_ms,
+            strobe_ms,
+        } => clock::apply(ctx, *offset_ms, *strobe_ms, journal),
+        Fault::PowerOff => power::apply(ctx, journal),
+        Fault::Command { run, undo } => command::apply(run, undo.as_deref(), journal),
+    }
+}
+
+/// Rolls a fault back, then reads the state back. `Ok(detail)` means the
+/// node is clean of it; `Err` says what is left or could not be read.
+pub fn rollback(ctx: &mut Ctx, undo: &Undo) -> Result<String, String> {
+    match undo {
+        Undo::Nft(objects) => cut::rollback(ctx, objects),
+        Undo::LinkUp(u) => link::rollback(u),
+        Undo::Degrade(u) => degrade::rollback(ctx, u),
+        Undo::Process(u) => process::rollback(ctx, u),
+        Undo::Clock(u) => clock::rollback(ctx, u),
+        Undo::PowerOn(u) => power::rollback(ctx, u),
+        Undo::Command(u) => command::rollback(u),
+    }
+}
+
+fn refuse_management_cut(ctx: &Ctx, fault: &Fault) -> Result<(), String> {
+    let Some(mgmt) = ctx.management else {
+        return Ok(());
+    };
+    let cuts_it = match fault {
+        Fault::Cut { peers, .. } => peers.contains(&mgmt),
+        Fault::Degrade { peers, .. } => peers.contains(&mgmt),
+        Fault::LinkDown { address } => link::interface_of(*address).ok().is_some_and(|iface| {
+            link::interface_of_route_to(mgmt).as_deref() == Some(iface.as_str())
+        }),
+        Fault::PowerOff => true,
+        _ => false,
+    };
+    if cuts_it {
+        return Err(format!(
+            "refused: this fault would cut the controller's own connection (from {mgmt}, SSH_CONNECTION); \
+             the experiment must allow it explicitly"
+        ));
+    }
+    Ok(())
+}
+
+/// UDP ports corosync (knet) uses: 5405 and up, one per link at most.
+pub const COROSYNC_PORTS: &str = "5405-5412";
+
+/// An nftables address match for a set of peers of one family.
+pub fn family(addr: &IpAddr) -> (&'static str, &'static str) {
+    match addr {
+        IpAddr::V4(_) => ("ip", "ipv4_addr"),
+        IpAddr::V6(_) => ("ip6", "ipv6_addr"),
+    }
+}

@@ -1,0 +1,228 @@
+//! The quorum watch: libquorum notifications (rust-corosync, model 1) for
+//! quorate, ring id and members; libvotequorum for votes, expected votes,
+//! quorum and the QDevice. Every change becomes one event stamped with the
+//! agent's monotonic clock. When corosync stops answering the stream says
+//! so once, and the watch reconnects when corosync is back.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::os::fd::BorrowedFd;
+use std::time::Duration;
+
+use corodrill_protocol::{EventBody, Member};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use rust_corosync::{cmap, quorum, votequorum, DispatchFlags, NodeId, TrackFlags};
+
+use crate::server::Out;
+
+/// What the library callbacks saw, collected in the watching thread (the
+/// callbacks are plain `fn`s, called from `dispatch` on this same thread).
+enum Notice {
+    Quorum {
+        quorate: bool,
+        ring: String,
+        members: Vec<u32>,
+    },
+    Votes,
+}
+
+thread_local! {
+    static NOTICES: RefCell<Vec<Notice>> = const { RefCell::new(Vec::new()) };
+}
+
+fn on_quorum(_: &quorum::Handle, quorate: bool, ring_id: quorum::RingId, members: Vec<NodeId>) {
+    // corosync-quorumtool prints ring ids as hex "nodeid.seq".
+    let ring = format!("{:x}.{:x}", u32::from(ring_id.nodeid), ring_id.seq);
+    let members = members.into_iter().map(u32::from).collect();
+    NOTICES.with(|n| {
+        n.borrow_mut().push(Notice::Quorum {
+            quorate,
+            ring,
+            members,
+        })
+    });
+}
+
+fn on_expected_votes(_: &votequorum::Handle, _context: u64, _expected: u32) {
+    NOTICES.with(|n| n.borrow_mut().push(Notice::Votes));
+}
+
+/// Runs forever on its own thread.
+pub fn watch(out: &Out) {
+    let mut down_reported = false;
+    loop {
+        if let Err(reason) = session(out, &mut down_reported) {
+            if !down_reported {
+                out.event(EventBody::CorosyncDown { reason });
+                down_reported = true;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn cs<T>(what: &str, r: rust_corosync::Result<T>) -> Result<T, String> {
+    r.map_err(|e| format!("{what}: {e}"))
+}
+
+fn session(out: &Out, down_reported: &mut bool) -> Result<(), String> {
+    let model = quorum::ModelData::ModelV1(quorum::Model1Data {
+        flags: quorum::Model1Flags::None,
+        quorum_notification_fn: Some(on_quorum),
+        nodelist_notification_fn: None,
+    });
+    let (qh, _) = cs("quorum_initialize", quorum::initialize(&model, 0))?;
+    let vh = cs(
+        "votequorum_initialize",
+        votequorum::initialize(&votequorum::Callbacks {
+            quorum_notification_fn: None,
+            nodelist_notification_fn: None,
+            expectedvotes_notification_fn: Some(on_expected_votes),
+        }),
+    )?;
+    let names = node_names();
+    let own_id = own_node_id();
+    cs(
+        "votequorum_trackstart",
+        votequorum::trackstart(&vh, 0, TrackFlags::Changes),
+    )?;
+    // corosync sends the current state right after trackstart.
+    cs(
+        "quorum_trackstart",
+        quorum::trackstart(&qh, TrackFlags::Changes),
+    )?;
+    let qfd = cs("quorum_fd_get", quorum::fd_get(&qh))?;
+    let vfd = cs("votequorum_fd_get", votequorum::fd_get(&vh))?;
+    *down_reported = false;
+    let mut last: Option<(bool, String, Vec<u32>)> = None;
+    loop {
+        // SAFETY: both descriptors belong to the handles, alive for this loop.
+        let (qb, vb) = unsafe { (BorrowedFd::borrow_raw(qfd), BorrowedFd::borrow_raw(vfd)) };
+        let mut fds = [
+            PollFd::new(qb, PollFlags::POLLIN),
+            PollFd::new(vb, PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::from(1000u16)) {
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(format!("poll: {e}")),
+        }
+        let ready = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
+        let hung = |fd: &PollFd| {
+            fd.revents().is_some_and(|r| {
+                r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR | PollFlags::POLLNVAL)
+            })
+        };
+        if ready(&fds[0]) {
+            cs("quorum_dispatch", quorum::dispatch(&qh, DispatchFlags::All))?;
+        }
+        if ready(&fds[1]) {
+            cs(
+                "votequorum_dispatch",
+                votequorum::dispatch(&vh, DispatchFlags::All),
+            )?;
+        }
+        if hung(&fds[0]) || hung(&fds[1]) {
+            return Err("corosync closed the connection".into());
+        }
+        let notices = NOTICES.with(|n| std::mem::take(&mut *n.borrow_mut()));
+        let mut changed = false;
+        for notice in notices {
+            match notice {
+                Notice::Quorum {
+                    quorate,
+                    ring,
+                    members,
+                } => {
+                    last = Some((quorate, ring, members));
+                    changed = true;
+                }
+                Notice::Votes => changed = true,
+            }
+        }
+        if let (true, Some((quorate, ring, members))) = (changed, &last) {
+            out.event(quorum_event(&vh, own_id, *quorate, ring, members, &names));
+        }
+    }
+}
+
+fn quorum_event(
+    vh: &votequorum::Handle,
+    own_id: Option<u32>,
+    quorate: bool,
+    ring: &str,
+    members: &[u32],
+    names: &BTreeMap<u32, String>,
+) -> EventBody {
+    let own = own_id.and_then(|id| votequorum::get_info(vh, NodeId::from(id)).ok());
+    // libvotequorum's info has no total: add up the members' votes and the
+    // QDevice's when it casts one.
+    let member_votes: Option<u32> = members
+        .iter()
+        .map(|&m| {
+            votequorum::get_info(vh, NodeId::from(m))
+                .ok()
+                .map(|i| i.node_votes)
+        })
+        .sum();
+    let qdevice_registered = own.as_ref().map(|i| {
+        i.flags
+            .contains(votequorum::NodeInfoFlags::VOTEQUORUM_INFO_QDEVICE_REGISTERED)
+    });
+    let qdevice_votes = own
+        .as_ref()
+        .filter(|i| {
+            i.flags
+                .contains(votequorum::NodeInfoFlags::VOTEQUORUM_INFO_QDEVICE_CAST_VOTE)
+        })
+        .map_or(0, |i| i.qdevice_votes);
+    EventBody::Quorum {
+        quorate,
+        ring_id: ring.to_owned(),
+        members: members
+            .iter()
+            .map(|&id| Member {
+                node_id: id,
+                name: names.get(&id).cloned(),
+            })
+            .collect(),
+        expected_votes: own.as_ref().map(|i| i.node_expected_votes),
+        total_votes: member_votes.map(|v| v + qdevice_votes),
+        quorum: own.as_ref().map(|i| i.quorum),
+        qdevice: qdevice_registered.map(|registered| registered && qdevice_votes > 0),
+    }
+}
+
+/// Node id -> name from corosync's nodelist (`nodelist.node.N.*`).
+pub fn node_names() -> BTreeMap<u32, String> {
+    let mut names = BTreeMap::new();
+    let Ok(h) = cmap::initialize(cmap::Map::Icmap) else {
+        return names;
+    };
+    for n in 0..64 {
+        let Ok(id) = cmap::get(&h, &format!("nodelist.node.{n}.nodeid")) else {
+            break;
+        };
+        let id = match id {
+            cmap::Data::UInt32(id) => id,
+            _ => continue,
+        };
+        // cmap::get mishandles strings longer than 15 bytes (DESIGN.md):
+        // keep only a name that looks whole.
+        if let Ok(cmap::Data::String(name)) = cmap::get(&h, &format!("nodelist.node.{n}.name")) {
+            if !name.is_empty() && name.len() < 16 && name.chars().all(|c| c.is_ascii_graphic()) {
+                names.insert(id, name);
+            }
+        }
+    }
+    names
+}
+
+/// This node's corosync node id, if corosync answers.
+pub fn own_node_id() -> Option<u32> {
+    let h = cmap::initialize(cmap::Map::Icmap).ok()?;
+    match cmap::get(&h, "runtime.votequorum.this_node_id").ok()? {
+        cmap::Data::UInt32(id) => Some(id),
+        _ => None,
+    }
+}
