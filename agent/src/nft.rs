@@ -11,7 +11,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::Duration;
 
@@ -40,7 +40,7 @@ impl NftSession {
     pub fn start() -> Result<NftSession, NftError> {
         let (read_end, write_end) = std::io::pipe().map_err(NftError::Spawn)?;
         let write_err = write_end.try_clone().map_err(NftError::Spawn)?;
-        let mut cmd = Command::new("nft");
+        let mut cmd = crate::node::command("nft");
         cmd.arg("-i")
             .stdin(Stdio::piped())
             // One stream for output and errors: nft handles commands in
@@ -124,7 +124,7 @@ impl NftSession {
     /// The table's text as `nft list table` shows it, read by a separate
     /// process: what any operator would see.
     pub fn list() -> Option<String> {
-        let out = Command::new("nft")
+        let out = crate::node::command("nft")
             .args(["list", "table", "inet", TABLE])
             .stderr(Stdio::null())
             .output()

@@ -112,7 +112,7 @@ impl Node {
                     "corosync",
                     &["-f", "-c", &path(&dir.join("corosync.conf"))],
                 )?,
-                NodeKind::Real => run_ok(Command::new("systemctl").args(["start", "corosync"]))?,
+                NodeKind::Real => run_ok(command("systemctl").args(["start", "corosync"]))?,
             }
         }
         wait_until(Duration::from_secs(15), corosync_answers)
@@ -120,9 +120,7 @@ impl Node {
         if qdevice && !self.qdevice_running() {
             match &self.kind {
                 NodeKind::Lab { dir } => self.spawn_lab_daemon(dir, "corosync-qdevice", &["-f"])?,
-                NodeKind::Real => {
-                    run_ok(Command::new("systemctl").args(["start", "corosync-qdevice"]))?
-                }
+                NodeKind::Real => run_ok(command("systemctl").args(["start", "corosync-qdevice"]))?,
             }
         }
         Ok(())
@@ -144,7 +142,7 @@ impl Node {
         let log = std::fs::File::create(dir.join(format!("{program}.out")))
             .map_err(|e| format!("cannot write {program}.out: {e}"))?;
         let log2 = log.try_clone().map_err(|e| e.to_string())?;
-        let mut cmd = Command::new(program);
+        let mut cmd = command(program);
         cmd.args(args)
             .env("LD_PRELOAD", &preload)
             .env("FAKETIME_TIMESTAMP_FILE", dir.join("faketime"))
@@ -180,6 +178,22 @@ impl Node {
     }
 }
 
+/// A command for the node. The agent blocks SIGTERM, SIGINT and SIGHUP in
+/// all its threads (one thread takes them with sigwait), and a child
+/// inherits the mask across exec: without this reset, a corosync started by
+/// the agent could never be stopped with SIGTERM.
+pub fn command(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut cmd = Command::new(program);
+    // SAFETY: pthread_sigmask is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::signal::SigSet::empty().thread_set_mask()?;
+            Ok(())
+        });
+    }
+    cmd
+}
+
 pub fn is_zombie(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
@@ -190,7 +204,7 @@ pub fn is_zombie(pid: i32) -> bool {
 /// corosync's IPC answers (quorumtool exits 0 quorate, 2 inquorate, 1 when
 /// it cannot reach corosync).
 pub fn corosync_answers() -> bool {
-    Command::new("corosync-quorumtool")
+    command("corosync-quorumtool")
         .arg("-s")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -265,7 +279,7 @@ fn netem_available() -> bool {
 }
 
 fn corosync_version() -> Option<String> {
-    let out = Command::new("corosync")
+    let out = command("corosync")
         .arg("-v")
         .stderr(Stdio::null())
         .output()

@@ -1,6 +1,7 @@
 //! corodrill, the controller: reads experiments, drives the agents, judges
 //! what it saw and reports. See ARCHITECTURE.md for the map.
 
+pub mod agent;
 pub mod corosync;
 pub mod inventory;
 pub mod lab;

@@ -26,8 +26,8 @@ pub enum ClockTarget {
     /// The true time is `real_ns + (monotonic now - mono_ns)`, valid while
     /// the node has not rebooted.
     Settime {
-        real_ns: i128,
-        mono_ns: i128,
+        real_ns: i64,
+        mono_ns: i64,
         boot_id: String,
     },
 }
@@ -40,7 +40,7 @@ pub struct ClockUndo {
     /// Whether the offset is in force now (a strobe flips it).
     pub skewed: bool,
     /// Monotonic time of the last flip.
-    pub flipped_mono_ns: i128,
+    pub flipped_mono_ns: i64,
 }
 
 pub fn apply(
@@ -85,7 +85,9 @@ pub fn strobe(undo: &ClockUndo) -> Result<Option<ClockUndo>, String> {
         return Ok(None);
     };
     let now = now_ns(ClockId::CLOCK_MONOTONIC)?;
-    if now - undo.flipped_mono_ns < i128::from(period) * 1_000_000 {
+    if now - undo.flipped_mono_ns
+        < i64::try_from(period).unwrap_or(i64::MAX / 2_000_000) * 1_000_000
+    {
         return Ok(None);
     }
     let mut next = undo.clone();
@@ -107,10 +109,10 @@ fn set(target: &ClockTarget, offset_ms: i64) -> Result<(), String> {
             .map_err(|e| format!("cannot write {}: {e}", file.display())),
         ClockTarget::Settime { .. } => {
             let truth = true_time_ns(target)?;
-            let want = truth + i128::from(offset_ms) * 1_000_000;
+            let want = truth + offset_ms * 1_000_000;
             let spec = nix::sys::time::TimeSpec::new(
-                (want.div_euclid(1_000_000_000)) as i64,
-                (want.rem_euclid(1_000_000_000)) as i64,
+                want.div_euclid(1_000_000_000),
+                want.rem_euclid(1_000_000_000),
             );
             clock_settime(ClockId::CLOCK_REALTIME, spec).map_err(|e| format!("clock_settime: {e}"))
         }
@@ -139,7 +141,7 @@ fn check(target: &ClockTarget) -> Result<String, String> {
     }
 }
 
-fn true_time_ns(target: &ClockTarget) -> Result<i128, String> {
+fn true_time_ns(target: &ClockTarget) -> Result<i64, String> {
     match target {
         ClockTarget::Settime {
             real_ns,
@@ -168,9 +170,9 @@ pub fn faketime_offset(offset_ms: i64) -> String {
     }
 }
 
-fn now_ns(clock: ClockId) -> Result<i128, String> {
+fn now_ns(clock: ClockId) -> Result<i64, String> {
     let t = clock_gettime(clock).map_err(|e| format!("clock_gettime: {e}"))?;
-    Ok(i128::from(t.tv_sec()) * 1_000_000_000 + i128::from(t.tv_nsec()))
+    Ok(t.tv_sec() * 1_000_000_000 + t.tv_nsec())
 }
 
 fn boot_id() -> String {

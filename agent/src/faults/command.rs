@@ -1,8 +1,6 @@
 //! `command`: an operator's command (for example `corosync-quorumtool -e 1`)
 //! and the command that undoes it, both run on the node with `sh -c`.
 
-use std::process::Command;
-
 use serde::{Deserialize, Serialize};
 
 use super::Undo;
@@ -25,13 +23,15 @@ pub fn apply(
         undo: undo.map(str::to_owned),
     });
     journal(&u)?;
-    run_ok(Command::new("sh").args(["-c", run]))?;
+    run_ok(crate::node::command("sh").args(["-c", run]))?;
     Ok(u)
 }
 
 pub fn rollback(undo: &CommandUndo) -> Result<String, String> {
     match &undo.undo {
-        Some(cmd) => run_ok(Command::new("sh").args(["-c", cmd])).map(|()| format!("ran {cmd:?}")),
+        Some(cmd) => {
+            run_ok(crate::node::command("sh").args(["-c", cmd])).map(|()| format!("ran {cmd:?}"))
+        }
         None => Ok("no undo command".into()),
     }
 }

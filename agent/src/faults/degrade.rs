@@ -8,7 +8,6 @@
 //! restarted agent, or by `corodrill-agent --rollback`.
 
 use std::net::IpAddr;
-use std::process::Command;
 
 use serde::{Deserialize, Serialize};
 
@@ -141,7 +140,7 @@ pub fn apply(
     if let Some(args) = qdisc {
         for (i, interface) in interfaces.iter().enumerate() {
             let added = run_ok(
-                Command::new("tc")
+                crate::node::command("tc")
                     .args(["qdisc", "add", "dev", interface, "root"])
                     .args(&args),
             );
@@ -166,7 +165,7 @@ pub fn rollback(ctx: &mut Ctx, undo: &DegradeUndo) -> Result<String, String> {
     }
     for interface in &undo.qdiscs {
         if ours(interface)? {
-            run_ok(Command::new("tc").args(["qdisc", "del", "dev", interface, "root"]))?;
+            run_ok(crate::node::command("tc").args(["qdisc", "del", "dev", interface, "root"]))?;
         }
     }
     let left: Vec<&str> = undo
@@ -186,7 +185,8 @@ pub fn rollback(ctx: &mut Ctx, undo: &DegradeUndo) -> Result<String, String> {
 
 /// The interface's root qdisc is one a degrade adds.
 fn ours(interface: &str) -> Result<bool, String> {
-    let text = run_output(Command::new("tc").args(["qdisc", "show", "dev", interface, "root"]))?;
+    let text =
+        run_output(crate::node::command("tc").args(["qdisc", "show", "dev", interface, "root"]))?;
     Ok(text
         .lines()
         .any(|l| l.starts_with("qdisc tbf") || l.starts_with("qdisc netem")))

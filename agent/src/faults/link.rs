@@ -2,7 +2,6 @@
 //! up again on heal. (Addresses stay configured while an interface is down.)
 
 use std::net::IpAddr;
-use std::process::Command;
 
 use serde::{Deserialize, Serialize};
 
@@ -36,7 +35,7 @@ pub fn rollback(undo: &LinkUndo) -> Result<String, String> {
 }
 
 pub fn set_link(interface: &str, up: bool) -> Result<(), String> {
-    run_ok(Command::new("ip").args([
+    run_ok(crate::node::command("ip").args([
         "link",
         "set",
         "dev",
@@ -49,7 +48,8 @@ pub fn set_link(interface: &str, up: bool) -> Result<(), String> {
 pub fn check_up(interfaces: &[String]) -> Result<String, String> {
     let mut down = Vec::new();
     for interface in interfaces {
-        let text = run_output(Command::new("ip").args(["-o", "link", "show", "dev", interface]))?;
+        let text =
+            run_output(crate::node::command("ip").args(["-o", "link", "show", "dev", interface]))?;
         if !link_flags(&text).contains(&"UP") {
             down.push(interface.as_str());
         }
@@ -71,7 +71,7 @@ fn link_flags(text: &str) -> Vec<&str> {
 
 /// The interface that holds `address`.
 pub fn interface_of(address: IpAddr) -> Result<String, String> {
-    let text = run_output(Command::new("ip").args(["-o", "addr", "show"]))?;
+    let text = run_output(crate::node::command("ip").args(["-o", "addr", "show"]))?;
     parse_interface_of(&text, address)
         .ok_or_else(|| format!("no interface of this node has address {address}"))
 }
@@ -88,7 +88,8 @@ fn parse_interface_of(text: &str, address: IpAddr) -> Option<String> {
 /// The interface the kernel would use to reach `address`.
 pub fn interface_of_route_to(address: IpAddr) -> Option<String> {
     let text =
-        run_output(Command::new("ip").args(["-o", "route", "get", &address.to_string()])).ok()?;
+        run_output(crate::node::command("ip").args(["-o", "route", "get", &address.to_string()]))
+            .ok()?;
     let words: Vec<&str> = text.split_whitespace().collect();
     words
         .iter()

@@ -68,7 +68,7 @@ pub fn rollback(ctx: &mut Ctx, undo: &PowerUndo) -> Result<String, String> {
 
 /// Interfaces other than lo that are up: `2: ring0@if5: <BROADCAST,UP,...>`.
 fn up_interfaces() -> Result<Vec<String>, String> {
-    let text = run_output(std::process::Command::new("ip").args(["-o", "link", "show", "up"]))?;
+    let text = run_output(crate::node::command("ip").args(["-o", "link", "show", "up"]))?;
     Ok(text
         .lines()
         .filter_map(|l| l.split(':').nth(1))

@@ -36,9 +36,7 @@ pub fn apply(
             let undo = Undo::Process(ProcessUndo::Start { qdevice });
             journal(&undo)?;
             if matches!(fault, Fault::Stop) && matches!(ctx.node.kind, NodeKind::Real) {
-                crate::node::run_ok(
-                    std::process::Command::new("systemctl").args(["stop", "corosync"]),
-                )?;
+                crate::node::run_ok(crate::node::command("systemctl").args(["stop", "corosync"]))?;
             } else {
                 let signal = if matches!(fault, Fault::Kill) {
                     Signal::SIGKILL

@@ -1,0 +1,645 @@
+//! End-to-end tests of the agent on a real lab: every fault kind applied and
+//! healed, with quorum observed changing as DESIGN.md's measured facts say,
+//! and nothing of corodrill left afterwards; leases, `kill -9` of the agent,
+//! `--rollback`. Each test function is one lab shape; its scenarios run in
+//! order on that lab (faults on one cluster must not overlap).
+
+mod common;
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use common::*;
+use corodrill::agent::AgentConn;
+use corodrill_protocol::{Direction, Event, EventBody, Fault, Op, Outcome};
+
+const T: Duration = Duration::from_secs(30);
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn apply(conn: &mut AgentConn, id: &str, fault: Fault, lease_ms: u64) -> Outcome {
+    conn.request(
+        Op::Apply {
+            fault_id: id.into(),
+            fault,
+            lease_ms,
+            allow_management_cut: false,
+        },
+        T,
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn apply_ok(conn: &mut AgentConn, id: &str, fault: Fault) {
+    let outcome = apply(conn, id, fault, 60_000);
+    assert!(
+        matches!(outcome, Outcome::Ok { .. }),
+        "{}: apply {id}: {outcome:?}",
+        conn.node
+    );
+}
+
+fn heal_clean(conn: &mut AgentConn, id: &str) {
+    let outcome = conn
+        .request(
+            Op::Heal {
+                fault_id: id.into(),
+            },
+            T,
+        )
+        .unwrap();
+    let Outcome::Healed { reports, .. } = &outcome else {
+        panic!("{}: heal {id}: {outcome:?}", conn.node)
+    };
+    assert_eq!(reports.len(), 1, "{outcome:?}");
+    assert!(
+        reports[0].clean,
+        "{}: heal {id}: {:?}",
+        conn.node, reports[0]
+    );
+}
+
+fn watch(conn: &mut AgentConn) {
+    assert!(matches!(
+        conn.request(Op::Watch, T).unwrap(),
+        Outcome::Ok { .. }
+    ));
+}
+
+/// The first event (within `timeout`) that `pred` accepts.
+fn wait_event(
+    conn: &AgentConn,
+    timeout: Duration,
+    what: &str,
+    pred: impl Fn(&EventBody) -> bool,
+) -> Event {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match conn.events().recv_timeout(left) {
+            Ok(ev) if pred(&ev.body) => return ev,
+            Ok(_) => continue,
+            Err(_) => panic!("{}: no event {what} within {timeout:?}", conn.node),
+        }
+    }
+}
+
+fn quorum_is(quorate: bool, members: &[u32]) -> impl Fn(&EventBody) -> bool + '_ {
+    move |b| match b {
+        EventBody::Quorum {
+            quorate: q,
+            members: m,
+            ..
+        } => *q == quorate && m.iter().map(|m| m.node_id).collect::<Vec<_>>() == members,
+        _ => false,
+    }
+}
+
+/// Nothing of corodrill on this node: no nftables table, no tbf/netem
+/// qdisc, every ring interface up, the clock file at +0s, corosync running
+/// and not stopped.
+fn assert_clean(lab: &TestLab, node: &str) {
+    let ruleset = lab.tool(node, &["nft", "list", "ruleset"]);
+    assert!(
+        !ruleset.contains("corodrill"),
+        "{node}: nftables left:\n{ruleset}"
+    );
+    let qdiscs = lab.tool(node, &["tc", "qdisc", "show"]);
+    assert!(
+        !qdiscs.contains("tbf") && !qdiscs.contains("netem"),
+        "{node}: qdisc left:\n{qdiscs}"
+    );
+    let links = lab.tool(node, &["ip", "-o", "link", "show"]);
+    for line in links.lines().filter(|l| l.contains("ring")) {
+        assert!(line.contains(",UP"), "{node}: link down: {line}");
+    }
+    let clock = std::fs::read_to_string(lab.dir().join(node).join("faketime")).unwrap();
+    assert_eq!(clock.trim(), "+0s", "{node}: clock file");
+    let corosync = lab.tool(
+        node,
+        &[
+            "sh",
+            "-c",
+            "for p in $(pidof corosync); do cat /proc/$p/stat; done",
+        ],
+    );
+    let mine: Vec<&str> = corosync.lines().collect();
+    assert!(!mine.is_empty(), "{node}: corosync not running");
+}
+
+fn agent_pid_in(lab: &TestLab, node: &str) -> i32 {
+    let out = lab.tool(node, &["sh", "-c", "pidof corodrill-agent"]);
+    // pidof sees every pid namespace-sharing process: keep the one in this netns.
+    let netns = std::fs::metadata(format!("/run/netns/{}", lab.netns(node))).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    out.split_whitespace()
+        .filter_map(|p| p.parse::<i32>().ok())
+        .find(|p| {
+            std::fs::metadata(format!("/proc/{p}/ns/net")).is_ok_and(|m| m.ino() == netns.ino())
+        })
+        .expect("no agent process on the node")
+}
+
+#[test]
+fn network_faults_on_three_nodes_two_links() {
+    let lab = TestLab::up(&["--links", "2"]);
+    let mut pve1 = lab.agent("pve1");
+    let mut pve3 = lab.agent("pve3");
+
+    // The hello says who and what.
+    assert_eq!(pve3.hello.node, "pve3");
+    assert_eq!(pve3.hello.node_id, Some(3));
+    assert!(pve3.hello.capabilities.corosync_version.is_some());
+    assert!(pve3.hello.recovered.is_empty());
+
+    // The first quorum event agrees with corosync-quorumtool on the node.
+    watch(&mut pve1);
+    watch(&mut pve3);
+    let first = wait_event(&pve3, T, "first quorum", quorum_is(true, &[1, 2, 3]));
+    let status = lab.tool("pve3", &["corosync-quorumtool", "-s"]);
+    let EventBody::Quorum {
+        ring_id,
+        total_votes,
+        expected_votes,
+        ..
+    } = &first.body
+    else {
+        unreachable!()
+    };
+    assert_eq!(ring_id, field(&status, "Ring ID"), "{status}");
+    assert_eq!(
+        total_votes.unwrap().to_string(),
+        field(&status, "Total votes")
+    );
+    assert_eq!(
+        expected_votes.unwrap().to_string(),
+        field(&status, "Expected votes")
+    );
+    wait_event(&pve1, T, "first quorum", quorum_is(true, &[1, 2, 3]));
+
+    // Isolate pve3 on both links: pve3 loses quorum (~3.5 s with token 1000),
+    // the majority keeps it; heal and pve3 rejoins (~2 s).
+    let peers = ["198.18.0.1", "198.18.0.2", "198.18.1.1", "198.18.1.2"]
+        .map(ip)
+        .to_vec();
+    apply_ok(
+        &mut pve3,
+        "isolate",
+        Fault::Cut {
+            peers: peers.clone(),
+            direction: Direction::Both,
+        },
+    );
+    wait_event(
+        &pve3,
+        Duration::from_secs(10),
+        "pve3 inquorate",
+        quorum_is(false, &[3]),
+    );
+    wait_event(
+        &pve1,
+        Duration::from_secs(10),
+        "pve1 with 1,2",
+        quorum_is(true, &[1, 2]),
+    );
+    assert_eq!(
+        field(&lab.tool("pve3", &["corosync-quorumtool", "-s"]), "Quorate"),
+        "No"
+    );
+    heal_clean(&mut pve3, "isolate");
+    wait_event(
+        &pve3,
+        Duration::from_secs(15),
+        "pve3 back",
+        quorum_is(true, &[1, 2, 3]),
+    );
+    assert_clean(&lab, "pve3");
+    lab.wait_whole(3);
+
+    // One-way: pve3 cannot send; it still loses quorum, then heals.
+    apply_ok(
+        &mut pve3,
+        "oneway",
+        Fault::Cut {
+            peers: peers.clone(),
+            direction: Direction::Outbound,
+        },
+    );
+    wait_event(
+        &pve1,
+        Duration::from_secs(10),
+        "pve1 with 1,2",
+        quorum_is(true, &[1, 2]),
+    );
+    heal_clean(&mut pve3, "oneway");
+    wait_event(
+        &pve1,
+        Duration::from_secs(15),
+        "pve1 whole",
+        quorum_is(true, &[1, 2, 3]),
+    );
+    assert_clean(&lab, "pve3");
+    lab.wait_whole(3);
+
+    // Link 0 down on pve1: knet marks it down on the peers, quorum stays.
+    apply_ok(
+        &mut pve1,
+        "ring0",
+        Fault::LinkDown {
+            address: ip("198.18.0.1"),
+        },
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !lab
+        .tool("pve2", &["corosync-cfgtool", "-s"])
+        .contains("nodeid:          1:\tdisconnected")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "pve2 never saw link 0 to pve1 go down"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        field(&lab.tool("pve1", &["corosync-quorumtool", "-s"]), "Quorate"),
+        "Yes"
+    );
+    heal_clean(&mut pve1, "ring0");
+    assert_clean(&lab, "pve1");
+
+    // Degrade: loss with nftables, rate with tbf; delay needs netem, which
+    // this kernel lacks: refused, nothing applied.
+    let mut pve2 = lab.agent("pve2");
+    apply_ok(
+        &mut pve2,
+        "slow",
+        Fault::Degrade {
+            peers: vec![ip("198.18.0.1"), ip("198.18.0.3")],
+            addresses: vec![ip("198.18.0.2")],
+            loss_percent: Some(30),
+            delay_ms: None,
+            jitter_ms: None,
+            rate: Some("1mbit".into()),
+        },
+    );
+    assert!(lab
+        .tool("pve2", &["nft", "list", "ruleset"])
+        .contains("numgen random mod 100 < 30"));
+    assert!(lab
+        .tool("pve2", &["tc", "qdisc", "show", "dev", "ring0"])
+        .contains("tbf"));
+    heal_clean(&mut pve2, "slow");
+    assert_clean(&lab, "pve2");
+    if !pve2.hello.capabilities.netem {
+        let outcome = apply(
+            &mut pve2,
+            "delay",
+            Fault::Degrade {
+                peers: vec![],
+                addresses: vec![ip("198.18.0.2")],
+                loss_percent: None,
+                delay_ms: Some(80),
+                jitter_ms: None,
+                rate: None,
+            },
+            60_000,
+        );
+        let Outcome::Error { message } = outcome else {
+            panic!("delay without netem applied")
+        };
+        assert!(message.contains("sch_netem"), "{message}");
+        assert_clean(&lab, "pve2");
+    }
+    lab.wait_whole(3);
+
+    // A lease that is not renewed runs out, and the agent rolls back alone.
+    let started = Instant::now();
+    assert!(matches!(
+        apply(
+            &mut pve3,
+            "leased",
+            Fault::Cut {
+                peers: peers.clone(),
+                direction: Direction::Both
+            },
+            1500
+        ),
+        Outcome::Ok { .. }
+    ));
+    let ev = wait_event(&pve3, Duration::from_millis(2500), "lease expiry", |b| {
+        matches!(b, EventBody::LeaseExpired { .. })
+    });
+    let EventBody::LeaseExpired { reports } = &ev.body else {
+        unreachable!()
+    };
+    assert!(reports.iter().all(|r| r.clean), "{reports:?}");
+    assert!(started.elapsed() < Duration::from_millis(2500));
+    assert_clean(&lab, "pve3");
+
+    // A renewed lease holds.
+    assert!(matches!(
+        apply(
+            &mut pve3,
+            "renewed",
+            Fault::Cut {
+                peers: peers.clone(),
+                direction: Direction::Both
+            },
+            1000
+        ),
+        Outcome::Ok { .. }
+    ));
+    for _ in 0..8 {
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(matches!(
+            pve3.request(Op::Renew { lease_ms: 1000 }, T).unwrap(),
+            Outcome::Ok { .. }
+        ));
+    }
+    assert!(lab
+        .tool("pve3", &["nft", "list", "ruleset"])
+        .contains("corodrill"));
+    heal_clean(&mut pve3, "renewed");
+    assert_clean(&lab, "pve3");
+    lab.wait_whole(3);
+
+    // kill -9 of the agent mid-cut: the kernel drops the owned table at once.
+    apply_ok(
+        &mut pve3,
+        "orphan",
+        Fault::Cut {
+            peers,
+            direction: Direction::Both,
+        },
+    );
+    let agent = agent_pid_in(&lab, "pve3");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(agent),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while lab
+        .tool("pve3", &["nft", "list", "ruleset"])
+        .contains("corodrill")
+    {
+        assert!(Instant::now() < deadline, "the cut outlived its agent");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    drop(pve3);
+    assert_clean(&lab, "pve3");
+    drop((pve1, pve2));
+    lab.down();
+    assert_nothing_left(&lab.name);
+}
+
+#[test]
+fn process_clock_power_and_command_faults() {
+    let lab = TestLab::up(&[]);
+    let mut pve1 = lab.agent("pve1");
+    let mut pve2 = lab.agent("pve2");
+    watch(&mut pve1);
+    watch(&mut pve2);
+    wait_event(&pve1, T, "first quorum", quorum_is(true, &[1, 2, 3]));
+
+    // SIGKILL and clean stop: pve2 leaves (its own stream says corosync is
+    // down), heal starts it and it rejoins.
+    for (id, fault) in [("kill", Fault::Kill), ("stop", Fault::Stop)] {
+        apply_ok(&mut pve2, id, fault);
+        wait_event(&pve2, Duration::from_secs(5), "corosync down", |b| {
+            matches!(b, EventBody::CorosyncDown { .. })
+        });
+        wait_event(
+            &pve1,
+            Duration::from_secs(10),
+            "pve2 gone",
+            quorum_is(true, &[1, 3]),
+        );
+        heal_clean(&mut pve2, id);
+        wait_event(
+            &pve1,
+            Duration::from_secs(15),
+            "pve2 back",
+            quorum_is(true, &[1, 2, 3]),
+        );
+        wait_event(
+            &pve2,
+            Duration::from_secs(15),
+            "pve2's own view",
+            quorum_is(true, &[1, 2, 3]),
+        );
+        assert_clean(&lab, "pve2");
+    }
+
+    // Pause longer than the token: the others drop pve2; SIGCONT brings it back.
+    apply_ok(&mut pve2, "pause", Fault::Pause);
+    wait_event(
+        &pve1,
+        Duration::from_secs(10),
+        "paused pve2 dropped",
+        quorum_is(true, &[1, 3]),
+    );
+    heal_clean(&mut pve2, "pause");
+    wait_event(
+        &pve1,
+        Duration::from_secs(15),
+        "pve2 back",
+        quorum_is(true, &[1, 2, 3]),
+    );
+    assert_clean(&lab, "pve2");
+    lab.wait_whole(3);
+
+    // Clock skew of five minutes moves the node's clock file, not the host's;
+    // quorum is unaffected.
+    let mut pve3 = lab.agent("pve3");
+    let host_before = std::time::SystemTime::now();
+    apply_ok(
+        &mut pve3,
+        "skew",
+        Fault::ClockSkew {
+            offset_ms: 300_000,
+            strobe_ms: None,
+        },
+    );
+    let clock_file = lab.dir().join("pve3/faketime");
+    assert_eq!(
+        std::fs::read_to_string(&clock_file).unwrap().trim(),
+        "+300s"
+    );
+    let node_date = lab.tool("pve3", &["sh", "-c", "LD_PRELOAD=/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 FAKETIME_TIMESTAMP_FILE=$0 FAKETIME_NO_CACHE=1 date +%s", clock_file.to_str().unwrap()]);
+    let host_now = host_before
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let skew = node_date.trim().parse::<i64>().unwrap() - host_now;
+    assert!(
+        (295..=310).contains(&skew),
+        "node clock is {skew} s off, not 300"
+    );
+    assert_eq!(
+        field(&lab.tool("pve3", &["corosync-quorumtool", "-s"]), "Quorate"),
+        "Yes"
+    );
+    heal_clean(&mut pve3, "skew");
+    assert_clean(&lab, "pve3");
+
+    // Power off pve3: every process of the node but the agent dies, links go
+    // down; power on brings it back.
+    apply_ok(&mut pve3, "power", Fault::PowerOff);
+    wait_event(
+        &pve1,
+        Duration::from_secs(10),
+        "pve3 powered off",
+        quorum_is(true, &[1, 2]),
+    );
+    assert!(lab
+        .tool("pve3", &["ip", "-o", "link", "show", "ring0"])
+        .contains("state DOWN"));
+    heal_clean(&mut pve3, "power");
+    wait_event(
+        &pve1,
+        Duration::from_secs(15),
+        "pve3 back",
+        quorum_is(true, &[1, 2, 3]),
+    );
+    assert_clean(&lab, "pve3");
+
+    // An operator command and its undo.
+    let marker = lab.dir().join("pve3/command-ran");
+    let m = marker.display();
+    apply_ok(
+        &mut pve3,
+        "cmd",
+        Fault::Command {
+            run: format!("touch {m}"),
+            undo: Some(format!("rm {m}")),
+        },
+    );
+    assert!(marker.exists());
+    heal_clean(&mut pve3, "cmd");
+    assert!(!marker.exists());
+
+    // Bad input: a clear error, nothing applied.
+    for (fault, expect) in [
+        (
+            Fault::LinkDown {
+                address: ip("198.18.7.7"),
+            },
+            "no interface",
+        ),
+        (
+            Fault::ClockSkew {
+                offset_ms: 0,
+                strobe_ms: None,
+            },
+            "offset",
+        ),
+        (
+            Fault::Command {
+                run: "exit 3".into(),
+                undo: None,
+            },
+            "exit status: 3",
+        ),
+    ] {
+        let Outcome::Error { message } = apply(&mut pve3, "bad", fault, 10_000) else {
+            panic!("applied: {expect}")
+        };
+        assert!(message.contains(expect), "{message}");
+    }
+    assert_clean(&lab, "pve3");
+    lab.wait_whole(3);
+
+    // kill -9 of the agent mid-fault of every other kind, then
+    // `corodrill-agent --rollback` leaves nothing.
+    apply_ok(
+        &mut pve3,
+        "down",
+        Fault::LinkDown {
+            address: ip("198.18.0.3"),
+        },
+    );
+    apply_ok(
+        &mut pve3,
+        "rate",
+        Fault::Degrade {
+            peers: vec![],
+            addresses: vec![ip("198.18.0.3")],
+            loss_percent: None,
+            delay_ms: None,
+            jitter_ms: None,
+            rate: Some("1mbit".into()),
+        },
+    );
+    apply_ok(
+        &mut pve3,
+        "skew",
+        Fault::ClockSkew {
+            offset_ms: -90_000,
+            strobe_ms: Some(500),
+        },
+    );
+    apply_ok(&mut pve3, "pause", Fault::Pause);
+    let agent = agent_pid_in(&lab, "pve3");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(agent),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    drop(pve3);
+    let out = corodrill(&[
+        "lab",
+        "exec",
+        "--name",
+        &lab.name,
+        "pve3",
+        "--",
+        env!("CARGO_BIN_EXE_corodrill")
+            .replace("/corodrill", "/corodrill-agent")
+            .as_str(),
+        "--rollback",
+        "--lab-node",
+        lab.dir().join("pve3").to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.matches("rolled back").count(), 4, "{stdout}");
+    assert_clean(&lab, "pve3");
+    lab.wait_whole(3);
+
+    // A second rollback finds nothing.
+    let again = corodrill(&[
+        "lab",
+        "exec",
+        "--name",
+        &lab.name,
+        "pve3",
+        "--",
+        env!("CARGO_BIN_EXE_corodrill")
+            .replace("/corodrill", "/corodrill-agent")
+            .as_str(),
+        "--rollback",
+        "--lab-node",
+        lab.dir().join("pve3").to_str().unwrap(),
+    ]);
+    assert!(
+        String::from_utf8_lossy(&again.stdout).contains("nothing to roll back"),
+        "{}",
+        text(&again)
+    );
+
+    drop((pve1, pve2));
+    // A fault on a node whose corosync is down is refused.
+    let mut pve2 = lab.agent("pve2");
+    apply_ok(&mut pve2, "kill", Fault::Kill);
+    let Outcome::Error { message } = apply(&mut pve2, "kill2", Fault::Kill, 10_000) else {
+        panic!("killed twice")
+    };
+    assert!(message.contains("not running"), "{message}");
+    heal_clean(&mut pve2, "kill");
+    drop(pve2);
+    lab.down();
+    assert_nothing_left(&lab.name);
+}
