@@ -18,7 +18,8 @@ test: deps
 	$(CARGO) test --workspace
 
 bench: deps
-	$(CARGO) bench --bench lab_up
+	$(CARGO) build --release --workspace
+	$(CARGO) bench --bench lab_up --bench agent
 
 lint:
 	$(CARGO) fmt --check

@@ -32,6 +32,8 @@ pub struct NftSession {
     stdin: ChildStdin,
     lines: Receiver<String>,
     next_marker: u64,
+    /// Whether this session's table exists now.
+    table: bool,
 }
 
 impl NftSession {
@@ -75,9 +77,31 @@ impl NftSession {
             stdin,
             lines,
             next_marker: 0,
+            table: false,
         };
-        session.run(&format!("add table inet {TABLE} {{ flags owner; }}"))?;
+        session.create_table()?;
         Ok(session)
+    }
+
+    /// Creates the owned table if this session has none.
+    pub fn create_table(&mut self) -> Result<(), NftError> {
+        if !self.table {
+            self.run(&format!("add table inet {TABLE} {{ flags owner; }}"))?;
+            self.table = true;
+        }
+        Ok(())
+    }
+
+    /// Deletes the whole table, every fault's chains and sets at once. The
+    /// session stays for the next fault: killing it would do the same, but
+    /// waiting for the kernel to release a dying netlink socket costs tens
+    /// of milliseconds.
+    pub fn delete_table(&mut self) -> Result<(), NftError> {
+        if self.table {
+            self.run(&format!("delete table inet {TABLE}"))?;
+            self.table = false;
+        }
+        Ok(())
     }
 
     /// Runs one nft command line (several commands separated by `;` form
@@ -110,12 +134,15 @@ impl NftSession {
         }
         // The marker's own "Error: ..." line is the last one before it.
         output.pop();
-        let errors: Vec<&str> = output
+        // nft follows each "Error: ..." with the command line and a caret
+        // line under the culprit: the first two lines say it all.
+        let mut errors: Vec<&str> = output
             .iter()
             .map(String::as_str)
-            .filter(|l| !l.trim().is_empty() && !l.trim().chars().all(|c| c == '^' || c == '~'))
+            .filter(|l| l.starts_with("Error"))
             .collect();
-        if errors.iter().any(|l| l.starts_with("Error")) {
+        errors.dedup();
+        if !errors.is_empty() {
             return Err(NftError::Rejected(errors.join(" | ")));
         }
         Ok(())

@@ -152,29 +152,26 @@ pub fn renew(ctx: &mut Ctx, objects: &NftObjects) -> Result<(), String> {
 }
 
 pub fn rollback(ctx: &mut Ctx, objects: &NftObjects) -> Result<String, String> {
-    if let Some(nft) = ctx
-        .nft
-        .as_mut()
-        .filter(|_| ctx.nft_objects.contains(objects))
-    {
-        let mut cmds: Vec<String> = objects
-            .chains
-            .iter()
-            .map(|c| format!("flush chain inet {TABLE} {c}; delete chain inet {TABLE} {c}"))
-            .collect();
-        cmds.extend(
-            objects
-                .sets
-                .iter()
-                .map(|s| format!("delete set inet {TABLE} {}", s.name)),
-        );
-        nft.run(&cmds.join("; ")).map_err(|e| e.to_string())?;
-    }
+    let ours = ctx.nft_objects.contains(objects);
     ctx.nft_objects.retain(|o| o != objects);
-    if ctx.nft_objects.is_empty() {
-        // Nothing of ours left in the table: drop the owner, and the kernel
-        // deletes the table with it.
-        ctx.nft = None;
+    if let Some(nft) = ctx.nft.as_mut().filter(|_| ours) {
+        if ctx.nft_objects.is_empty() {
+            // The last fault in the table: one atomic delete of the table.
+            nft.delete_table().map_err(|e| e.to_string())?;
+        } else {
+            let mut cmds: Vec<String> = objects
+                .chains
+                .iter()
+                .map(|c| format!("flush chain inet {TABLE} {c}; delete chain inet {TABLE} {c}"))
+                .collect();
+            cmds.extend(
+                objects
+                    .sets
+                    .iter()
+                    .map(|s| format!("delete set inet {TABLE} {}", s.name)),
+            );
+            nft.run(&cmds.join("; ")).map_err(|e| e.to_string())?;
+        }
     }
     check(objects)
 }

@@ -77,9 +77,12 @@ impl Ctx {
         if self.nft.is_none() {
             self.nft = Some(NftSession::start().map_err(|e| e.to_string())?);
         }
-        self.nft
+        let session = self
+            .nft
             .as_mut()
-            .ok_or_else(|| "nft session unavailable".to_string())
+            .ok_or_else(|| "nft session unavailable".to_string())?;
+        session.create_table().map_err(|e| e.to_string())?;
+        Ok(session)
     }
 }
 

@@ -557,10 +557,17 @@ fn wait_until_whole(
 /// The inventory `corodrill run` uses for this lab: each node's agent is
 /// started inside the node's namespaces by `nsenter`.
 pub fn inventory(lab: &Lab) -> Inventory {
+    // Beside this binary (an install, or cargo's target dir), or one level
+    // up (cargo's test and bench binaries live in target/*/deps).
     let agent = std::env::current_exe()
         .ok()
-        .and_then(|exe| exe.parent().map(|dir| dir.join("corodrill-agent")))
-        .filter(|p| p.is_file())
+        .and_then(|exe| {
+            exe.ancestors()
+                .skip(1)
+                .take(2)
+                .map(|dir| dir.join("corodrill-agent"))
+                .find(|p| p.is_file())
+        })
         .map(|p| path_str(&p))
         .unwrap_or_else(|| "corodrill-agent".to_owned());
     let spec = lab.spec();

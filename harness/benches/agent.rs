@@ -1,0 +1,221 @@
+//! Benchmark of the agent on a real 3-node lab (issue 4's figures):
+//! - skew between the first and the last node's fault taking effect when one
+//!   fault is applied on all three nodes at once (agents' monotonic clocks,
+//!   which are the host's in the lab), aim p95 <= 10 ms;
+//! - time to heal (request sent to reply: rolled back and read back), per
+//!   fault kind, aim <= 50 ms;
+//! - time from lease expiry to the rollback's event;
+//! - agent resident memory (peak RSS), aim <= 8 MiB.
+//!
+//! Run as root after a release build of the agent:
+//! `cargo build --release --workspace && cargo bench --bench agent`.
+
+use std::net::IpAddr;
+use std::sync::{Arc, Barrier, Mutex};
+use std::time::{Duration, Instant};
+
+use corodrill::agent::AgentConn;
+use corodrill::lab::{self, LabSpec, Profile};
+use corodrill_protocol::{Direction, EventBody, Fault, Op, Outcome};
+
+const T: Duration = Duration::from_secs(30);
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+fn summary(name: &str, mut v: Vec<f64>, unit: &str) {
+    v.sort_by(|a, b| a.total_cmp(b));
+    println!(
+        "  {name}: p50 {:.2} {unit}, p95 {:.2} {unit}, max {:.2} {unit} (n={})",
+        percentile(&v, 0.5),
+        percentile(&v, 0.95),
+        v[v.len() - 1],
+        v.len()
+    );
+}
+
+fn apply(conn: &mut AgentConn, id: &str, fault: Fault, lease_ms: u64) -> u64 {
+    match conn.request(
+        Op::Apply {
+            fault_id: id.into(),
+            fault,
+            lease_ms,
+            allow_management_cut: false,
+        },
+        T,
+    ) {
+        Ok(Outcome::Ok { mono_ns }) => mono_ns,
+        other => panic!("{}: apply {id}: {other:?}", conn.node),
+    }
+}
+
+fn heal_ms(conn: &mut AgentConn, id: &str) -> f64 {
+    let start = Instant::now();
+    match conn.request(
+        Op::Heal {
+            fault_id: id.into(),
+        },
+        T,
+    ) {
+        Ok(Outcome::Healed { reports, .. }) if reports.iter().all(|r| r.clean) => {}
+        other => panic!("{}: heal {id}: {other:?}", conn.node),
+    }
+    start.elapsed().as_secs_f64() * 1e3
+}
+
+/// A cut of an address no node has: it takes effect like any cut but leaves
+/// the cluster alone, so the runs do not wait for corosync.
+fn harmless_cut() -> Fault {
+    Fault::Cut {
+        peers: vec!["198.18.0.250".parse::<IpAddr>().unwrap()],
+        direction: Direction::Both,
+    }
+}
+
+fn main() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("agent bench: needs root (it builds a real lab)");
+        std::process::exit(1);
+    }
+    let name = "benchag";
+    let _ = lab::down(name);
+    let spec =
+        LabSpec::new(name, 3, 1, false, None, Profile::Fast, &[]).unwrap_or_else(|e| panic!("{e}"));
+    let up = lab::up(spec, None, &|_| {}).unwrap_or_else(|e| panic!("{e}"));
+    let inventory = lab::inventory(&up.lab);
+    println!(
+        "agent: {}",
+        inventory.nodes[0]
+            .connect
+            .split(" -- ")
+            .nth(1)
+            .unwrap_or("?")
+    );
+    let conns: Vec<Arc<Mutex<AgentConn>>> = inventory
+        .nodes
+        .iter()
+        .map(|n| {
+            Arc::new(Mutex::new(
+                AgentConn::connect(&n.name, &n.connect, T).unwrap_or_else(|e| panic!("{e}")),
+            ))
+        })
+        .collect();
+
+    // Skew: the same fault on all three nodes, requests sent together.
+    let mut skews = Vec::new();
+    for run in 0..50 {
+        let barrier = Arc::new(Barrier::new(conns.len()));
+        let handles: Vec<_> = conns
+            .iter()
+            .map(|c| {
+                let c = c.clone();
+                let barrier = barrier.clone();
+                std::thread::spawn(move || {
+                    let mut c = c.lock().unwrap_or_else(|p| p.into_inner());
+                    barrier.wait();
+                    apply(&mut c, &format!("skew{run}"), harmless_cut(), 60_000)
+                })
+            })
+            .collect();
+        let at: Vec<u64> = handles.into_iter().map(|h| h.join().unwrap_or(0)).collect();
+        let spread = at.iter().max().unwrap_or(&0) - at.iter().min().unwrap_or(&0);
+        skews.push(spread as f64 / 1e6);
+        for c in &conns {
+            heal_ms(
+                &mut c.lock().unwrap_or_else(|p| p.into_inner()),
+                &format!("skew{run}"),
+            );
+        }
+    }
+    println!("one fault applied on 3 nodes at once: skew between first and last to take effect");
+    summary("skew", skews, "ms");
+
+    println!("time to heal (request sent to reply: rolled back and read back)");
+    let mut pve3 = conns[2].lock().unwrap_or_else(|p| p.into_inner());
+    let kinds: Vec<(&str, Fault)> = vec![
+        ("cut", harmless_cut()),
+        (
+            "link-down",
+            Fault::LinkDown {
+                address: "198.18.0.3".parse().unwrap(),
+            },
+        ),
+        ("pause", Fault::Pause),
+        (
+            "clock-skew",
+            Fault::ClockSkew {
+                offset_ms: 300_000,
+                strobe_ms: None,
+            },
+        ),
+        (
+            "degrade rate",
+            Fault::Degrade {
+                peers: vec![],
+                addresses: vec!["198.18.0.3".parse().unwrap()],
+                loss_percent: None,
+                delay_ms: None,
+                jitter_ms: None,
+                rate: Some("10mbit".into()),
+            },
+        ),
+    ];
+    for (kind, fault) in kinds {
+        let mut times = Vec::new();
+        for run in 0..20 {
+            apply(&mut pve3, &format!("{kind}{run}"), fault.clone(), 60_000);
+            times.push(heal_ms(&mut pve3, &format!("{kind}{run}")));
+        }
+        summary(kind, times, "ms");
+    }
+
+    // Lease expiry: from the moment the lease runs out to the agent's event.
+    let mut lags = Vec::new();
+    for run in 0..10 {
+        let lease_ms = 300;
+        let applied = apply(&mut pve3, &format!("lease{run}"), harmless_cut(), lease_ms);
+        loop {
+            let ev = pve3
+                .events()
+                .recv_timeout(T)
+                .unwrap_or_else(|_| panic!("no lease expiry"));
+            if matches!(ev.body, EventBody::LeaseExpired { .. }) {
+                lags.push((ev.mono_ns as f64 - applied as f64) / 1e6 - lease_ms as f64);
+                break;
+            }
+        }
+    }
+    println!("lease expiry to rollback done (the lease is checked every 10 ms)");
+    summary("lag", lags, "ms");
+
+    // Memory: peak RSS of each agent process, with a watch and a cut running.
+    pve3.request(Op::Watch, T).ok();
+    apply(&mut pve3, "mem", harmless_cut(), 60_000);
+    std::thread::sleep(Duration::from_millis(500));
+    let out = std::process::Command::new("sh")
+        .args([
+            "-c",
+            "for p in $(pidof corodrill-agent); do grep -h VmHWM /proc/$p/status; done",
+        ])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let peaks: Vec<f64> = out
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .map(|kib| kib / 1024.0)
+        .collect();
+    println!(
+        "agent peak resident memory (VmHWM) per agent: {}",
+        peaks
+            .iter()
+            .map(|m| format!("{m:.1} MiB"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    drop(pve3);
+    drop(conns);
+    let _ = lab::down(name);
+}
