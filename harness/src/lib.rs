@@ -3,5 +3,6 @@
 
 pub mod agent;
 pub mod corosync;
+pub mod experiment;
 pub mod inventory;
 pub mod lab;

@@ -1,0 +1,1022 @@
+//! Experiment files (TOML): parsed and validated into an `Experiment`, with
+//! every error located as `file:line:column: message`, all errors of a file
+//! at once. Pure: reads text, returns data; knows nothing of agents or labs.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use toml::{Spanned, Table, Value};
+
+/// One problem in an experiment file, at a position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub file: PathBuf,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl std::fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file.display(),
+            self.line,
+            self.column,
+            self.message
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Experiment {
+    pub file: PathBuf,
+    pub name: String,
+    pub description: String,
+    /// The inventory must have at least this many nodes.
+    pub nodes: usize,
+    pub requires: Requires,
+    pub faults: Vec<FaultSpec>,
+    pub expects: Vec<Expect>,
+    pub invariants: Invariants,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Requires {
+    pub nodes: Option<usize>,
+    pub links: Option<usize>,
+    pub qdevice: Option<bool>,
+    /// votequorum keys (two_node, wait_for_all, ...) and the values they must have.
+    #[serde(default)]
+    pub quorum: BTreeMap<String, toml::Value>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FaultSpec {
+    pub id: String,
+    pub at: Duration,
+    pub heal_after: Option<Duration>,
+    /// On real nodes the agent refuses to cut the controller's own connection
+    /// unless this is set.
+    pub allow_management_cut: bool,
+    pub kind: FaultKind,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum FaultKind {
+    Partition {
+        groups: Vec<Vec<String>>,
+        links: Option<Vec<u8>>,
+        one_way: bool,
+    },
+    Isolate {
+        nodes: Vec<String>,
+        links: Option<Vec<u8>>,
+    },
+    LinkDown {
+        nodes: Vec<String>,
+        link: u8,
+    },
+    Degrade {
+        nodes: Vec<String>,
+        links: Option<Vec<u8>>,
+        loss_percent: Option<u8>,
+        delay: Option<Duration>,
+        jitter: Option<Duration>,
+        rate: Option<String>,
+    },
+    Kill {
+        nodes: Vec<String>,
+    },
+    Stop {
+        nodes: Vec<String>,
+    },
+    Pause {
+        nodes: Vec<String>,
+    },
+    ClockSkew {
+        nodes: Vec<String>,
+        offset_ms: i64,
+        strobe: Option<Duration>,
+    },
+    PowerOff {
+        nodes: Vec<String>,
+    },
+    Command {
+        nodes: Vec<String>,
+        run: String,
+        undo: Option<String>,
+    },
+}
+
+impl FaultKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            FaultKind::Partition { .. } => "partition",
+            FaultKind::Isolate { .. } => "isolate",
+            FaultKind::LinkDown { .. } => "link-down",
+            FaultKind::Degrade { .. } => "degrade",
+            FaultKind::Kill { .. } => "kill",
+            FaultKind::Stop { .. } => "stop",
+            FaultKind::Pause { .. } => "pause",
+            FaultKind::ClockSkew { .. } => "clock-skew",
+            FaultKind::PowerOff { .. } => "power-off",
+            FaultKind::Command { .. } => "command",
+        }
+    }
+
+    /// Every node the fault names.
+    pub fn named_nodes(&self) -> Vec<&str> {
+        match self {
+            FaultKind::Partition { groups, .. } => {
+                groups.iter().flatten().map(String::as_str).collect()
+            }
+            FaultKind::Isolate { nodes, .. }
+            | FaultKind::LinkDown { nodes, .. }
+            | FaultKind::Degrade { nodes, .. }
+            | FaultKind::Kill { nodes }
+            | FaultKind::Stop { nodes }
+            | FaultKind::Pause { nodes }
+            | FaultKind::ClockSkew { nodes, .. }
+            | FaultKind::PowerOff { nodes }
+            | FaultKind::Command { nodes, .. } => nodes.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
+/// A set of nodes: every node of the inventory, or these.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeSet {
+    All,
+    Some(Vec<String>),
+}
+
+/// What an expectation is timed from: a fault's start or its heal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Anchor {
+    pub fault: String,
+    pub healed: bool,
+}
+
+impl std::fmt::Display for Anchor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.healed {
+            write!(f, "{}.healed", self.fault)
+        } else {
+            write!(f, "{}", self.fault)
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Expect {
+    pub name: String,
+    pub after: Anchor,
+    pub nodes: NodeSet,
+    pub quorate: Option<bool>,
+    pub members: Option<NodeSet>,
+    pub total_votes: Option<u32>,
+    pub within: Duration,
+    pub hold: Duration,
+}
+
+/// What the always-on invariants expect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SplitBrain {
+    /// At no moment two quorate nodes, each outside the other's membership.
+    #[default]
+    Forbid,
+    /// The drill provokes a split-brain on purpose: it passes only if
+    /// corodrill catches it.
+    Expect,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Invariants {
+    #[serde(default)]
+    pub split_brain: SplitBrain,
+    /// Every fault rolled back and the cluster whole again at the end.
+    #[serde(default = "yes")]
+    pub whole_at_end: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for Invariants {
+    fn default() -> Self {
+        Invariants {
+            split_brain: SplitBrain::Forbid,
+            whole_at_end: true,
+        }
+    }
+}
+
+/// Shortest `within` that makes sense: corosync needs at least a token
+/// timeout and a consensus round to see any change.
+pub const MIN_WITHIN: Duration = Duration::from_secs(1);
+
+/// Reads every experiment in the paths (files, or directories of `*.toml`
+/// files, sorted); returns them all, or every error of every file.
+pub fn load(paths: &[PathBuf]) -> Result<Vec<Experiment>, Vec<Diagnostic>> {
+    let mut files = Vec::new();
+    let mut errors = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            match std::fs::read_dir(path) {
+                Ok(dir) => {
+                    let mut found: Vec<PathBuf> = dir
+                        .filter_map(|e| e.ok().map(|e| e.path()))
+                        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                        .collect();
+                    found.sort();
+                    files.extend(found);
+                }
+                Err(e) => errors.push(diag(path, 1, 1, format!("cannot read directory: {e}"))),
+            }
+        } else {
+            files.push(path.clone());
+        }
+    }
+    let mut experiments = Vec::new();
+    for file in files {
+        match std::fs::read_to_string(&file) {
+            Ok(text) => match parse(&file, &text) {
+                Ok(e) => experiments.push(e),
+                Err(mut errs) => errors.append(&mut errs),
+            },
+            Err(e) => errors.push(diag(&file, 1, 1, format!("cannot read: {e}"))),
+        }
+    }
+    if errors.is_empty() {
+        Ok(experiments)
+    } else {
+        Err(errors)
+    }
+}
+
+fn diag(file: &Path, line: usize, column: usize, message: String) -> Diagnostic {
+    Diagnostic {
+        file: file.to_owned(),
+        line,
+        column,
+        message,
+    }
+}
+
+/// The file as far as TOML and the top-level keys go; entries are checked
+/// one by one so that all their errors are reported.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExperiment {
+    name: Spanned<String>,
+    #[serde(default)]
+    description: String,
+    nodes: Spanned<i64>,
+    requires: Option<Spanned<Value>>,
+    #[serde(default)]
+    fault: Vec<Spanned<Table>>,
+    #[serde(default)]
+    expect: Vec<Spanned<Table>>,
+    invariants: Option<Spanned<Value>>,
+}
+
+/// Collects diagnostics against one file's text.
+struct Checker<'a> {
+    file: &'a Path,
+    text: &'a str,
+    errors: Vec<Diagnostic>,
+}
+
+impl Checker<'_> {
+    fn at(&mut self, offset: usize, message: impl Into<String>) {
+        let before = &self.text[..offset.min(self.text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+        self.errors
+            .push(diag(self.file, line, column, message.into()));
+    }
+
+    /// Points at `key = ...` inside `span` (an entry), or at the entry.
+    fn at_key(&mut self, span: &Range<usize>, key: &str, message: impl Into<String>) {
+        let offset = find_key(self.text, span, key).unwrap_or(span.start);
+        self.at(offset, message);
+    }
+
+    /// Deserializes `value`, reporting a failure at `key` in `span`.
+    fn typed<T: DeserializeOwned>(
+        &mut self,
+        span: &Range<usize>,
+        key: &str,
+        value: Value,
+    ) -> Option<T> {
+        match T::deserialize(value) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                let message = e.to_string().trim().to_owned();
+                // An unknown field is reported where that field is written.
+                let culprit = message
+                    .split('`')
+                    .nth(1)
+                    .filter(|_| message.starts_with("unknown field"))
+                    .unwrap_or(key)
+                    .to_owned();
+                self.at_key(span, &culprit, format!("{key}: {message}"));
+                None
+            }
+        }
+    }
+}
+
+/// toml gives an `[[array]]` entry the span of its header: the entry runs
+/// from there to the next header (a line starting with `[`) or the end.
+fn entry_span(text: &str, header: Range<usize>) -> Range<usize> {
+    let body = header.end.min(text.len());
+    let end = text[body..]
+        .match_indices('\n')
+        .map(|(i, _)| body + i + 1)
+        .find(|&line| {
+            text[line..]
+                .trim_start_matches([' ', '\t'])
+                .starts_with('[')
+        })
+        .unwrap_or(text.len());
+    header.start..end
+}
+
+/// The offset of `key` written as a key (`key =` or `key=`) in `span`.
+fn find_key(text: &str, span: &Range<usize>, key: &str) -> Option<usize> {
+    let region = text.get(span.clone())?;
+    let mut from = 0;
+    while let Some(i) = region[from..].find(key) {
+        let start = from + i;
+        let before_ok = start == 0
+            || region[..start].ends_with(|c: char| c.is_whitespace() || c == '{' || c == ',');
+        let after = region[start + key.len()..].trim_start_matches([' ', '\t']);
+        if before_ok && after.starts_with('=') {
+            return Some(span.start + start);
+        }
+        from = start + key.len();
+    }
+    None
+}
+
+pub fn parse(file: &Path, text: &str) -> Result<Experiment, Vec<Diagnostic>> {
+    let mut c = Checker {
+        file,
+        text,
+        errors: Vec::new(),
+    };
+    let raw: RawExperiment = match toml::from_str(text) {
+        Ok(raw) => raw,
+        Err(e) => {
+            let offset = e.span().map_or(0, |s| s.start);
+            c.at(offset, e.message().trim().to_owned());
+            return Err(c.errors);
+        }
+    };
+    let nodes = *raw.nodes.get_ref();
+    if !(1..=32).contains(&nodes) {
+        c.at(
+            raw.nodes.span().start,
+            format!("nodes = {nodes}: a corosync cluster has 1 to 32 nodes"),
+        );
+    }
+    let nodes = nodes.clamp(1, 32) as usize;
+    if raw.name.get_ref().trim().is_empty() {
+        c.at(raw.name.span().start, "name is empty");
+    }
+    let requires = match raw.requires {
+        Some(r) => {
+            let span = r.span();
+            c.typed::<Requires>(&span, "requires", r.into_inner())
+                .unwrap_or_default()
+        }
+        None => Requires::default(),
+    };
+    let invariants = match raw.invariants {
+        Some(i) => {
+            let span = i.span();
+            c.typed::<Invariants>(&span, "invariants", i.into_inner())
+                .unwrap_or_default()
+        }
+        None => Invariants::default(),
+    };
+
+    // Ids of every fault written, valid or not: an expectation naming a
+    // fault that has errors of its own is not a second error.
+    let written_ids: Vec<String> = raw
+        .fault
+        .iter()
+        .filter_map(|f| f.get_ref().get("id")?.as_str().map(str::to_owned))
+        .collect();
+    let mut faults = Vec::new();
+    let mut ids = BTreeSet::new();
+    for entry in raw.fault {
+        let span = entry_span(text, entry.span());
+        if let Some(f) = fault(&mut c, &span, entry.into_inner(), nodes) {
+            if !ids.insert(f.id.clone()) {
+                c.at_key(&span, "id", format!("fault id {:?} is used twice", f.id));
+            }
+            faults.push(f);
+        }
+    }
+    if faults.is_empty() && c.errors.is_empty() {
+        c.at(0, "the experiment has no [[fault]]");
+    }
+    let mut expects = Vec::new();
+    for (i, entry) in raw.expect.into_iter().enumerate() {
+        let span = entry_span(text, entry.span());
+        if let Some(e) = expect(&mut c, &span, entry.into_inner(), i, &written_ids) {
+            expects.push(e);
+        }
+    }
+    if c.errors.is_empty() {
+        return Ok(Experiment {
+            file: file.to_owned(),
+            name: raw.name.into_inner(),
+            description: raw.description,
+            nodes,
+            requires,
+            faults,
+            expects,
+            invariants,
+        });
+    }
+    c.errors.sort_by_key(|d| (d.line, d.column));
+    Err(c.errors)
+}
+
+/// Takes `key` out of `table` as a T, reporting what is wrong with it.
+fn take<T: DeserializeOwned>(
+    c: &mut Checker,
+    span: &Range<usize>,
+    table: &mut Table,
+    key: &str,
+) -> Result<Option<T>, ()> {
+    match table.remove(key) {
+        None => Ok(None),
+        Some(v) => c.typed(span, key, v).map(Some).ok_or(()),
+    }
+}
+
+fn required<T: DeserializeOwned>(
+    c: &mut Checker,
+    span: &Range<usize>,
+    table: &mut Table,
+    key: &str,
+    what: &str,
+) -> Option<T> {
+    match take(c, span, table, key) {
+        Ok(Some(v)) => Some(v),
+        Ok(None) => {
+            c.at(span.start, format!("{what}: missing `{key}`"));
+            None
+        }
+        Err(()) => None,
+    }
+}
+
+/// A humantime duration ("500ms", "10s", "2m").
+#[derive(Debug, Clone, Copy)]
+struct Dur(Duration);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(s.trim()).map(Dur).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "invalid duration {s:?} ({e}); write it like \"500ms\", \"10s\", \"2m\""
+            ))
+        })
+    }
+}
+
+/// "+5m", "-90s", "300s": a signed humantime offset in milliseconds.
+fn offset_ms(s: &str) -> Result<i64, String> {
+    let s = s.trim();
+    let (sign, rest) = match s.strip_prefix('-') {
+        Some(r) => (-1, r),
+        None => (1, s.strip_prefix('+').unwrap_or(s)),
+    };
+    let d = humantime::parse_duration(rest)
+        .map_err(|e| format!("invalid offset {s:?} ({e}); write it like \"+5m\" or \"-90s\""))?;
+    i64::try_from(d.as_millis())
+        .map(|ms| sign * ms)
+        .map_err(|_| format!("offset {s:?} is too large"))
+}
+
+/// "30%" or 30.
+fn percent(v: &Value) -> Result<u8, String> {
+    let n = match v {
+        Value::Integer(i) => *i,
+        Value::String(s) => s
+            .trim()
+            .trim_end_matches('%')
+            .trim()
+            .parse::<i64>()
+            .map_err(|_| format!("loss {s:?}: expected a percentage such as \"30%\""))?,
+        other => {
+            return Err(format!(
+                "loss: expected a percentage such as \"30%\", found {}",
+                other.type_str()
+            ))
+        }
+    };
+    if (1..=100).contains(&n) {
+        Ok(n as u8)
+    } else {
+        Err(format!("loss {n}%: expected 1% to 100%"))
+    }
+}
+
+const FAULT_KINDS: &str =
+    "partition, isolate, link-down, degrade, kill, stop, pause, clock-skew, power-off, command";
+
+fn fault(c: &mut Checker, span: &Range<usize>, mut t: Table, nodes: usize) -> Option<FaultSpec> {
+    let id: Option<String> = required(c, span, &mut t, "id", "[[fault]]");
+    let kind: Option<String> = required(c, span, &mut t, "kind", "[[fault]]");
+    let at: Option<Dur> = take(c, span, &mut t, "at").ok()?;
+    let heal_after: Option<Dur> = take(c, span, &mut t, "heal_after").ok()?;
+    let allow_management_cut: Option<bool> = take(c, span, &mut t, "allow_management_cut").ok()?;
+    let (id, kind) = (id?, kind?);
+    if id.is_empty() || id.contains('.') || id.chars().any(char::is_whitespace) {
+        c.at_key(
+            span,
+            "id",
+            format!("fault id {id:?}: no dots or spaces (\"{id}.healed\" must be unambiguous)"),
+        );
+    }
+    let nodes_of = |c: &mut Checker, t: &mut Table| -> Option<Vec<String>> {
+        let list: Vec<String> = required(c, span, t, "nodes", &format!("fault {id:?}"))?;
+        if list.is_empty() {
+            c.at_key(span, "nodes", format!("fault {id:?}: `nodes` is empty"));
+            return None;
+        }
+        Some(list)
+    };
+    let links_of = |c: &mut Checker, t: &mut Table| -> Result<Option<Vec<u8>>, ()> {
+        let links: Option<Vec<u8>> = take(c, span, t, "links")?;
+        if let Some(l) = &links {
+            if l.is_empty() || l.iter().any(|&n| n > 7) {
+                c.at_key(
+                    span,
+                    "links",
+                    format!("fault {id:?}: links are corosync link numbers 0 to 7"),
+                );
+                return Err(());
+            }
+        }
+        Ok(links)
+    };
+    let kind = match kind.as_str() {
+        "partition" => {
+            let groups: Vec<Vec<String>> =
+                required(c, span, &mut t, "groups", &format!("fault {id:?}"))?;
+            let direction: Option<String> = take(c, span, &mut t, "direction").ok()?;
+            let one_way = match direction.as_deref() {
+                None | Some("both") => false,
+                Some("one-way") => true,
+                Some(other) => {
+                    c.at_key(
+                        span,
+                        "direction",
+                        format!("direction {other:?}: expected \"both\" or \"one-way\""),
+                    );
+                    return None;
+                }
+            };
+            check_groups(c, span, &id, &groups, nodes);
+            FaultKind::Partition {
+                groups,
+                links: links_of(c, &mut t).ok()?,
+                one_way,
+            }
+        }
+        "isolate" => FaultKind::Isolate {
+            nodes: nodes_of(c, &mut t)?,
+            links: links_of(c, &mut t).ok()?,
+        },
+        "link-down" => {
+            let link: u8 = required(c, span, &mut t, "link", &format!("fault {id:?}"))?;
+            if link > 7 {
+                c.at_key(
+                    span,
+                    "link",
+                    format!("link {link}: corosync links are numbered 0 to 7"),
+                );
+            }
+            FaultKind::LinkDown {
+                nodes: nodes_of(c, &mut t)?,
+                link,
+            }
+        }
+        "degrade" => {
+            let nodes = nodes_of(c, &mut t)?;
+            let links = links_of(c, &mut t).ok()?;
+            let loss = match t.remove("loss") {
+                None => None,
+                Some(v) => match percent(&v) {
+                    Ok(p) => Some(p),
+                    Err(e) => {
+                        c.at_key(span, "loss", e);
+                        return None;
+                    }
+                },
+            };
+            let delay: Option<Dur> = take(c, span, &mut t, "delay").ok()?;
+            let jitter: Option<Dur> = take(c, span, &mut t, "jitter").ok()?;
+            let rate: Option<String> = take(c, span, &mut t, "rate").ok()?;
+            if loss.is_none() && delay.is_none() && rate.is_none() {
+                c.at(
+                    span.start,
+                    format!("fault {id:?}: a degrade needs at least one of loss, delay, rate"),
+                );
+            }
+            if jitter.is_some() && delay.is_none() {
+                c.at_key(
+                    span,
+                    "jitter",
+                    format!("fault {id:?}: jitter needs a delay"),
+                );
+            }
+            FaultKind::Degrade {
+                nodes,
+                links,
+                loss_percent: loss,
+                delay: delay.map(|d| d.0),
+                jitter: jitter.map(|d| d.0),
+                rate,
+            }
+        }
+        "kill" => FaultKind::Kill {
+            nodes: nodes_of(c, &mut t)?,
+        },
+        "stop" => FaultKind::Stop {
+            nodes: nodes_of(c, &mut t)?,
+        },
+        "pause" => FaultKind::Pause {
+            nodes: nodes_of(c, &mut t)?,
+        },
+        "power-off" => FaultKind::PowerOff {
+            nodes: nodes_of(c, &mut t)?,
+        },
+        "clock-skew" => {
+            let nodes = nodes_of(c, &mut t)?;
+            let offset: String = required(c, span, &mut t, "offset", &format!("fault {id:?}"))?;
+            let strobe: Option<Dur> = take(c, span, &mut t, "strobe").ok()?;
+            let offset_ms = match offset_ms(&offset) {
+                Ok(0) => {
+                    c.at_key(span, "offset", "offset is zero: nothing to skew");
+                    return None;
+                }
+                Ok(ms) => ms,
+                Err(e) => {
+                    c.at_key(span, "offset", e);
+                    return None;
+                }
+            };
+            FaultKind::ClockSkew {
+                nodes,
+                offset_ms,
+                strobe: strobe.map(|d| d.0),
+            }
+        }
+        "command" => FaultKind::Command {
+            nodes: nodes_of(c, &mut t)?,
+            run: required(c, span, &mut t, "run", &format!("fault {id:?}"))?,
+            undo: take(c, span, &mut t, "undo").ok()?,
+        },
+        other => {
+            c.at_key(
+                span,
+                "kind",
+                format!("unknown fault kind {other:?} (known: {FAULT_KINDS})"),
+            );
+            return None;
+        }
+    };
+    for key in t.keys() {
+        c.at_key(
+            span,
+            key,
+            format!("unknown field `{key}` for a {} fault", kind.name()),
+        );
+    }
+    Some(FaultSpec {
+        id,
+        at: at.map_or(Duration::ZERO, |d| d.0),
+        heal_after: heal_after.map(|d| d.0),
+        allow_management_cut: allow_management_cut.unwrap_or(false),
+        kind,
+    })
+}
+
+/// Every node in exactly one group, two groups at least, and as many nodes
+/// as the experiment says.
+fn check_groups(
+    c: &mut Checker,
+    span: &Range<usize>,
+    id: &str,
+    groups: &[Vec<String>],
+    nodes: usize,
+) {
+    if groups.len() < 2 || groups.iter().any(Vec::is_empty) {
+        c.at_key(
+            span,
+            "groups",
+            format!("fault {id:?}: a partition needs two or more non-empty groups"),
+        );
+        return;
+    }
+    let mut seen = BTreeSet::new();
+    for n in groups.iter().flatten() {
+        if !seen.insert(n.as_str()) {
+            c.at_key(
+                span,
+                "groups",
+                format!("fault {id:?}: node {n:?} is in two groups"),
+            );
+        }
+    }
+    if seen.len() < nodes {
+        c.at_key(
+            span,
+            "groups",
+            format!(
+                "fault {id:?}: the groups name {} node(s) but the experiment has {nodes}: every node must be in a group",
+                seen.len()
+            ),
+        );
+    }
+}
+
+fn node_set(c: &mut Checker, span: &Range<usize>, key: &str, v: Value) -> Option<NodeSet> {
+    match v {
+        Value::String(s) if s == "all" => Some(NodeSet::All),
+        Value::Array(_) => c.typed::<Vec<String>>(span, key, v).map(NodeSet::Some),
+        _ => {
+            c.at_key(
+                span,
+                key,
+                format!("`{key}`: expected \"all\" or a list of node names"),
+            );
+            None
+        }
+    }
+}
+
+fn expect(
+    c: &mut Checker,
+    span: &Range<usize>,
+    mut t: Table,
+    index: usize,
+    faults: &[String],
+) -> Option<Expect> {
+    let name: Option<String> = take(c, span, &mut t, "name").ok()?;
+    let after: String = required(c, span, &mut t, "after", "[[expect]]")?;
+    let within: Option<Dur> = required(c, span, &mut t, "within", "[[expect]]");
+    let hold: Option<Dur> = take(c, span, &mut t, "hold").ok()?;
+    let quorate: Option<bool> = take(c, span, &mut t, "quorate").ok()?;
+    let total_votes: Option<u32> = take(c, span, &mut t, "total_votes").ok()?;
+    let nodes = match t.remove("nodes") {
+        Some(v) => node_set(c, span, "nodes", v)?,
+        None => {
+            c.at(
+                span.start,
+                "[[expect]]: missing `nodes` (\"all\" or a list)",
+            );
+            return None;
+        }
+    };
+    let members = match t.remove("members") {
+        Some(v) => Some(node_set(c, span, "members", v)?),
+        None => None,
+    };
+    for key in t.keys() {
+        c.at_key(span, key, format!("unknown field `{key}` in [[expect]] (known: name, after, nodes, quorate, members, total_votes, within, hold)"));
+    }
+    let (fault, healed) = match after.strip_suffix(".healed") {
+        Some(f) => (f.to_owned(), true),
+        None => (after.clone(), false),
+    };
+    if !faults.contains(&fault) {
+        let known: Vec<&str> = faults.iter().map(String::as_str).collect();
+        c.at_key(
+            span,
+            "after",
+            format!(
+                "after = {after:?} names no fault (faults: {})",
+                known.join(", ")
+            ),
+        );
+    }
+    if quorate.is_none() && members.is_none() && total_votes.is_none() {
+        c.at(
+            span.start,
+            "[[expect]]: says nothing to check (give quorate, members or total_votes)",
+        );
+    }
+    let within = within?.0;
+    if within < MIN_WITHIN {
+        c.at_key(
+            span,
+            "within",
+            format!(
+                "within = {}: shorter than corosync can notice anything (a token timeout plus a consensus round; \
+                 at least {} even with a 1 s token)",
+                humantime::format_duration(within),
+                humantime::format_duration(MIN_WITHIN)
+            ),
+        );
+    }
+    Some(Expect {
+        name: name.unwrap_or_else(|| format!("expectation {} after {after}", index + 1)),
+        after: Anchor { fault, healed },
+        nodes,
+        quorate,
+        members,
+        total_votes,
+        within,
+        hold: hold.map_or(Duration::ZERO, |d| d.0),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+name = "isolate-one-of-three"
+description = "pve3 loses the corosync network"
+nodes = 3
+
+[[fault]]
+id = "cut"
+kind = "partition"
+groups = [["pve1", "pve2"], ["pve3"]]
+at = "0s"
+heal_after = "20s"
+
+[[expect]]
+name = "majority keeps quorum"
+after = "cut"
+nodes = ["pve1", "pve2"]
+quorate = true
+members = ["pve1", "pve2"]
+within = "10s"
+hold = "5s"
+
+[[expect]]
+after = "cut.healed"
+nodes = "all"
+quorate = true
+members = "all"
+within = "15s"
+"#;
+
+    fn errors(text: &str) -> Vec<String> {
+        parse(Path::new("x.toml"), text)
+            .err()
+            .unwrap_or_default()
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn design_md_example_parses() {
+        let e = parse(Path::new("x.toml"), GOOD).unwrap();
+        assert_eq!(e.nodes, 3);
+        assert_eq!(e.faults[0].heal_after, Some(Duration::from_secs(20)));
+        assert!(
+            matches!(&e.faults[0].kind, FaultKind::Partition { groups, one_way: false, .. } if groups.len() == 2)
+        );
+        assert_eq!(
+            e.expects[1].after,
+            Anchor {
+                fault: "cut".into(),
+                healed: true
+            }
+        );
+        assert_eq!(e.expects[1].members, Some(NodeSet::All));
+        assert_eq!(e.expects[0].hold, Duration::from_secs(5));
+        assert_eq!(e.invariants, Invariants::default());
+    }
+
+    #[test]
+    fn every_error_with_its_position() {
+        let text = GOOD
+            .replace("at = \"0s\"", "at = \"0x\"")
+            .replace("after = \"cut.healed\"", "after = \"cutt.healed\"")
+            .replace("within = \"10s\"", "within = \"300ms\"")
+            .replace("hold = \"5s\"", "hold = \"5s\"\nbogus = 1");
+        let errs = errors(&text);
+        assert_eq!(errs.len(), 4, "{errs:#?}");
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("x.toml:10:1: at: invalid duration \"0x\"")),
+            "{errs:#?}"
+        );
+        assert!(
+            errs[1].contains("within = 300ms") && errs[1].starts_with("x.toml:19:1:"),
+            "{errs:#?}"
+        );
+        assert!(
+            errs[2].contains("unknown field `bogus`") && errs[2].starts_with("x.toml:21:1:"),
+            "{errs:#?}"
+        );
+        assert!(
+            errs[3].contains("names no fault") && errs[3].starts_with("x.toml:24:1:"),
+            "{errs:#?}"
+        );
+    }
+
+    #[test]
+    fn syntax_and_top_level_errors() {
+        let errs = errors("name = \"x\"\nnodes = 3\nnodez = 4\n");
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].starts_with("x.toml:3:1:") && errs[0].contains("nodez"),
+            "{errs:?}"
+        );
+        let errs = errors("name = \"x\nnodes = 3\n");
+        assert!(errs[0].starts_with("x.toml:1:"), "{errs:?}");
+    }
+
+    #[test]
+    fn partitions_must_place_every_node() {
+        let text = GOOD.replace(
+            "groups = [[\"pve1\", \"pve2\"], [\"pve3\"]]",
+            "groups = [[\"pve1\"], [\"pve3\"]]",
+        );
+        let errs = errors(&text);
+        assert!(
+            errs.iter().any(
+                |e| e.contains("every node must be in a group") && e.starts_with("x.toml:9:1:")
+            ),
+            "{errs:#?}"
+        );
+        let text = GOOD.replace(
+            "groups = [[\"pve1\", \"pve2\"], [\"pve3\"]]",
+            "groups = [[\"pve1\", \"pve2\"], [\"pve2\", \"pve3\"]]",
+        );
+        assert!(errors(&text).iter().any(|e| e.contains("in two groups")));
+    }
+
+    #[test]
+    fn fault_kinds_and_fields() {
+        let base = "name = \"x\"\nnodes = 3\n[[expect]]\nafter = \"f\"\nnodes = \"all\"\nquorate = true\nwithin = \"5s\"\n[[fault]]\nid = \"f\"\n";
+        assert!(
+            errors(&format!("{base}kind = \"explode\"\nnodes = [\"pve1\"]\n"))[0]
+                .contains("unknown fault kind \"explode\"")
+        );
+        assert!(errors(&format!(
+            "{base}kind = \"kill\"\nnodes = [\"pve1\"]\ngroups = []\n"
+        ))[0]
+            .contains("unknown field `groups` for a kill fault"));
+        assert!(errors(&format!(
+            "{base}kind = \"clock-skew\"\nnodes = [\"pve1\"]\noffset = \"+5x\"\n"
+        ))[0]
+            .contains("invalid offset"));
+        assert!(errors(&format!(
+            "{base}kind = \"degrade\"\nnodes = [\"pve1\"]\nloss = \"130%\"\n"
+        ))[0]
+            .contains("1% to 100%"));
+        let e = parse(
+            Path::new("x.toml"),
+            &format!("{base}kind = \"clock-skew\"\nnodes = [\"pve1\"]\noffset = \"-90s\"\n"),
+        )
+        .unwrap();
+        assert!(matches!(
+            e.faults[0].kind,
+            FaultKind::ClockSkew {
+                offset_ms: -90_000,
+                ..
+            }
+        ));
+        let e = parse(
+            Path::new("x.toml"),
+            &format!(
+                "{base}kind = \"degrade\"\nnodes = [\"pve1\"]\nloss = \"30%\"\nrate = \"1mbit\"\n"
+            ),
+        )
+        .unwrap();
+        assert!(matches!(
+            e.faults[0].kind,
+            FaultKind::Degrade {
+                loss_percent: Some(30),
+                ..
+            }
+        ));
+    }
+}
