@@ -5,4 +5,6 @@ pub mod agent;
 pub mod corosync;
 pub mod experiment;
 pub mod inventory;
+pub mod judge;
 pub mod lab;
+pub mod log;

@@ -1,0 +1,160 @@
+//! The event log: everything a drill observed and did, one timeline.
+//! `run` writes it; `judge` and the reports only read it.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogEvent {
+    /// Seconds since the drill started, on the controller's monotonic clock
+    /// (agents' times are mapped onto it).
+    pub t: f64,
+    /// UTC, RFC 3339 with microseconds.
+    pub ts: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    #[serde(flatten)]
+    pub body: LogBody,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind")]
+pub enum LogBody {
+    #[serde(rename = "drill.start")]
+    DrillStart { experiment: String },
+    #[serde(rename = "fault.applied")]
+    FaultApplied { fault: String, fault_kind: String },
+    #[serde(rename = "fault.healed")]
+    FaultHealed {
+        fault: String,
+        clean: bool,
+        detail: String,
+    },
+    #[serde(rename = "fault.failed")]
+    FaultFailed { fault: String, error: String },
+    #[serde(rename = "quorum")]
+    Quorum {
+        quorate: bool,
+        members: Vec<String>,
+        ring_id: String,
+        total_votes: Option<u32>,
+        expected_votes: Option<u32>,
+        quorum: Option<u32>,
+    },
+    #[serde(rename = "corosync.down")]
+    CorosyncDown { reason: String },
+    #[serde(rename = "lease.expired")]
+    LeaseExpired {
+        fault: String,
+        clean: bool,
+        detail: String,
+    },
+    #[serde(rename = "cluster.whole")]
+    ClusterWhole {},
+    #[serde(rename = "cluster.not_whole")]
+    ClusterNotWhole { why: String },
+    #[serde(rename = "drill.end")]
+    DrillEnd {},
+    #[serde(rename = "expect.pass")]
+    ExpectPass { name: String, measured: Option<f64> },
+    #[serde(rename = "expect.fail")]
+    ExpectFail { name: String, message: String },
+}
+
+impl LogEvent {
+    pub fn new(t: f64, node: Option<&str>, body: LogBody) -> LogEvent {
+        LogEvent {
+            t,
+            ts: humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string(),
+            node: node.map(str::to_owned),
+            body,
+        }
+    }
+}
+
+/// A node's quorum state as the log tells it at some moment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeState {
+    pub quorate: bool,
+    /// Empty while corosync is down.
+    pub members: Vec<String>,
+    pub ring_id: String,
+    pub total_votes: Option<u32>,
+    pub corosync_up: bool,
+}
+
+impl NodeState {
+    pub fn down() -> NodeState {
+        NodeState {
+            quorate: false,
+            members: Vec::new(),
+            ring_id: String::new(),
+            total_votes: None,
+            corosync_up: false,
+        }
+    }
+
+    /// The state an event sets, if it is about quorum.
+    pub fn from_event(body: &LogBody) -> Option<NodeState> {
+        match body {
+            LogBody::Quorum {
+                quorate,
+                members,
+                ring_id,
+                total_votes,
+                ..
+            } => Some(NodeState {
+                quorate: *quorate,
+                members: members.clone(),
+                ring_id: ring_id.clone(),
+                total_votes: *total_votes,
+                corosync_up: true,
+            }),
+            LogBody::CorosyncDown { .. } => Some(NodeState::down()),
+            _ => None,
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        if !self.corosync_up {
+            return "corosync down".into();
+        }
+        format!(
+            "{} members [{}] ring {}{}",
+            if self.quorate {
+                "quorate,"
+            } else {
+                "inquorate,"
+            },
+            self.members.join(", "),
+            self.ring_id,
+            self.total_votes
+                .map(|v| format!(" votes {v}"))
+                .unwrap_or_default()
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_lines_shape() {
+        let ev = LogEvent {
+            t: 1.5,
+            ts: "2026-11-25T16:00:00.000000Z".into(),
+            node: Some("pve1".into()),
+            body: LogBody::Quorum {
+                quorate: true,
+                members: vec!["pve1".into()],
+                ring_id: "1.9".into(),
+                total_votes: Some(1),
+                expected_votes: Some(3),
+                quorum: Some(2),
+            },
+        };
+        let line = serde_json::to_string(&ev).unwrap();
+        assert!(line.starts_with(r#"{"t":1.5,"ts":"2026-11-25T16:00:00.000000Z","node":"pve1","kind":"quorum","quorate":true"#), "{line}");
+        assert_eq!(serde_json::from_str::<LogEvent>(&line).unwrap(), ev);
+    }
+}
