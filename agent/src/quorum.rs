@@ -226,3 +226,35 @@ pub fn own_node_id() -> Option<u32> {
         _ => None,
     }
 }
+
+/// corosync's quorum settings, for the controller to check a drill's
+/// `[requires]` against.
+pub fn quorum_config() -> BTreeMap<String, String> {
+    let mut config = BTreeMap::new();
+    let Ok(h) = cmap::initialize(cmap::Map::Icmap) else {
+        return config;
+    };
+    for key in [
+        "quorum.provider",
+        "quorum.two_node",
+        "quorum.wait_for_all",
+        "quorum.last_man_standing",
+        "quorum.last_man_standing_window",
+        "quorum.auto_tie_breaker",
+        "quorum.expected_votes",
+        "quorum.device.model",
+        "quorum.device.net.algorithm",
+    ] {
+        let value = match cmap::get(&h, key) {
+            Ok(cmap::Data::String(s)) if s.len() < 16 => s,
+            Ok(cmap::Data::UInt8(v)) => v.to_string(),
+            Ok(cmap::Data::UInt16(v)) => v.to_string(),
+            Ok(cmap::Data::UInt32(v)) => v.to_string(),
+            Ok(cmap::Data::Int32(v)) => v.to_string(),
+            Ok(cmap::Data::UInt64(v)) => v.to_string(),
+            _ => continue,
+        };
+        config.insert(key.trim_start_matches("quorum.").to_owned(), value);
+    }
+    config
+}

@@ -257,6 +257,7 @@ pub fn serve(mut agent: Agent, hello_node: String, node_id: Option<u32>) -> i32 
         node: hello_node,
         node_id,
         capabilities,
+        quorum_config: crate::quorum::quorum_config(),
         recovered,
     }));
     let agent = Arc::new(Mutex::new(agent));

@@ -165,6 +165,13 @@ impl AgentConn {
         &self.events
     }
 
+    /// Hands the event stream to another owner (the drill's collector);
+    /// `events()` then yields nothing.
+    pub fn take_events(&mut self) -> Receiver<Event> {
+        let (_, empty) = mpsc::channel();
+        std::mem::replace(&mut self.events, empty)
+    }
+
     /// The agent's process (for tests that kill it).
     pub fn pid(&self) -> u32 {
         self.child.id()

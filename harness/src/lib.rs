@@ -8,3 +8,4 @@ pub mod inventory;
 pub mod judge;
 pub mod lab;
 pub mod log;
+pub mod plan;

@@ -157,6 +157,11 @@ pub struct Hello {
     /// corosync's node id for this node, if corosync answers.
     pub node_id: Option<u32>,
     pub capabilities: Capabilities,
+    /// corosync's quorum settings on this node as cmap has them
+    /// (`quorum.two_node`, `quorum.device.model`, ...), empty if corosync
+    /// does not answer.
+    #[serde(default)]
+    pub quorum_config: std::collections::BTreeMap<String, String>,
     /// Faults a previous agent journaled and this one rolled back at start.
     pub recovered: Vec<RollbackReport>,
 }
@@ -323,6 +328,7 @@ mod tests {
                 clock: ClockMethod::Libfaketime,
                 corosync_version: None,
             },
+            quorum_config: Default::default(),
             recovered: vec![],
         };
         let err = hello.check_version().unwrap_err().to_string();
