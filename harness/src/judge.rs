@@ -35,6 +35,24 @@ pub fn judge(experiment: &Experiment, nodes: &[String], log: &[LogEvent]) -> Vec
     verdicts
 }
 
+/// Whether every expectation has already passed by `now`: a drill may stop
+/// waiting then (a pass cannot be undone by later events).
+pub fn expectations_met(
+    experiment: &Experiment,
+    nodes: &[String],
+    log: &[LogEvent],
+    now: f64,
+) -> bool {
+    let mut log: Vec<&LogEvent> = log.iter().collect();
+    log.sort_by(|a, b| a.t.total_cmp(&b.t));
+    let mut timeline = Timeline::new(&log);
+    timeline.end = timeline.end.max(now);
+    experiment
+        .expects
+        .iter()
+        .all(|e| judge_expect(e, nodes, &log, &timeline).passed)
+}
+
 /// Every node's state after each quorum-changing event, in time order.
 struct Timeline {
     /// (time, node, state it entered)

@@ -3,9 +3,12 @@
 
 pub mod agent;
 pub mod corosync;
+pub mod drills;
 pub mod experiment;
 pub mod inventory;
 pub mod judge;
 pub mod lab;
 pub mod log;
 pub mod plan;
+pub mod report;
+pub mod run;

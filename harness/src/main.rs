@@ -5,7 +5,11 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
 use clap::{Parser, Subcommand};
+use corodrill::drills::{self, RunArgs};
 use corodrill::lab::{self, LabError, LabSpec, Profile};
 
 #[derive(Parser)]
@@ -24,6 +28,68 @@ enum Command {
     /// The network-namespace lab: real corosync nodes on this machine.
     #[command(subcommand)]
     Lab(LabCommand),
+    /// Run drills against a cluster: faults, quorum watched, verdicts, reports.
+    #[command(
+        after_help = "Example:\n  corodrill run experiments/ --inventory /var/lib/corodrill/labs/lab/inventory.toml --junit reports/junit.xml"
+    )]
+    Run {
+        /// Experiment files, or directories of them.
+        #[arg(required = true)]
+        experiments: Vec<PathBuf>,
+        #[arg(long)]
+        inventory: PathBuf,
+        #[arg(long)]
+        junit: Option<PathBuf>,
+        /// The JSON Lines event log.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Accepted for random drills to come; a planned drill has no randomness.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Print the timeline and touch nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Run each experiment N times: pass rate and spread of every measured time.
+        #[arg(long, default_value_t = 1)]
+        repeat: usize,
+        /// How long a fault outlives a silent controller (the agents' lease).
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        lease: Duration,
+    },
+    /// Validate experiment files without touching anything.
+    #[command(after_help = "Example:\n  corodrill check experiments/")]
+    Check {
+        #[arg(required = true)]
+        experiments: Vec<PathBuf>,
+    },
+    /// Every shipped drill on a lab of its shape; reports into reports/.
+    #[command(after_help = "Example:\n  corodrill demo")]
+    Demo {
+        #[arg(long, default_value = "experiments")]
+        experiments: PathBuf,
+        #[arg(long, default_value = "reports")]
+        reports: PathBuf,
+    },
+}
+
+/// Set by SIGINT/SIGTERM: the drill heals everything, then exits 130.
+static CANCEL: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: i32) {
+    CANCEL.store(true, Ordering::Relaxed);
+}
+
+fn catch_signals() {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    let action = SigAction::new(
+        SigHandler::Handler(on_signal),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    for s in [Signal::SIGINT, Signal::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        let _ = unsafe { sigaction(s, &action) };
+    }
 }
 
 #[derive(Subcommand)]
@@ -90,6 +156,43 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Lab(cmd) => run_lab(cmd),
+        Command::Check { experiments } => Ok(ExitCode::from(drills::check(&experiments))),
+        Command::Run {
+            experiments,
+            inventory,
+            junit,
+            json,
+            seed: _,
+            dry_run,
+            repeat,
+            lease,
+        } => {
+            catch_signals();
+            let args = RunArgs {
+                paths: experiments,
+                inventory,
+                junit,
+                json,
+                dry_run,
+                repeat,
+                lease,
+            };
+            Ok(ExitCode::from(drills::run_command(
+                &args, &progress, &CANCEL,
+            )))
+        }
+        Command::Demo {
+            experiments,
+            reports,
+        } => {
+            catch_signals();
+            Ok(ExitCode::from(drills::demo(
+                &experiments,
+                &reports,
+                &progress,
+                &CANCEL,
+            )))
+        }
     };
     match result {
         Ok(code) => code,

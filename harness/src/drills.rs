@@ -1,0 +1,339 @@
+//! `corodrill run`, `check` and `demo`: the pipeline wired together.
+//! experiment -> plan -> run (event log) -> judge -> report.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::experiment::{self, Experiment};
+use crate::inventory::Inventory;
+use crate::judge::judge;
+use crate::lab::{self, LabSpec, Profile};
+use crate::plan::{self, Plan};
+use crate::report::{self, DrillResult};
+use crate::run::{self, RunError, RunOptions};
+
+pub struct RunArgs {
+    pub paths: Vec<PathBuf>,
+    pub inventory: PathBuf,
+    pub junit: Option<PathBuf>,
+    pub json: Option<PathBuf>,
+    pub dry_run: bool,
+    pub repeat: usize,
+    pub lease: Duration,
+}
+
+/// Exit statuses (DESIGN.md): 0 all held, 1 a verdict failed, 2 invalid
+/// input, 3 the drill could not be carried out, 130 interrupted.
+pub fn check(paths: &[PathBuf]) -> u8 {
+    match experiment::load(paths) {
+        Ok(experiments) => {
+            for e in &experiments {
+                println!(
+                    "ok {} ({}): {} fault(s), {} expectation(s)",
+                    e.file.display(),
+                    e.name,
+                    e.faults.len(),
+                    e.expects.len()
+                );
+            }
+            0
+        }
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("{e}");
+            }
+            eprintln!("{} error(s)", errors.len());
+            2
+        }
+    }
+}
+
+pub fn load_inventory(path: &Path) -> Result<Inventory, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("{}: cannot read the inventory: {e}", path.display()))?;
+    Inventory::from_toml(&text).map_err(|e| {
+        let offset = e.span().map_or(0, |s| s.start).min(text.len());
+        let before = &text[..offset];
+        let line = before.matches('\n').count() + 1;
+        let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+        format!("{}:{line}:{column}: {}", path.display(), e.message().trim())
+    })
+}
+
+/// Loads and plans every experiment against the inventory, or says every
+/// reason it cannot (exit 2).
+fn prepare(
+    paths: &[PathBuf],
+    inventory: &Inventory,
+) -> Result<Vec<(Experiment, Plan)>, Vec<String>> {
+    let experiments = experiment::load(paths)
+        .map_err(|errs| errs.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+    let mut errors = Vec::new();
+    let mut planned = Vec::new();
+    for e in experiments {
+        match plan::plan(&e, inventory) {
+            Ok(p) => planned.push((e, p)),
+            Err(errs) => errors.extend(
+                errs.into_iter()
+                    .map(|m| format!("{}: {m}", e.file.display())),
+            ),
+        }
+    }
+    if errors.is_empty() {
+        Ok(planned)
+    } else {
+        Err(errors)
+    }
+}
+
+pub fn run_command(args: &RunArgs, progress: &dyn Fn(&str), cancel: &AtomicBool) -> u8 {
+    let inventory = match load_inventory(&args.inventory) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("{e}");
+            return 2;
+        }
+    };
+    let planned = match prepare(&args.paths, &inventory) {
+        Ok(p) => p,
+        Err(errors) => {
+            for e in errors {
+                eprintln!("{e}");
+            }
+            return 2;
+        }
+    };
+    if args.dry_run {
+        for (e, p) in &planned {
+            println!("{}\n", plan::describe(e, p));
+        }
+        return 0;
+    }
+    let (results, code) = drill_all(
+        &planned,
+        &inventory,
+        args.repeat,
+        args.lease,
+        progress,
+        cancel,
+    );
+    finish(&results, code, args.junit.as_deref(), args.json.as_deref())
+}
+
+/// Runs each experiment `repeat` times; stops at the first run that could
+/// not be carried out.
+fn drill_all(
+    planned: &[(Experiment, Plan)],
+    inventory: &Inventory,
+    repeat: usize,
+    lease: Duration,
+    progress: &dyn Fn(&str),
+    cancel: &AtomicBool,
+) -> (Vec<Vec<DrillResult>>, u8) {
+    let opts = RunOptions {
+        lease,
+        connect_timeout: Duration::from_secs(20),
+        whole_timeout: Duration::from_secs(60),
+        progress,
+        cancel,
+    };
+    let mut all = Vec::new();
+    for (e, p) in planned {
+        let mut runs = Vec::new();
+        for i in 0..repeat.max(1) {
+            progress(&format!(
+                "drill {}{} ({})",
+                e.name,
+                if repeat > 1 {
+                    format!(" run {}/{repeat}", i + 1)
+                } else {
+                    String::new()
+                },
+                e.file.display()
+            ));
+            let started = Instant::now();
+            let result = run::run(e, p, inventory, &opts);
+            let (log, error) = match result {
+                Ok(log) => (log, None),
+                Err(aborted) => (aborted.log, Some(aborted.error)),
+            };
+            let verdicts = if error.is_none() {
+                judge(e, &p.nodes, &log)
+            } else {
+                Vec::new()
+            };
+            let code = error.as_ref().map(RunError::exit_code);
+            runs.push(DrillResult {
+                experiment: e.clone(),
+                log,
+                verdicts,
+                error: error.map(|e| e.to_string()),
+                wall: started.elapsed(),
+            });
+            if let Some(code) = code {
+                all.push(runs);
+                return (all, code);
+            }
+            if cancel.load(Ordering::Relaxed) {
+                all.push(runs);
+                return (all, 130);
+            }
+        }
+        all.push(runs);
+    }
+    (all, 0)
+}
+
+/// Prints the summaries, writes the reports, and gives the exit status.
+fn finish(all: &[Vec<DrillResult>], code: u8, junit: Option<&Path>, json: Option<&Path>) -> u8 {
+    for runs in all {
+        println!("{}", report::summary(runs));
+    }
+    let mut code = code;
+    for (path, text) in [(junit, report::junit(all)), (json, report::json_lines(all))] {
+        if let Some(path) = path {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            match std::fs::write(path, text) {
+                Ok(()) => println!("report: {}", path.display()),
+                Err(e) => {
+                    eprintln!("cannot write {}: {e}", path.display());
+                    code = code.max(3);
+                }
+            }
+        }
+    }
+    if code == 0 && all.iter().flatten().any(|r| !r.passed()) {
+        code = 1;
+    }
+    code
+}
+
+/// The lab a drill needs: `[requires]`, or the experiment's node count.
+pub fn lab_shape(e: &Experiment) -> (u8, u8, bool, Vec<String>) {
+    let nodes = e.requires.nodes.unwrap_or(e.nodes).max(e.nodes) as u8;
+    let links = e.requires.links.unwrap_or(1) as u8;
+    let qdevice = e.requires.qdevice.unwrap_or(false);
+    let options = e
+        .requires
+        .quorum
+        .iter()
+        .map(|(k, v)| match v {
+            toml::Value::Boolean(b) => format!("{k}={}", u8::from(*b)),
+            toml::Value::String(s) => format!("{k}={s}"),
+            other => format!("{k}={other}"),
+        })
+        .collect();
+    (nodes, links, qdevice, options)
+}
+
+/// `corodrill demo`: every shipped drill on a lab of its shape (labs of the
+/// same shape are reused), reports into `reports/`, labs taken down.
+pub fn demo(
+    experiments_dir: &Path,
+    reports_dir: &Path,
+    progress: &dyn Fn(&str),
+    cancel: &AtomicBool,
+) -> u8 {
+    let experiments = match experiment::load(&[experiments_dir.to_path_buf()]) {
+        Ok(e) => e,
+        Err(errors) => {
+            for e in errors {
+                eprintln!("{e}");
+            }
+            return 2;
+        }
+    };
+    let mut shapes: Vec<((u8, u8, bool, Vec<String>), Vec<Experiment>)> = Vec::new();
+    for e in experiments {
+        let shape = lab_shape(&e);
+        match shapes.iter_mut().find(|(s, _)| *s == shape) {
+            Some((_, list)) => list.push(e),
+            None => shapes.push((shape, vec![e])),
+        }
+    }
+    let mut all = Vec::new();
+    let mut code = 0;
+    for (i, ((nodes, links, qdevice, options), list)) in shapes.into_iter().enumerate() {
+        let name = format!("demo{i}");
+        let spec = match LabSpec::new(&name, nodes, links, qdevice, None, Profile::Fast, &options) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("{e}");
+                return e.exit_code();
+            }
+        };
+        let _ = lab::down(&name);
+        progress(&format!(
+            "lab {name}: {nodes} nodes, {links} link(s){}{} for {} drill(s)",
+            if qdevice { ", QDevice" } else { "" },
+            if options.is_empty() {
+                String::new()
+            } else {
+                format!(", {}", options.join(" "))
+            },
+            list.len()
+        ));
+        let up = match lab::up(spec, None, progress) {
+            Ok(up) => up,
+            Err(e) => {
+                eprintln!("corodrill: {e}");
+                return e.exit_code();
+            }
+        };
+        let inventory = lab::inventory(&up.lab);
+        let mut planned = Vec::new();
+        for e in list {
+            match plan::plan(&e, &inventory) {
+                Ok(p) => planned.push((e, p)),
+                Err(errs) => {
+                    for m in errs {
+                        eprintln!("{}: {m}", e.file.display());
+                    }
+                    code = 2;
+                }
+            }
+        }
+        let (results, c) = drill_all(
+            &planned,
+            &inventory,
+            1,
+            Duration::from_secs(10),
+            progress,
+            cancel,
+        );
+        for runs in &results {
+            println!("{}", report::summary(runs));
+        }
+        all.extend(results);
+        let _ = lab::down(&name);
+        if c != 0 {
+            code = c;
+            break;
+        }
+    }
+    let junit = reports_dir.join("junit.xml");
+    let json = reports_dir.join("events.jsonl");
+    let _ = std::fs::create_dir_all(reports_dir);
+    let mut written = Vec::new();
+    for (path, text) in [
+        (&junit, report::junit(&all)),
+        (&json, report::json_lines(&all)),
+    ] {
+        if std::fs::write(path, text).is_ok() {
+            written.push(path.display().to_string());
+        }
+    }
+    println!("reports: {}", written.join(", "));
+    let passed = all
+        .iter()
+        .filter(|r| r.iter().all(DrillResult::passed))
+        .count();
+    println!("{passed}/{} drills passed", all.len());
+    if code == 0 && passed < all.len() {
+        code = 1;
+    }
+    code
+}

@@ -1,0 +1,266 @@
+//! Reports of a run: JUnit XML (quick-junit), the JSON Lines event log, and
+//! the console summary. They read results; they never reach back into the
+//! run or an agent.
+
+use std::time::Duration;
+
+use quick_junit::{
+    NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestRerun, TestSuite,
+};
+use serde::Serialize;
+
+use crate::experiment::Experiment;
+use crate::judge::Verdict;
+use crate::log::{LogBody, LogEvent};
+
+/// One run of one experiment.
+pub struct DrillResult {
+    pub experiment: Experiment,
+    pub log: Vec<LogEvent>,
+    pub verdicts: Vec<Verdict>,
+    /// Set when the drill could not be carried out to the end.
+    pub error: Option<String>,
+    pub wall: Duration,
+}
+
+impl DrillResult {
+    pub fn passed(&self) -> bool {
+        self.error.is_none() && self.verdicts.iter().all(|v| v.passed)
+    }
+}
+
+/// Pass rate and spread of one verdict over repeated runs.
+struct Stats {
+    passed: usize,
+    runs: usize,
+    times: Vec<f64>,
+}
+
+impl Stats {
+    fn of(runs: &[&Verdict]) -> Stats {
+        let mut times: Vec<f64> = runs.iter().filter_map(|v| v.measured).collect();
+        times.sort_by(f64::total_cmp);
+        Stats {
+            passed: runs.iter().filter(|v| v.passed).count(),
+            runs: runs.len(),
+            times,
+        }
+    }
+
+    fn quantile(&self, q: f64) -> Option<f64> {
+        if self.times.is_empty() {
+            return None;
+        }
+        let i = ((self.times.len() - 1) as f64 * q).round() as usize;
+        Some(self.times[i])
+    }
+
+    fn spread(&self) -> Option<String> {
+        Some(format!(
+            "min {:.3}s median {:.3}s p95 {:.3}s max {:.3}s",
+            self.quantile(0.0)?,
+            self.quantile(0.5)?,
+            self.quantile(0.95)?,
+            self.quantile(1.0)?
+        ))
+    }
+}
+
+/// The verdicts of every run of one experiment, by verdict name, in order.
+fn by_name<'a>(runs: &'a [DrillResult]) -> Vec<(&'a str, Vec<&'a Verdict>)> {
+    let mut names: Vec<&str> = Vec::new();
+    for r in runs {
+        for v in &r.verdicts {
+            if !names.contains(&v.name.as_str()) {
+                names.push(&v.name);
+            }
+        }
+    }
+    names
+        .into_iter()
+        .map(|n| {
+            (
+                n,
+                runs.iter()
+                    .flat_map(|r| r.verdicts.iter().filter(move |v| v.name == n))
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+/// JUnit XML: one testsuite per experiment, one testcase per expectation and
+/// invariant, its time the measured time. With repeated runs, the earlier
+/// runs are recorded as flaky or rerun entries.
+pub fn junit(all: &[Vec<DrillResult>]) -> String {
+    let mut report = Report::new("corodrill");
+    for runs in all {
+        let Some(first) = runs.first() else { continue };
+        let mut suite = TestSuite::new(first.experiment.name.clone());
+        suite.add_property(Property::new(
+            "file",
+            first.experiment.file.display().to_string(),
+        ));
+        suite.add_property(Property::new("runs", runs.len().to_string()));
+        suite.set_time(runs.iter().map(|r| r.wall).sum());
+        for r in runs.iter().filter_map(|r| r.error.as_ref()) {
+            let mut status = TestCaseStatus::non_success(NonSuccessKind::Error);
+            status.set_message(r.clone());
+            suite.add_test_case(TestCase::new("drill carried out", status));
+        }
+        for (name, verdicts) in by_name(runs) {
+            let Some(last) = verdicts.last() else {
+                continue;
+            };
+            let stats = Stats::of(&verdicts);
+            let mut status = if last.passed {
+                TestCaseStatus::success()
+            } else {
+                let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                s.set_message(last.message.clone());
+                s.set_type(if last.invariant {
+                    "invariant"
+                } else {
+                    "expectation"
+                });
+                s
+            };
+            // Earlier runs: failures of a passing case make it flaky; all runs
+            // of a failing case are reruns.
+            for earlier in &verdicts[..verdicts.len() - 1] {
+                if !earlier.passed || !last.passed {
+                    let kind = if earlier.passed {
+                        continue;
+                    } else {
+                        NonSuccessKind::Failure
+                    };
+                    let mut rerun = TestRerun::new(kind);
+                    rerun.set_message(earlier.message.clone());
+                    if let Some(m) = earlier.measured {
+                        rerun.set_time(Duration::from_secs_f64(m));
+                    }
+                    status.add_rerun(rerun);
+                }
+            }
+            let mut case = TestCase::new(name.to_owned(), status);
+            case.set_classname(first.experiment.name.clone());
+            if let Some(m) = last.measured {
+                case.set_time(Duration::from_secs_f64(m));
+            }
+            if last.passed {
+                case.set_system_out(last.message.clone());
+            }
+            if runs.len() > 1 {
+                case.add_property(Property::new(
+                    "pass_rate",
+                    format!("{}/{}", stats.passed, stats.runs),
+                ));
+                if let Some(spread) = stats.spread() {
+                    case.add_property(Property::new("measured", spread));
+                }
+            }
+            suite.add_test_case(case);
+        }
+        report.add_test_suite(suite);
+    }
+    report
+        .to_string()
+        .unwrap_or_else(|e| format!("<!-- cannot write JUnit: {e} -->\n"))
+}
+
+#[derive(Serialize)]
+struct Line<'a> {
+    experiment: &'a str,
+    run: usize,
+    #[serde(flatten)]
+    event: &'a LogEvent,
+}
+
+/// The JSON Lines event log (DESIGN.md "Reports"), the verdicts last.
+pub fn json_lines(all: &[Vec<DrillResult>]) -> String {
+    let mut out = String::new();
+    for runs in all {
+        for (i, r) in runs.iter().enumerate() {
+            let end = r.log.last().map_or(0.0, |e| e.t);
+            let verdicts: Vec<LogEvent> = r
+                .verdicts
+                .iter()
+                .map(|v| {
+                    LogEvent::new(
+                        end,
+                        None,
+                        if v.passed {
+                            LogBody::ExpectPass {
+                                name: v.name.clone(),
+                                measured: v.measured,
+                            }
+                        } else {
+                            LogBody::ExpectFail {
+                                name: v.name.clone(),
+                                message: v.message.clone(),
+                            }
+                        },
+                    )
+                })
+                .collect();
+            for event in r.log.iter().chain(&verdicts) {
+                let line = Line {
+                    experiment: &r.experiment.name,
+                    run: i + 1,
+                    event,
+                };
+                if let Ok(text) = serde_json::to_string(&line) {
+                    out.push_str(&text);
+                    out.push('\n');
+                }
+            }
+        }
+    }
+    out
+}
+
+/// What a person reads in one glance: each expectation, its verdict, its
+/// measured time; failures with expected, observed and when.
+pub fn summary(runs: &[DrillResult]) -> String {
+    let Some(first) = runs.first() else {
+        return String::new();
+    };
+    let passed = runs.iter().filter(|r| r.passed()).count();
+    let wall: f64 = runs.iter().map(|r| r.wall.as_secs_f64()).sum::<f64>() / runs.len() as f64;
+    let mut lines = vec![format!(
+        "{} {}  ({}{:.1}s)",
+        if passed == runs.len() { "PASS" } else { "FAIL" },
+        first.experiment.name,
+        if runs.len() > 1 {
+            format!("{passed}/{} runs passed, ", runs.len())
+        } else {
+            String::new()
+        },
+        wall
+    )];
+    for r in runs.iter().filter_map(|r| r.error.as_ref()) {
+        lines.push(format!("  ERROR {r}"));
+    }
+    for (name, verdicts) in by_name(runs) {
+        let stats = Stats::of(&verdicts);
+        let ok = stats.passed == stats.runs;
+        let time = match (runs.len(), stats.quantile(0.5)) {
+            (1, Some(t)) => format!("{t:>7.3}s"),
+            (_, Some(_)) => stats.spread().unwrap_or_default(),
+            (_, None) => format!("{:>8}", "-"),
+        };
+        let rate = if runs.len() > 1 {
+            format!(" {}/{}", stats.passed, stats.runs)
+        } else {
+            String::new()
+        };
+        lines.push(format!(
+            "  {} {time}{rate}  {name}",
+            if ok { "pass" } else { "FAIL" }
+        ));
+        if let Some(v) = verdicts.iter().rev().find(|v| !v.passed) {
+            lines.push(format!("         {}", v.message));
+        }
+    }
+    lines.join("\n")
+}
