@@ -211,8 +211,18 @@ fn finish(all: &[Vec<DrillResult>], code: u8, junit: Option<&Path>, json: Option
     code
 }
 
+/// The lab a drill needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabShape {
+    pub nodes: u8,
+    pub links: u8,
+    pub qdevice: bool,
+    /// `--quorum-option` values.
+    pub options: Vec<String>,
+}
+
 /// The lab a drill needs: `[requires]`, or the experiment's node count.
-pub fn lab_shape(e: &Experiment) -> (u8, u8, bool, Vec<String>) {
+pub fn lab_shape(e: &Experiment) -> LabShape {
     let nodes = e.requires.nodes.unwrap_or(e.nodes).max(e.nodes) as u8;
     let links = e.requires.links.unwrap_or(1) as u8;
     let qdevice = e.requires.qdevice.unwrap_or(false);
@@ -226,7 +236,12 @@ pub fn lab_shape(e: &Experiment) -> (u8, u8, bool, Vec<String>) {
             other => format!("{k}={other}"),
         })
         .collect();
-    (nodes, links, qdevice, options)
+    LabShape {
+        nodes,
+        links,
+        qdevice,
+        options,
+    }
 }
 
 /// `corodrill demo`: every shipped drill on a lab of its shape (labs of the
@@ -246,7 +261,7 @@ pub fn demo(
             return 2;
         }
     };
-    let mut shapes: Vec<((u8, u8, bool, Vec<String>), Vec<Experiment>)> = Vec::new();
+    let mut shapes: Vec<(LabShape, Vec<Experiment>)> = Vec::new();
     for e in experiments {
         let shape = lab_shape(&e);
         match shapes.iter_mut().find(|(s, _)| *s == shape) {
@@ -256,7 +271,19 @@ pub fn demo(
     }
     let mut all = Vec::new();
     let mut code = 0;
-    for (i, ((nodes, links, qdevice, options), list)) in shapes.into_iter().enumerate() {
+    for (
+        i,
+        (
+            LabShape {
+                nodes,
+                links,
+                qdevice,
+                options,
+            },
+            list,
+        ),
+    ) in shapes.into_iter().enumerate()
+    {
         let name = format!("demo{i}");
         let spec = match LabSpec::new(&name, nodes, links, qdevice, None, Profile::Fast, &options) {
             Ok(s) => s,

@@ -255,13 +255,29 @@ fn judge_expect(e: &Expect, nodes: &[String], log: &[&LogEvent], timeline: &Time
 struct SplitBrainSpan {
     from: f64,
     to: Option<f64>,
-    a: (String, String, Vec<String>),
-    b: (String, String, Vec<String>),
+    a: Side,
+    b: Side,
 }
 
-fn split_pairs(
-    states: &BTreeMap<&str, &NodeState>,
-) -> Vec<((String, String, Vec<String>), (String, String, Vec<String>))> {
+/// One quorate side of a split-brain: a node, its ring id, its members.
+#[derive(Debug, Clone, PartialEq)]
+struct Side {
+    node: String,
+    ring: String,
+    members: Vec<String>,
+}
+
+impl Side {
+    fn of(node: &str, s: &NodeState) -> Side {
+        Side {
+            node: node.to_owned(),
+            ring: s.ring_id.clone(),
+            members: s.members.clone(),
+        }
+    }
+}
+
+fn split_pairs(states: &BTreeMap<&str, &NodeState>) -> Vec<(Side, Side)> {
     let quorate: Vec<(&str, &NodeState)> = states
         .iter()
         .filter(|(_, s)| s.quorate)
@@ -273,10 +289,7 @@ fn split_pairs(
             let a_in_b = sb.members.iter().any(|m| m == a);
             let b_in_a = sa.members.iter().any(|m| m == b);
             if !a_in_b && !b_in_a {
-                pairs.push((
-                    (a.to_string(), sa.ring_id.clone(), sa.members.clone()),
-                    (b.to_string(), sb.ring_id.clone(), sb.members.clone()),
-                ));
+                pairs.push((Side::of(a, sa), Side::of(b, sb)));
             }
         }
     }
@@ -311,8 +324,13 @@ fn split_brain_spans(timeline: &Timeline) -> Vec<SplitBrainSpan> {
 }
 
 fn describe_span(s: &SplitBrainSpan) -> String {
-    let side = |(node, ring, members): &(String, String, Vec<String>)| {
-        format!("{node} (ring {ring}, members [{}])", members.join(", "))
+    let side = |x: &Side| {
+        format!(
+            "{} (ring {}, members [{}])",
+            x.node,
+            x.ring,
+            x.members.join(", ")
+        )
     };
     format!(
         "{} and {} both quorate from t={:.3}s {}",
@@ -664,10 +682,6 @@ within = "15s"
 
     #[test]
     fn corosync_down_counts_as_not_quorate() {
-        let toml = ISOLATE.replace(
-            "groups = [[\"pve1\", \"pve2\"], [\"pve3\"]]",
-            "groups = [[\"pve1\", \"pve2\"], [\"pve3\"]]",
-        );
         let mut log = isolate_log();
         log[9] = ev(
             3.55,
@@ -676,7 +690,7 @@ within = "15s"
                 reason: "killed".into(),
             },
         );
-        let v = run(&toml, &log);
+        let v = run(ISOLATE, &log);
         assert!(v[1].passed, "{v:#?}");
     }
 }

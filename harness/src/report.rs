@@ -67,7 +67,7 @@ impl Stats {
 }
 
 /// The verdicts of every run of one experiment, by verdict name, in order.
-fn by_name<'a>(runs: &'a [DrillResult]) -> Vec<(&'a str, Vec<&'a Verdict>)> {
+fn by_name(runs: &[DrillResult]) -> Vec<(&str, Vec<&Verdict>)> {
     let mut names: Vec<&str> = Vec::new();
     for r in runs {
         for v in &r.verdicts {
