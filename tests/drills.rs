@@ -1,0 +1,286 @@
+//! End-to-end tests of `corodrill run`, `check` and the shipped drills on
+//! real labs: every shipped drill passes on a lab of its shape; a wrong
+//! expectation exits 1 with a JUnit failure naming it; a fault that cannot
+//! be applied exits 3 and leaves nothing; Ctrl-C heals and exits 130;
+//! `check` reports every error of broken files with its position.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use common::*;
+use quick_junit::Report;
+
+fn experiments_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../experiments")
+}
+
+fn shipped(names: &[&str]) -> Vec<String> {
+    names
+        .iter()
+        .map(|n| experiments_dir().join(format!("{n}.toml")).display().to_string())
+        .collect()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("corodrill-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// `corodrill run FILES --inventory <lab's> --junit ...`: the output and the
+/// JUnit report read back.
+fn drill(lab: &TestLab, files: &[String]) -> (Output, Option<Report>) {
+    let dir = scratch(&format!("{}-{}", lab.name, files.len()));
+    let junit = dir.join("junit.xml");
+    let inventory = lab.dir().join("inventory.toml");
+    let out = Command::new(CORODRILL)
+        .arg("run")
+        .args(files)
+        .arg("--inventory")
+        .arg(&inventory)
+        .arg("--junit")
+        .arg(&junit)
+        .arg("--json")
+        .arg(dir.join("events.jsonl"))
+        .output()
+        .expect("cannot run corodrill");
+    let report = std::fs::read_to_string(&junit)
+        .ok()
+        .map(|xml| Report::deserialize_from_str(&xml).expect("unreadable JUnit"));
+    (out, report)
+}
+
+fn assert_all_pass(lab: &TestLab, files: &[String]) {
+    let (out, report) = drill(lab, files);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let report = report.expect("no JUnit report");
+    assert_eq!(report.test_suites.len(), files.len());
+    for suite in &report.test_suites {
+        assert_eq!(suite.failures, 0, "{}: {}", suite.name.as_str(), text(&out));
+        assert!(suite.test_cases.len() >= 3, "{}", suite.name.as_str());
+    }
+}
+
+fn lab_clean(lab: &TestLab, nodes: usize) {
+    for i in 1..=nodes {
+        let node = format!("pve{i}");
+        let ruleset = lab.tool(&node, &["nft", "list", "ruleset"]);
+        assert!(!ruleset.contains("corodrill"), "{node}: {ruleset}");
+        let qdiscs = lab.tool(&node, &["tc", "qdisc", "show"]);
+        assert!(!qdiscs.contains("tbf") && !qdiscs.contains("netem"), "{node}: {qdiscs}");
+    }
+    lab.wait_whole(nodes);
+}
+
+#[test]
+fn three_node_drills_and_exit_statuses() {
+    let lab = TestLab::up(&[]);
+    assert_all_pass(
+        &lab,
+        &shipped(&[
+            "isolate-one-of-three",
+            "kill-corosync",
+            "pause-longer-than-token",
+            "power-off-one-of-three",
+            "clock-skew-five-minutes",
+            "one-way-cut",
+            "flapping-link",
+        ]),
+    );
+    lab_clean(&lab, 3);
+
+    let dir = scratch(&format!("{}-bad", lab.name));
+    // A deliberately wrong expectation: exit 1, the JUnit failure names it
+    // and says expected, observed and when.
+    let wrong = dir.join("wrong.toml");
+    std::fs::write(
+        &wrong,
+        std::fs::read_to_string(experiments_dir().join("isolate-one-of-three.toml"))
+            .unwrap()
+            .replace("name = \"pve3 loses quorum\"", "name = \"pve3 keeps quorum (wrong)\"")
+            .replace("nodes = [\"pve3\"]\nquorate = false", "nodes = [\"pve3\"]\nquorate = true\nmembers = \"all\"")
+            .replace("heal_after = \"12s\"", "heal_after = \"6s\""),
+    )
+    .unwrap();
+    let (out, report) = drill(&lab, &[wrong.display().to_string()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let report = report.unwrap();
+    let failed: Vec<_> = report.test_suites[0]
+        .test_cases
+        .iter()
+        .filter(|c| !matches!(c.status, quick_junit::TestCaseStatus::Success { .. }))
+        .collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].name.as_str(), "pve3 keeps quorum (wrong)");
+    let message = match &failed[0].status {
+        quick_junit::TestCaseStatus::NonSuccess { message, .. } => message.as_ref().unwrap().as_str().to_owned(),
+        other => panic!("{other:?}"),
+    };
+    assert!(message.contains("expected pve3 quorate") && message.contains("observed") && message.contains("deadline t="), "{message}");
+    lab_clean(&lab, 3);
+
+    // A fault that cannot be applied: exit 3, and nothing left behind (the
+    // cut applied just before it is healed too).
+    let broken = dir.join("broken.toml");
+    std::fs::write(
+        &broken,
+        r#"name = "cannot-apply"
+nodes = 3
+[[fault]]
+id = "cut"
+kind = "isolate"
+nodes = ["pve3"]
+[[fault]]
+id = "boom"
+kind = "command"
+nodes = ["pve2"]
+run = "exit 7"
+at = "1s"
+[[expect]]
+after = "cut"
+nodes = ["pve3"]
+quorate = false
+within = "10s"
+"#,
+    )
+    .unwrap();
+    let (out, _) = drill(&lab, &[broken.display().to_string()]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("exit status: 7") || String::from_utf8_lossy(&out.stdout).contains("exit status: 7"), "{}", text(&out));
+    lab_clean(&lab, 3);
+
+    // A drill that needs another cluster is refused before anything happens.
+    let (out, _) = drill(&lab, &shipped(&["two-nodes-with-qdevice"]));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+
+    // Ctrl-C mid-drill: every fault healed, exit 130.
+    let mut child = Command::new(CORODRILL)
+        .args(["run", &shipped(&["isolate-one-of-three"])[0], "--inventory"])
+        .arg(lab.dir().join("inventory.toml"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the cut is in force on pve3, then interrupt.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !lab.tool("pve3", &["nft", "list", "ruleset"]).contains("corodrill") {
+        assert!(std::time::Instant::now() < deadline, "the cut never appeared");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    lab_clean(&lab, 3);
+
+    lab.down();
+    assert_nothing_left(&lab.name);
+}
+
+#[test]
+fn two_node_drills() {
+    let lab = TestLab::up(&["--nodes", "2"]);
+    assert_all_pass(
+        &lab,
+        &shipped(&["two-nodes-without-qdevice", "expected-votes-override", "expected-votes-override-both-sides"]),
+    );
+    lab_clean(&lab, 2);
+    lab.down();
+    assert_nothing_left(&lab.name);
+}
+
+#[test]
+fn two_nodes_with_qdevice_drill() {
+    let lab = TestLab::up(&["--nodes", "2", "--qdevice"]);
+    assert_all_pass(&lab, &shipped(&["two-nodes-with-qdevice"]));
+    lab_clean(&lab, 2);
+    lab.down();
+    assert_nothing_left(&lab.name);
+}
+
+#[test]
+fn redundant_links_drill() {
+    let lab = TestLab::up(&["--links", "2"]);
+    assert_all_pass(&lab, &shipped(&["redundant-links"]));
+    lab_clean(&lab, 3);
+    lab.down();
+    assert_nothing_left(&lab.name);
+}
+
+#[test]
+fn five_node_drill() {
+    let lab = TestLab::up(&["--nodes", "5"]);
+    assert_all_pass(&lab, &shipped(&["five-nodes-split-two-three"]));
+    lab_clean(&lab, 5);
+    lab.down();
+    assert_nothing_left(&lab.name);
+}
+
+#[test]
+fn check_reports_every_error_with_its_position() {
+    let dir = scratch("check");
+    std::fs::write(dir.join("a.toml"), "name = \"a\"\nnodes = 3\n[[fault]]\nid = \"x\"\nkind = \"explode\"\n[[expect]]\nafter = \"y\"\nnodes = \"all\"\nquorate = true\nwithin = \"10q\"\n").unwrap();
+    std::fs::write(dir.join("b.toml"), "name = \"b\"\nnodes = \n").unwrap();
+    std::fs::write(dir.join("c.toml"), std::fs::read_to_string(experiments_dir().join("kill-corosync.toml")).unwrap()).unwrap();
+    let out = Command::new(CORODRILL).arg("check").arg(&dir).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let a = dir.join("a.toml").display().to_string();
+    let b = dir.join("b.toml").display().to_string();
+    assert!(stderr.contains(&format!("{a}:5:1: unknown fault kind \"explode\"")), "{stderr}");
+    assert!(stderr.contains(&format!("{a}:7:1: after = \"y\" names no fault")), "{stderr}");
+    assert!(stderr.contains(&format!("{a}:10:1: within: invalid duration \"10q\"")), "{stderr}");
+    assert!(stderr.contains(&format!("{b}:2:")), "{stderr}");
+    assert!(stderr.contains("4 error(s)"), "{stderr}");
+
+    // The shipped drills are all valid.
+    let out = Command::new(CORODRILL).arg("check").arg(experiments_dir()).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
+
+#[test]
+fn dry_run_and_bad_inventory_touch_nothing() {
+    let dir = scratch("dry");
+    // An inventory whose agents cannot be reached: a dry run never tries.
+    let inventory = dir.join("inventory.toml");
+    let mut toml = String::from("name = \"paper\"\n");
+    for i in 1..=3 {
+        toml.push_str(&format!(
+            "[[node]]\nname = \"pve{i}\"\nconnect = \"false\"\nlinks = {{ ring0 = \"198.18.0.{i}\" }}\npower = {{ driver = \"lab\", lab = \"paper\" }}\n"
+        ));
+    }
+    std::fs::write(&inventory, toml).unwrap();
+    let out = Command::new(CORODRILL)
+        .args(["run", "--dry-run", "--inventory"])
+        .arg(&inventory)
+        .arg(experiments_dir().join("isolate-one-of-three.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("apply cut (partition) on pve1, pve2, pve3") && stdout.contains("12.0s heal cut"), "{stdout}");
+
+    // Unreachable agents: exit 3, naming the node.
+    let out = Command::new(CORODRILL)
+        .args(["run", "--inventory"])
+        .arg(&inventory)
+        .arg(experiments_dir().join("isolate-one-of-three.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("pve1"), "{}", text(&out));
+
+    // A broken inventory: exit 2 with its position.
+    std::fs::write(&inventory, "name = \"x\"\n[[node]]\nname = \"pve1\"\nconect = \"ssh\"\n").unwrap();
+    let out = Command::new(CORODRILL)
+        .args(["run", "--inventory"])
+        .arg(&inventory)
+        .arg(experiments_dir().join("isolate-one-of-three.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("{}:4:1:", inventory.display())), "{}", text(&out));
+}
