@@ -9,10 +9,9 @@ deps:
 build: deps
 	$(CARGO) build --workspace
 
-# For now: a 3-node lab up, its status, and down again (the drill runner
-# will make this run real drills).
+# Every shipped drill on a lab of its shape; reports into reports/.
 demo: build
-	./scripts/demo
+	./target/debug/corodrill demo
 
 test: deps
 	$(CARGO) test --workspace
