@@ -18,7 +18,7 @@ test: deps
 
 bench: deps
 	$(CARGO) build --release --workspace
-	$(CARGO) bench --bench lab_up --bench agent
+	$(CARGO) bench --bench lab_up --bench agent --bench drills
 
 lint:
 	$(CARGO) fmt --check

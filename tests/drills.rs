@@ -13,6 +13,14 @@ use std::time::Duration;
 use common::*;
 use quick_junit::Report;
 
+/// Drills measure corosync's timing; two labs at once on a 2-core machine
+/// starve each other's corosync of CPU. Tests that run drills take turns.
+static ONE_LAB_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_lab_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_LAB_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn experiments_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../experiments")
 }
@@ -20,7 +28,12 @@ fn experiments_dir() -> PathBuf {
 fn shipped(names: &[&str]) -> Vec<String> {
     names
         .iter()
-        .map(|n| experiments_dir().join(format!("{n}.toml")).display().to_string())
+        .map(|n| {
+            experiments_dir()
+                .join(format!("{n}.toml"))
+                .display()
+                .to_string()
+        })
         .collect()
 }
 
@@ -71,13 +84,17 @@ fn lab_clean(lab: &TestLab, nodes: usize) {
         let ruleset = lab.tool(&node, &["nft", "list", "ruleset"]);
         assert!(!ruleset.contains("corodrill"), "{node}: {ruleset}");
         let qdiscs = lab.tool(&node, &["tc", "qdisc", "show"]);
-        assert!(!qdiscs.contains("tbf") && !qdiscs.contains("netem"), "{node}: {qdiscs}");
+        assert!(
+            !qdiscs.contains("tbf") && !qdiscs.contains("netem"),
+            "{node}: {qdiscs}"
+        );
     }
     lab.wait_whole(nodes);
 }
 
 #[test]
 fn three_node_drills_and_exit_statuses() {
+    let _turn = one_lab_at_a_time();
     let lab = TestLab::up(&[]);
     assert_all_pass(
         &lab,
@@ -101,8 +118,14 @@ fn three_node_drills_and_exit_statuses() {
         &wrong,
         std::fs::read_to_string(experiments_dir().join("isolate-one-of-three.toml"))
             .unwrap()
-            .replace("name = \"pve3 loses quorum\"", "name = \"pve3 keeps quorum (wrong)\"")
-            .replace("nodes = [\"pve3\"]\nquorate = false", "nodes = [\"pve3\"]\nquorate = true\nmembers = \"all\"")
+            .replace(
+                "name = \"pve3 loses quorum\"",
+                "name = \"pve3 keeps quorum (wrong)\"",
+            )
+            .replace(
+                "nodes = [\"pve3\"]\nquorate = false",
+                "nodes = [\"pve3\"]\nquorate = true\nmembers = \"all\"",
+            )
             .replace("heal_after = \"12s\"", "heal_after = \"6s\""),
     )
     .unwrap();
@@ -117,10 +140,17 @@ fn three_node_drills_and_exit_statuses() {
     assert_eq!(failed.len(), 1, "{failed:?}");
     assert_eq!(failed[0].name.as_str(), "pve3 keeps quorum (wrong)");
     let message = match &failed[0].status {
-        quick_junit::TestCaseStatus::NonSuccess { message, .. } => message.as_ref().unwrap().as_str().to_owned(),
+        quick_junit::TestCaseStatus::NonSuccess { message, .. } => {
+            message.as_ref().unwrap().as_str().to_owned()
+        }
         other => panic!("{other:?}"),
     };
-    assert!(message.contains("expected pve3 quorate") && message.contains("observed") && message.contains("deadline t="), "{message}");
+    assert!(
+        message.contains("expected pve3 quorate")
+            && message.contains("observed")
+            && message.contains("deadline t="),
+        "{message}"
+    );
     lab_clean(&lab, 3);
 
     // A fault that cannot be applied: exit 3, and nothing left behind (the
@@ -150,7 +180,12 @@ within = "10s"
     .unwrap();
     let (out, _) = drill(&lab, &[broken.display().to_string()]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("exit status: 7") || String::from_utf8_lossy(&out.stdout).contains("exit status: 7"), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("exit status: 7")
+            || String::from_utf8_lossy(&out.stdout).contains("exit status: 7"),
+        "{}",
+        text(&out)
+    );
     lab_clean(&lab, 3);
 
     // A drill that needs another cluster is refused before anything happens.
@@ -167,11 +202,21 @@ within = "10s"
         .unwrap();
     // Wait until the cut is in force on pve3, then interrupt.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !lab.tool("pve3", &["nft", "list", "ruleset"]).contains("corodrill") {
-        assert!(std::time::Instant::now() < deadline, "the cut never appeared");
+    while !lab
+        .tool("pve3", &["nft", "list", "ruleset"])
+        .contains("corodrill")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the cut never appeared"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130));
     lab_clean(&lab, 3);
@@ -182,10 +227,15 @@ within = "10s"
 
 #[test]
 fn two_node_drills() {
+    let _turn = one_lab_at_a_time();
     let lab = TestLab::up(&["--nodes", "2"]);
     assert_all_pass(
         &lab,
-        &shipped(&["two-nodes-without-qdevice", "expected-votes-override", "expected-votes-override-both-sides"]),
+        &shipped(&[
+            "two-nodes-without-qdevice",
+            "expected-votes-override",
+            "expected-votes-override-both-sides",
+        ]),
     );
     lab_clean(&lab, 2);
     lab.down();
@@ -194,6 +244,7 @@ fn two_node_drills() {
 
 #[test]
 fn two_nodes_with_qdevice_drill() {
+    let _turn = one_lab_at_a_time();
     let lab = TestLab::up(&["--nodes", "2", "--qdevice"]);
     assert_all_pass(&lab, &shipped(&["two-nodes-with-qdevice"]));
     lab_clean(&lab, 2);
@@ -203,6 +254,7 @@ fn two_nodes_with_qdevice_drill() {
 
 #[test]
 fn redundant_links_drill() {
+    let _turn = one_lab_at_a_time();
     let lab = TestLab::up(&["--links", "2"]);
     assert_all_pass(&lab, &shipped(&["redundant-links"]));
     lab_clean(&lab, 3);
@@ -212,6 +264,7 @@ fn redundant_links_drill() {
 
 #[test]
 fn five_node_drill() {
+    let _turn = one_lab_at_a_time();
     let lab = TestLab::up(&["--nodes", "5"]);
     assert_all_pass(&lab, &shipped(&["five-nodes-split-two-three"]));
     lab_clean(&lab, 5);
@@ -224,20 +277,41 @@ fn check_reports_every_error_with_its_position() {
     let dir = scratch("check");
     std::fs::write(dir.join("a.toml"), "name = \"a\"\nnodes = 3\n[[fault]]\nid = \"x\"\nkind = \"explode\"\n[[expect]]\nafter = \"y\"\nnodes = \"all\"\nquorate = true\nwithin = \"10q\"\n").unwrap();
     std::fs::write(dir.join("b.toml"), "name = \"b\"\nnodes = \n").unwrap();
-    std::fs::write(dir.join("c.toml"), std::fs::read_to_string(experiments_dir().join("kill-corosync.toml")).unwrap()).unwrap();
-    let out = Command::new(CORODRILL).arg("check").arg(&dir).output().unwrap();
+    std::fs::write(
+        dir.join("c.toml"),
+        std::fs::read_to_string(experiments_dir().join("kill-corosync.toml")).unwrap(),
+    )
+    .unwrap();
+    let out = Command::new(CORODRILL)
+        .arg("check")
+        .arg(&dir)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     let a = dir.join("a.toml").display().to_string();
     let b = dir.join("b.toml").display().to_string();
-    assert!(stderr.contains(&format!("{a}:5:1: unknown fault kind \"explode\"")), "{stderr}");
-    assert!(stderr.contains(&format!("{a}:7:1: after = \"y\" names no fault")), "{stderr}");
-    assert!(stderr.contains(&format!("{a}:10:1: within: invalid duration \"10q\"")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{a}:5:1: unknown fault kind \"explode\"")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{a}:7:1: after = \"y\" names no fault")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{a}:10:1: within: invalid duration \"10q\"")),
+        "{stderr}"
+    );
     assert!(stderr.contains(&format!("{b}:2:")), "{stderr}");
     assert!(stderr.contains("4 error(s)"), "{stderr}");
 
     // The shipped drills are all valid.
-    let out = Command::new(CORODRILL).arg("check").arg(experiments_dir()).output().unwrap();
+    let out = Command::new(CORODRILL)
+        .arg("check")
+        .arg(experiments_dir())
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 }
 
@@ -261,7 +335,11 @@ fn dry_run_and_bad_inventory_touch_nothing() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("apply cut (partition) on pve1, pve2, pve3") && stdout.contains("12.0s heal cut"), "{stdout}");
+    assert!(
+        stdout.contains("apply cut (partition) on pve1, pve2, pve3")
+            && stdout.contains("12.0s heal cut"),
+        "{stdout}"
+    );
 
     // Unreachable agents: exit 3, naming the node.
     let out = Command::new(CORODRILL)
@@ -271,10 +349,18 @@ fn dry_run_and_bad_inventory_touch_nothing() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("pve1"), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("pve1"),
+        "{}",
+        text(&out)
+    );
 
     // A broken inventory: exit 2 with its position.
-    std::fs::write(&inventory, "name = \"x\"\n[[node]]\nname = \"pve1\"\nconect = \"ssh\"\n").unwrap();
+    std::fs::write(
+        &inventory,
+        "name = \"x\"\n[[node]]\nname = \"pve1\"\nconect = \"ssh\"\n",
+    )
+    .unwrap();
     let out = Command::new(CORODRILL)
         .args(["run", "--inventory"])
         .arg(&inventory)
@@ -282,5 +368,9 @@ fn dry_run_and_bad_inventory_touch_nothing() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("{}:4:1:", inventory.display())), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!("{}:4:1:", inventory.display())),
+        "{}",
+        text(&out)
+    );
 }

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use corodrill_protocol::{Event, EventBody, Op, Outcome, RollbackReport};
 
@@ -79,6 +79,8 @@ struct Drill<'a> {
     names: BTreeMap<u32, String>,
     events: Receiver<(String, Event)>,
     t0: i64,
+    /// The real-time clock at `t0`.
+    t0_utc: SystemTime,
     log: Vec<LogEvent>,
     states: BTreeMap<String, NodeState>,
     opts: &'a RunOptions<'a>,
@@ -183,6 +185,7 @@ impl<'a> Drill<'a> {
             names,
             events,
             t0: mono_ns(),
+            t0_utc: SystemTime::now(),
             log: Vec::new(),
             states: BTreeMap::new(),
             opts,
@@ -216,8 +219,20 @@ impl<'a> Drill<'a> {
         self.t(mono_ns())
     }
 
+    /// Logs an event that happened at drill time `t`; its UTC stamp is
+    /// derived from `t`, so both say when it happened, not when it arrived.
     fn record(&mut self, t: f64, node: Option<&str>, body: LogBody) {
-        self.log.push(LogEvent::new(t, node, body));
+        let at = if t >= 0.0 {
+            self.t0_utc + Duration::from_secs_f64(t)
+        } else {
+            self.t0_utc - Duration::from_secs_f64(-t)
+        };
+        self.log.push(LogEvent {
+            t,
+            ts: humantime::format_rfc3339_micros(at).to_string(),
+            node: node.map(str::to_owned),
+            body,
+        });
     }
 
     /// Turns one agent event into log events and node states.
@@ -397,8 +412,11 @@ impl<'a> Drill<'a> {
         (self.opts.progress)("waiting until every node is quorate with every node as member");
         self.wait_whole(timeout).map_err(RunError::NotWhole)?;
 
-        // The drill's clock starts now; every node's current view opens the log.
+        // The drill's clock starts now; every node's current view opens the
+        // log (what was seen while waiting is not part of the drill).
         self.t0 = mono_ns();
+        self.t0_utc = SystemTime::now();
+        self.log.clear();
         self.record(
             0.0,
             None,

@@ -1,0 +1,147 @@
+//! Benchmark of drills on a real 3-node lab (issue 5's figures):
+//! - error of the quorum-transition times in the event log against
+//!   corosync's own hires log lines (`[QUORUM] Members[N]: ...`) for the
+//!   same transitions on the same node, aim p95 <= 5 ms;
+//! - each drill's wall time divided by the time corosync itself needs for
+//!   the drill's schedule (from the start until the cluster is whole after
+//!   the last heal), aim <= 1.2.
+//!
+//! Run as root after a release build of the agent:
+//! `cargo build --release --workspace && cargo bench --bench drills`.
+
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use corodrill::experiment;
+use corodrill::lab::{self, LabSpec, Profile};
+use corodrill::log::{LogBody, LogEvent};
+use corodrill::plan;
+use corodrill::run::{self, RunOptions};
+
+/// "2026-11-25T16:00:00.123456Z" -> seconds since the epoch.
+fn rfc3339(ts: &str) -> f64 {
+    humantime::parse_rfc3339(ts)
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// corosync's `Nov 25 16:16:03.194 [pid] pve1 corosync notice  [QUORUM] Members[3]: 1 2 3`
+/// lines: (seconds since the epoch, member ids). The log has no year: take
+/// this year's (the lab's clock is the host's, at offset zero).
+fn members_lines(log: &str) -> Vec<(f64, Vec<u32>)> {
+    let year = humantime::format_rfc3339(SystemTime::now()).to_string()[..4].to_owned();
+    log.lines()
+        .filter_map(|l| {
+            let (_, ids) = l.split_once("[QUORUM] Members[")?;
+            let ids: Vec<u32> = ids
+                .split_once("]: ")?
+                .1
+                .split_whitespace()
+                .filter_map(|i| i.parse().ok())
+                .collect();
+            let mut words = l.split_whitespace();
+            let (mon, day, time) = (words.next()?, words.next()?, words.next()?);
+            let month = [
+                "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+            ]
+            .iter()
+            .position(|m| *m == mon)?
+                + 1;
+            let stamp = format!("{year}-{month:02}-{:02}T{time}Z", day.parse::<u32>().ok()?);
+            Some((rfc3339(&stamp), ids))
+        })
+        .collect()
+}
+
+fn main() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("drills bench: needs root (it builds a real lab)");
+        std::process::exit(1);
+    }
+    let name = "benchdr";
+    let _ = lab::down(name);
+    let spec =
+        LabSpec::new(name, 3, 1, false, None, Profile::Fast, &[]).unwrap_or_else(|e| panic!("{e}"));
+    let up = lab::up(spec, None, &|_| {}).unwrap_or_else(|e| panic!("{e}"));
+    let inventory = lab::inventory(&up.lab);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../experiments");
+    let cancel = AtomicBool::new(false);
+    let opts = RunOptions {
+        lease: Duration::from_secs(10),
+        connect_timeout: Duration::from_secs(20),
+        whole_timeout: Duration::from_secs(60),
+        progress: &|_| {},
+        cancel: &cancel,
+    };
+    let mut errors_ms = Vec::new();
+    println!("drill: wall time / time corosync needs for its schedule (start to whole after the last heal)");
+    for file in [
+        "isolate-one-of-three",
+        "kill-corosync",
+        "pause-longer-than-token",
+        "power-off-one-of-three",
+        "one-way-cut",
+    ] {
+        let exps = experiment::load(&[dir.join(format!("{file}.toml"))])
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        let e = &exps[0];
+        let p = plan::plan(e, &inventory).unwrap_or_else(|e| panic!("{e:?}"));
+        let started = Instant::now();
+        let log: Vec<LogEvent> =
+            run::run(e, &p, &inventory, &opts).unwrap_or_else(|a| panic!("{}", a.error));
+        let wall = started.elapsed().as_secs_f64();
+        let whole = log
+            .iter()
+            .rev()
+            .find(|ev| matches!(ev.body, LogBody::ClusterWhole {}))
+            .map_or(f64::NAN, |ev| ev.t);
+        println!(
+            "  {file}: wall {wall:.2}s, corosync {whole:.2}s, ratio {:.3}",
+            wall / whole
+        );
+
+        // Each transition the drill logged (not the opening views) against
+        // the node's own corosync log line for the same membership.
+        for node in ["pve1", "pve2", "pve3"] {
+            let text = std::fs::read_to_string(up.lab.host_dir(node).join("corosync.log"))
+                .unwrap_or_default();
+            let lines = members_lines(&text);
+            for ev in log
+                .iter()
+                .filter(|ev| ev.t > 0.0 && ev.node.as_deref() == Some(node))
+            {
+                let LogBody::Quorum { members, .. } = &ev.body else {
+                    continue;
+                };
+                let ids: Vec<u32> = members
+                    .iter()
+                    .filter_map(|m| m.trim_start_matches("pve").parse().ok())
+                    .collect();
+                let at = rfc3339(&ev.ts);
+                if let Some(err) = lines
+                    .iter()
+                    .filter(|(_, l)| *l == ids)
+                    .map(|(t, _)| (at - t) * 1e3)
+                    .min_by(|a, b| a.abs().total_cmp(&b.abs()))
+                    .filter(|e| e.abs() < 2000.0)
+                {
+                    errors_ms.push(err);
+                }
+            }
+        }
+    }
+    errors_ms.sort_by(|a, b| a.abs().total_cmp(&b.abs()));
+    let q = |p: f64| errors_ms[((errors_ms.len() - 1) as f64 * p).round() as usize];
+    println!(
+        "quorum transition time, event log minus corosync's own log line: |error| p50 {:.2} ms, p95 {:.2} ms, max {:.2} ms (n={}, positive = logged later)",
+        q(0.5).abs(),
+        q(0.95).abs(),
+        q(1.0).abs(),
+        errors_ms.len()
+    );
+    let mean = errors_ms.iter().sum::<f64>() / errors_ms.len() as f64;
+    println!("  mean signed error {mean:.2} ms");
+    let _ = lab::down(name);
+}
