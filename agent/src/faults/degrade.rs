@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 use super::cut::{self, chain_with_rules, create_sets, peer_sets, NftObjects};
-use super::{link, Ctx, Undo};
+use super::{delay, link, Ctx, Undo};
 use crate::node::{run_ok, run_output};
 
 pub struct Degrade {
@@ -29,6 +29,9 @@ pub struct DegradeUndo {
     pub nft: Option<NftObjects>,
     /// Interfaces whose root qdisc this fault added.
     pub qdiscs: Vec<String>,
+    /// The user-space delay line, where the kernel has no netem.
+    #[serde(default)]
+    pub delay_line: Option<delay::DelayUndo>,
 }
 
 /// The tc command for the interfaces, or why it cannot be done here.
@@ -50,10 +53,12 @@ fn qdisc_args(d: &Degrade, netem: bool) -> Result<Option<Vec<String>>, String> {
     }
     if let Some(delay) = d.delay_ms {
         if !netem {
-            return Err(format!(
-                "a delay of {delay} ms needs sch_netem, which this kernel does not have \
-                 (loss and rate work without it)"
-            ));
+            // The user-space delay line takes the delay; tc only the rate.
+            return Ok(d.rate.as_ref().map(|rate| {
+                ["tbf", "rate", rate, "burst", "32kbit", "latency", "400ms"]
+                    .map(String::from)
+                    .to_vec()
+            }));
         }
         let mut args: Vec<String> = ["netem", "delay"].map(String::from).to_vec();
         args.push(format!("{delay}ms"));
@@ -87,11 +92,18 @@ pub fn apply(
     }
     let netem = ctx.node.capabilities().netem;
     let qdisc = qdisc_args(d, netem)?;
-    if d.loss_percent.is_none() && qdisc.is_none() {
+    let delay_line = match (d.delay_ms, netem) {
+        (Some(_), false) => Some(delay::plan(ctx)),
+        _ => None,
+    };
+    if d.loss_percent.is_none() && qdisc.is_none() && delay_line.is_none() {
         return Err("a degrade needs at least one of loss, delay, rate".into());
     }
     if qdisc.is_some() && d.addresses.is_empty() {
         return Err("delay and rate need the local addresses of the links to slow".into());
+    }
+    if d.delay_ms.is_some() && !netem && d.peers.is_empty() {
+        return Err("a delay without netem needs the peers whose traffic to delay".into());
     }
     let interfaces: Vec<String> = match qdisc {
         Some(_) => d
@@ -128,8 +140,12 @@ pub fn apply(
     let undo = DegradeUndo {
         nft: nft.clone(),
         qdiscs: interfaces.clone(),
+        delay_line: delay_line.clone(),
     };
     journal(&Undo::Degrade(undo.clone()))?;
+    if let (Some(line), Some(ms)) = (&delay_line, d.delay_ms) {
+        delay::apply(ctx, line, &d.peers, ms, d.jitter_ms.unwrap_or(0))?;
+    }
 
     if let Some(objects) = &nft {
         ctx.nft()?
@@ -149,6 +165,7 @@ pub fn apply(
                 let partial = DegradeUndo {
                     nft: nft.clone(),
                     qdiscs: interfaces[..i].to_vec(),
+                    delay_line: delay_line.clone(),
                 };
                 let _ = rollback(ctx, &partial);
                 return Err(e);
@@ -160,6 +177,9 @@ pub fn apply(
 
 pub fn rollback(ctx: &mut Ctx, undo: &DegradeUndo) -> Result<String, String> {
     let mut found = Vec::new();
+    if let Some(line) = &undo.delay_line {
+        found.push(delay::rollback(ctx, line)?);
+    }
     if let Some(objects) = &undo.nft {
         found.push(cut::rollback(ctx, objects)?);
     }
@@ -215,8 +235,17 @@ mod tests {
                 .unwrap()[..3],
             ["tbf", "rate", "1mbit"]
         );
-        let err = qdisc_args(&degrade(Some(80), None, None), false).unwrap_err();
-        assert!(err.contains("sch_netem"), "{err}");
+        // Without netem the delay goes to the user-space delay line; tc keeps the rate.
+        assert_eq!(
+            qdisc_args(&degrade(Some(80), None, None), false).unwrap(),
+            None
+        );
+        assert_eq!(
+            qdisc_args(&degrade(Some(80), None, Some("1mbit")), false)
+                .unwrap()
+                .unwrap()[0],
+            "tbf"
+        );
         let netem = qdisc_args(&degrade(Some(80), Some(5), Some("10mbit")), true)
             .unwrap()
             .unwrap();

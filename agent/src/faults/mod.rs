@@ -9,6 +9,7 @@ pub mod clock;
 pub mod command;
 pub mod cut;
 pub mod degrade;
+pub mod delay;
 pub mod link;
 pub mod power;
 pub mod process;
@@ -51,6 +52,8 @@ pub struct Ctx {
     pub deadman: std::time::Duration,
     /// The controller's address when it arrived over ssh: never cut it.
     pub management: Option<IpAddr>,
+    /// Running user-space delay lines, by their iptables chain.
+    pub delay_lines: Vec<(String, delay::DelayLine)>,
 }
 
 impl Ctx {
@@ -62,6 +65,7 @@ impl Ctx {
             nft_objects: Vec::new(),
             deadman: std::time::Duration::from_secs(30),
             management: management_address(),
+            delay_lines: Vec::new(),
         }
     }
 
