@@ -13,7 +13,10 @@ build: deps
 demo: build
 	./target/debug/corodrill demo
 
+# The end-to-end tests run the agent binary, which `cargo test` alone does
+# not build: build the workspace first.
 test: deps
+	$(CARGO) build --workspace
 	$(CARGO) test --workspace
 
 bench: deps

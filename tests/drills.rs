@@ -221,6 +221,82 @@ within = "10s"
     assert_eq!(status.code(), Some(130));
     lab_clean(&lab, 3);
 
+    // `status` shows every node's own view; `heal` rolls back what a dead
+    // agent left (a rate limit, which no kernel owner removes).
+    let inventory = lab.dir().join("inventory.toml");
+    let out = Command::new(CORODRILL)
+        .arg("status")
+        .arg("--inventory")
+        .arg(&inventory)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout)
+            .matches("pve1,pve2,pve3")
+            .count(),
+        3,
+        "{}",
+        text(&out)
+    );
+    let mut pve3 = lab.agent("pve3");
+    let applied = pve3
+        .request(
+            corodrill_protocol::Op::Apply {
+                fault_id: "left".into(),
+                fault: corodrill_protocol::Fault::Degrade {
+                    peers: vec![],
+                    addresses: vec!["198.18.0.3".parse().unwrap()],
+                    loss_percent: None,
+                    delay_ms: None,
+                    jitter_ms: None,
+                    rate: Some("1mbit".into()),
+                },
+                lease_ms: 600_000,
+                allow_management_cut: false,
+            },
+            Duration::from_secs(10),
+        )
+        .unwrap();
+    assert!(
+        matches!(applied, corodrill_protocol::Outcome::Ok { .. }),
+        "{applied:?}"
+    );
+    let agent = lab.tool(
+        "pve3",
+        &[
+            "sh",
+            "-c",
+            "pgrep -f 'corodrill-agent --stdio --lab-node .*/pve3$'",
+        ],
+    );
+    for pid in agent
+        .split_whitespace()
+        .filter_map(|p| p.parse::<i32>().ok())
+    {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    drop(pve3);
+    assert!(lab
+        .tool("pve3", &["tc", "qdisc", "show", "dev", "ring0"])
+        .contains("tbf"));
+    let out = Command::new(CORODRILL)
+        .arg("heal")
+        .arg("--inventory")
+        .arg(&inventory)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("pve3: rolled back left (degrade)"),
+        "{}",
+        text(&out)
+    );
+    lab_clean(&lab, 3);
+
     lab.down();
     assert_nothing_left(&lab.name);
 }

@@ -9,6 +9,7 @@ pub mod inventory;
 pub mod judge;
 pub mod lab;
 pub mod log;
+pub mod ops;
 pub mod plan;
 pub mod report;
 pub mod run;

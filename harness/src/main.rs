@@ -56,6 +56,22 @@ enum Command {
         #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
         lease: Duration,
     },
+    /// Each node's view of quorum, live, from its agent.
+    #[command(
+        after_help = "Example:\n  corodrill status --inventory /var/lib/corodrill/labs/lab/inventory.toml"
+    )]
+    Status {
+        #[arg(long)]
+        inventory: PathBuf,
+    },
+    /// Roll back everything corodrill left on every node; safe at any time.
+    #[command(
+        after_help = "Example:\n  corodrill heal --inventory /var/lib/corodrill/labs/lab/inventory.toml"
+    )]
+    Heal {
+        #[arg(long)]
+        inventory: PathBuf,
+    },
     /// Validate experiment files without touching anything.
     #[command(after_help = "Example:\n  corodrill check experiments/")]
     Check {
@@ -157,6 +173,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Lab(cmd) => run_lab(cmd),
         Command::Check { experiments } => Ok(ExitCode::from(drills::check(&experiments))),
+        Command::Status { inventory } => Ok(ExitCode::from(corodrill::ops::status(&inventory))),
+        Command::Heal { inventory } => Ok(ExitCode::from(corodrill::ops::heal(&inventory))),
         Command::Run {
             experiments,
             inventory,

@@ -13,6 +13,13 @@ pub fn require_root() {
         nix::unistd::geteuid().is_root(),
         "the lab tests need root (network namespaces, corosync): run them as root, as CI does"
     );
+    let agent = std::path::Path::new(CORODRILL).with_file_name("corodrill-agent");
+    assert!(
+        agent.is_file(),
+        "{} is not built: `cargo test` does not build other packages' binaries; \
+         run `cargo build --workspace` first (`make test` does)",
+        agent.display()
+    );
 }
 
 /// A name no other test (or concurrent test run) uses, within the 9
