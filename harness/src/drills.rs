@@ -18,6 +18,7 @@ pub struct RunArgs {
     pub inventory: PathBuf,
     pub junit: Option<PathBuf>,
     pub json: Option<PathBuf>,
+    pub html: Option<PathBuf>,
     pub dry_run: bool,
     pub repeat: usize,
     pub lease: Duration,
@@ -118,7 +119,13 @@ pub fn run_command(args: &RunArgs, progress: &dyn Fn(&str), cancel: &AtomicBool)
         progress,
         cancel,
     );
-    finish(&results, code, args.junit.as_deref(), args.json.as_deref())
+    finish(
+        &results,
+        code,
+        args.junit.as_deref(),
+        args.json.as_deref(),
+        args.html.as_deref(),
+    )
 }
 
 /// Runs each experiment `repeat` times; stops at the first run that could
@@ -186,12 +193,31 @@ fn drill_all(
 }
 
 /// Prints the summaries, writes the reports, and gives the exit status.
-fn finish(all: &[Vec<DrillResult>], code: u8, junit: Option<&Path>, json: Option<&Path>) -> u8 {
+fn finish(
+    all: &[Vec<DrillResult>],
+    code: u8,
+    junit: Option<&Path>,
+    json: Option<&Path>,
+    html: Option<&Path>,
+) -> u8 {
     for runs in all {
         println!("{}", report::summary(runs));
     }
     let mut code = code;
-    for (path, text) in [(junit, report::junit(all)), (json, report::json_lines(all))] {
+    let page = match html.map(|_| crate::html::render(all)) {
+        Some(Err(e)) => {
+            eprintln!("{e}");
+            code = code.max(3);
+            String::new()
+        }
+        Some(Ok(page)) => page,
+        None => String::new(),
+    };
+    for (path, text) in [
+        (junit, report::junit(all)),
+        (json, report::json_lines(all)),
+        (html, page),
+    ] {
         if let Some(path) = path {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 let _ = std::fs::create_dir_all(dir);

@@ -5,6 +5,7 @@ pub mod agent;
 pub mod corosync;
 pub mod drills;
 pub mod experiment;
+pub mod html;
 pub mod inventory;
 pub mod judge;
 pub mod lab;

@@ -43,6 +43,9 @@ enum Command {
         /// The JSON Lines event log.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// A self-contained HTML page: quorum timeline, faults, verdicts.
+        #[arg(long)]
+        html: Option<PathBuf>,
         /// Accepted for random drills to come; a planned drill has no randomness.
         #[arg(long)]
         seed: Option<u64>,
@@ -180,6 +183,7 @@ fn main() -> ExitCode {
             inventory,
             junit,
             json,
+            html,
             seed: _,
             dry_run,
             repeat,
@@ -191,6 +195,7 @@ fn main() -> ExitCode {
                 inventory,
                 junit,
                 json,
+                html,
                 dry_run,
                 repeat,
                 lease,

@@ -264,3 +264,85 @@ pub fn summary(runs: &[DrillResult]) -> String {
     }
     lines.join("\n")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::experiment::parse;
+    use std::path::Path;
+
+    fn result(passed: &[bool]) -> DrillResult {
+        let e = parse(
+            Path::new("x.toml"),
+            "name = \"x\"\nnodes = 3\n[[fault]]\nid = \"f\"\nkind = \"kill\"\nnodes = [\"pve1\"]\n[[expect]]\nname = \"e\"\nafter = \"f\"\nnodes = \"all\"\nquorate = true\nwithin = \"5s\"\n",
+        )
+        .unwrap();
+        DrillResult {
+            experiment: e,
+            log: Vec::new(),
+            verdicts: passed
+                .iter()
+                .enumerate()
+                .map(|(i, p)| Verdict {
+                    name: format!("v{i}"),
+                    invariant: false,
+                    passed: *p,
+                    measured: Some(1.0 + i as f64),
+                    message: if *p {
+                        "ok".into()
+                    } else {
+                        "expected X, observed Y at t=3s".into()
+                    },
+                })
+                .collect(),
+            error: None,
+            wall: Duration::from_secs(10),
+        }
+    }
+
+    #[test]
+    fn junit_reads_back_with_failures_and_flaky_reruns() {
+        // Three runs of one experiment: v0 passes, fails, passes (flaky);
+        // v1 fails every time.
+        let runs = vec![
+            result(&[true, false]),
+            result(&[false, false]),
+            result(&[true, false]),
+        ];
+        let xml = junit(&[runs]);
+        let report = Report::deserialize_from_str(&xml).unwrap();
+        let suite = &report.test_suites[0];
+        assert_eq!(suite.name.as_str(), "x");
+        let v0 = &suite.test_cases[0];
+        match &v0.status {
+            TestCaseStatus::Success { flaky_runs } => assert_eq!(flaky_runs.len(), 1),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(v0.time, Some(Duration::from_secs(1)));
+        let v1 = &suite.test_cases[1];
+        match &v1.status {
+            TestCaseStatus::NonSuccess {
+                message, reruns, ..
+            } => {
+                assert_eq!(
+                    message.as_ref().unwrap().as_str(),
+                    "expected X, observed Y at t=3s"
+                );
+                assert_eq!(reruns.runs.len(), 2);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(xml.contains("pass_rate") && xml.contains("2/3"), "{xml}");
+    }
+
+    #[test]
+    fn summary_reads_in_one_glance() {
+        let s = summary(&[result(&[true, false])]);
+        assert!(s.starts_with("FAIL x"), "{s}");
+        assert!(s.contains("pass   1.000s  v0"), "{s}");
+        assert!(
+            s.contains("FAIL   2.000s  v1") && s.contains("expected X, observed Y"),
+            "{s}"
+        );
+    }
+}
