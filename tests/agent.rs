@@ -386,6 +386,48 @@ fn network_faults_on_three_nodes_two_links() {
     assert_clean(&lab, "pve3");
     lab.wait_whole(3);
 
+    // Over ssh, the agent refuses to cut the controller's own address
+    // (SSH_CONNECTION) unless the experiment allows it.
+    let connect = lab
+        .inventory()
+        .nodes
+        .iter()
+        .find(|n| n.name == "pve3")
+        .map(|n| {
+            format!(
+                "SSH_CONNECTION='198.18.0.1 40000 198.18.0.3 22' {}",
+                n.connect
+            )
+        })
+        .unwrap();
+    let mut over_ssh = AgentConn::connect("pve3", &connect, T).unwrap();
+    let cut_controller = Fault::Cut {
+        peers: vec![ip("198.18.0.1")],
+        direction: Direction::Both,
+    };
+    let Outcome::Error { message } = apply(&mut over_ssh, "mgmt", cut_controller.clone(), 10_000)
+    else {
+        panic!("cut the controller's own connection")
+    };
+    assert!(message.contains("controller's own connection"), "{message}");
+    assert_clean(&lab, "pve3");
+    let allowed = over_ssh
+        .request(
+            Op::Apply {
+                fault_id: "mgmt".into(),
+                fault: cut_controller,
+                lease_ms: 10_000,
+                allow_management_cut: true,
+            },
+            T,
+        )
+        .unwrap();
+    assert!(matches!(allowed, Outcome::Ok { .. }), "{allowed:?}");
+    heal_clean(&mut over_ssh, "mgmt");
+    drop(over_ssh);
+    assert_clean(&lab, "pve3");
+    lab.wait_whole(3);
+
     // kill -9 of the agent mid-cut: the kernel drops the owned table at once.
     apply_ok(
         &mut pve3,

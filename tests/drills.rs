@@ -122,9 +122,10 @@ fn three_node_drills_and_exit_statuses() {
                 "name = \"pve3 loses quorum\"",
                 "name = \"pve3 keeps quorum (wrong)\"",
             )
+            // True at the start, so it must hold; the cut breaks it.
             .replace(
-                "nodes = [\"pve3\"]\nquorate = false",
-                "nodes = [\"pve3\"]\nquorate = true\nmembers = \"all\"",
+                "nodes = [\"pve3\"]\nquorate = false\nwithin = \"10s\"",
+                "nodes = [\"pve3\"]\nquorate = true\nmembers = \"all\"\nwithin = \"5s\"\nhold = \"5s\"",
             )
             .replace("heal_after = \"12s\"", "heal_after = \"6s\""),
     )
