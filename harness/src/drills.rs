@@ -54,10 +54,7 @@ pub fn load_inventory(path: &Path) -> Result<Inventory, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("{}: cannot read the inventory: {e}", path.display()))?;
     Inventory::from_toml(&text).map_err(|e| {
-        let offset = e.span().map_or(0, |s| s.start).min(text.len());
-        let before = &text[..offset];
-        let line = before.matches('\n').count() + 1;
-        let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+        let (line, column) = experiment::line_column(&text, e.span().map_or(0, |s| s.start));
         format!("{}:{line}:{column}: {}", path.display(), e.message().trim())
     })
 }

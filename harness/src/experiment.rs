@@ -297,11 +297,17 @@ struct Checker<'a> {
     errors: Vec<Diagnostic>,
 }
 
+/// 1-based line and column of a byte offset in `text`.
+pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, column)
+}
+
 impl Checker<'_> {
     fn at(&mut self, offset: usize, message: impl Into<String>) {
-        let before = &self.text[..offset.min(self.text.len())];
-        let line = before.matches('\n').count() + 1;
-        let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+        let (line, column) = line_column(self.text, offset);
         self.errors
             .push(diag(self.file, line, column, message.into()));
     }

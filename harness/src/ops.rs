@@ -11,14 +11,12 @@ use crate::drills::load_inventory;
 use crate::inventory::Inventory;
 
 /// Every agent of the inventory, connected in parallel; failures by node.
-fn connect_all(inventory: &Inventory) -> (Vec<AgentConn>, Vec<String>) {
+pub fn connect_all(inventory: &Inventory, timeout: Duration) -> (Vec<AgentConn>, Vec<String>) {
     let results: Vec<Result<AgentConn, AgentError>> = std::thread::scope(|s| {
         let handles: Vec<_> = inventory
             .nodes
             .iter()
-            .map(|n| {
-                s.spawn(move || AgentConn::connect(&n.name, &n.connect, Duration::from_secs(20)))
-            })
+            .map(|n| s.spawn(move || AgentConn::connect(&n.name, &n.connect, timeout)))
             .collect();
         handles
             .into_iter()
@@ -54,7 +52,7 @@ pub fn heal(inventory_path: &Path) -> u8 {
             return 2;
         }
     };
-    let (mut agents, failures) = connect_all(&inventory);
+    let (mut agents, failures) = connect_all(&inventory, Duration::from_secs(20));
     let mut code = 0;
     for f in &failures {
         eprintln!("{f}");
@@ -114,7 +112,7 @@ pub fn status(inventory_path: &Path) -> u8 {
             return 2;
         }
     };
-    let (mut agents, failures) = connect_all(&inventory);
+    let (mut agents, failures) = connect_all(&inventory, Duration::from_secs(20));
     for f in &failures {
         eprintln!("{f}");
     }

@@ -128,33 +128,7 @@ impl<'a> Drill<'a> {
         opts: &'a RunOptions<'a>,
     ) -> Result<Drill<'a>, RunError> {
         (opts.progress)(&format!("connecting to {} agents", inventory.nodes.len()));
-        let timeout = opts.connect_timeout;
-        let results: Vec<Result<AgentConn, AgentError>> = std::thread::scope(|s| {
-            let handles: Vec<_> = inventory
-                .nodes
-                .iter()
-                .map(|n| s.spawn(move || AgentConn::connect(&n.name, &n.connect, timeout)))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join().unwrap_or_else(|_| {
-                        Err(AgentError::Gone {
-                            node: "?".into(),
-                            stderr: String::new(),
-                        })
-                    })
-                })
-                .collect()
-        });
-        let mut agents = Vec::new();
-        let mut failures = Vec::new();
-        for r in results {
-            match r {
-                Ok(a) => agents.push(a),
-                Err(e) => failures.push(e.to_string()),
-            }
-        }
+        let (mut agents, failures) = crate::ops::connect_all(inventory, opts.connect_timeout);
         if !failures.is_empty() {
             return Err(RunError::Unreachable(format!(
                 "agents unreachable: {}",
