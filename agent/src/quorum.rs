@@ -57,7 +57,9 @@ pub fn watch(out: &Out) {
                 down_reported = true;
             }
         }
-        std::thread::sleep(Duration::from_millis(50));
+        // A restarted corosync's first view is stamped when the watch
+        // reconnects: retry often so that stamp stays close.
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
@@ -113,6 +115,9 @@ fn session(out: &Out, down_reported: &mut bool) -> Result<(), String> {
                 r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR | PollFlags::POLLNVAL)
             })
         };
+        // Stamped when corosync's notification arrives, before the
+        // votequorum queries that complete the event.
+        let seen = (crate::server::mono_ns(), crate::server::utc_us());
         if ready(&fds[0]) {
             cs("quorum_dispatch", quorum::dispatch(&qh, DispatchFlags::All))?;
         }
@@ -141,7 +146,11 @@ fn session(out: &Out, down_reported: &mut bool) -> Result<(), String> {
             }
         }
         if let (true, Some((quorate, ring, members))) = (changed, &last) {
-            out.event(quorum_event(&vh, own_id, *quorate, ring, members, &names));
+            out.event_at(
+                seen.0,
+                seen.1,
+                quorum_event(&vh, own_id, *quorate, ring, members, &names),
+            );
         }
     }
 }

@@ -31,9 +31,14 @@ impl Out {
     }
 
     pub fn event(&self, body: EventBody) {
+        self.event_at(mono_ns(), utc_us(), body);
+    }
+
+    /// An event stamped with when it was seen, not when it was sent.
+    pub fn event_at(&self, mono_ns: u64, utc_us: i64, body: EventBody) {
         self.send(&Message::Event(Event {
-            mono_ns: mono_ns(),
-            utc_us: utc_us(),
+            mono_ns,
+            utc_us,
             body,
         }));
     }
@@ -45,7 +50,7 @@ pub fn mono_ns() -> u64 {
         .unwrap_or(0)
 }
 
-fn utc_us() -> i64 {
+pub fn utc_us() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_micros() as i64)

@@ -127,6 +127,9 @@ fn main() {
                     .min_by(|a, b| a.abs().total_cmp(&b.abs()))
                     .filter(|e| e.abs() < 2000.0)
                 {
+                    if err.abs() > 10.0 {
+                        println!("    {file} {node} t={:.3}s members {members:?}: logged {err:+.1} ms from corosync's line", ev.t);
+                    }
                     errors_ms.push(err);
                 }
             }
