@@ -359,6 +359,44 @@ fn network_faults_on_three_nodes_two_links() {
     assert!(started.elapsed() < Duration::from_millis(2500));
     assert_clean(&lab, "pve3");
 
+    // An agent that hangs (SIGSTOP: its lease thread cannot run) leaves the
+    // kernel to heal the cut: the set elements expire a little past the lease.
+    assert!(matches!(
+        apply(
+            &mut pve3,
+            "hung",
+            Fault::Cut {
+                peers: peers.clone(),
+                direction: Direction::Both
+            },
+            1000
+        ),
+        Outcome::Ok { .. }
+    ));
+    let agent = nix::unistd::Pid::from_raw(agent_pid_in(&lab, "pve3"));
+    nix::sys::signal::kill(agent, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let stopped = Instant::now();
+    let expired = |lab: &TestLab| {
+        let ruleset = lab.tool("pve3", &["nft", "list", "ruleset"]);
+        !ruleset.contains("198.18.")
+    };
+    while !expired(&lab) {
+        assert!(
+            stopped.elapsed() < Duration::from_secs(6),
+            "the kernel never expired the cut of a hung agent"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    nix::sys::signal::kill(agent, nix::sys::signal::Signal::SIGCONT).unwrap();
+    wait_event(
+        &pve3,
+        Duration::from_secs(5),
+        "lease expiry after the hang",
+        |b| matches!(b, EventBody::LeaseExpired { .. }),
+    );
+    assert_clean(&lab, "pve3");
+    lab.wait_whole(3);
+
     // A renewed lease holds.
     assert!(matches!(
         apply(
