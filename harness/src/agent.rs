@@ -142,11 +142,16 @@ impl AgentConn {
         {
             return Err(gone(self));
         }
-        let deadline = Instant::now() + timeout;
+        tracing::debug!(node = %self.node, request = %line, "request");
+        let sent = Instant::now();
+        let deadline = sent + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.replies.recv_timeout(left) {
-                Ok(reply) if reply.id == id => return Ok(reply.outcome),
+                Ok(reply) if reply.id == id => {
+                    tracing::debug!(node = %self.node, id, took_ms = sent.elapsed().as_secs_f64() * 1e3, outcome = ?reply.outcome, "reply");
+                    return Ok(reply.outcome);
+                }
                 Ok(_) => continue,
                 Err(RecvTimeoutError::Timeout) => {
                     return Err(AgentError::Timeout {

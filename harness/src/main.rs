@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use corodrill::drills::{self, RunArgs};
 use corodrill::lab::{self, LabError, LabSpec, Profile};
 
@@ -21,6 +21,21 @@ use corodrill::lab::{self, LabError, LabSpec, Profile};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// No progress on stderr (results and errors still print).
+    #[arg(long, short, global = true)]
+    quiet: bool,
+    /// More detail on stderr: -v requests and replies, -vv everything.
+    #[arg(long, short, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// `json`: progress and logs on stderr as JSON lines, for machines.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -81,6 +96,14 @@ enum Command {
         #[arg(required = true)]
         experiments: Vec<PathBuf>,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(
+        after_help = "Example:\n  corodrill completions bash > /etc/bash_completion.d/corodrill"
+    )]
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff).
+    #[command(after_help = "Example:\n  corodrill man > /usr/local/share/man/man1/corodrill.1")]
+    Man,
     /// Every shipped drill on a lab of its shape; reports into reports/.
     #[command(after_help = "Example:\n  corodrill demo")]
     Demo {
@@ -173,8 +196,30 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
+    init_logging(cli.verbose, cli.log_format);
+    let reporter = Reporter::new(cli.quiet, cli.log_format);
+    let progress = |msg: &str| reporter.say(msg);
     let result = match cli.command {
-        Command::Lab(cmd) => run_lab(cmd),
+        Command::Lab(cmd) => run_lab(cmd, &progress),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "corodrill",
+                &mut std::io::stdout(),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            let page = clap_mangen::Man::new(Cli::command());
+            match page.render(&mut std::io::stdout()) {
+                Ok(()) => Ok(ExitCode::SUCCESS),
+                Err(e) => {
+                    eprintln!("corodrill: {e}");
+                    Ok(ExitCode::from(3))
+                }
+            }
+        }
         Command::Check { experiments } => Ok(ExitCode::from(drills::check(&experiments))),
         Command::Status { inventory } => Ok(ExitCode::from(corodrill::ops::status(&inventory))),
         Command::Heal { inventory } => Ok(ExitCode::from(corodrill::ops::heal(&inventory))),
@@ -226,7 +271,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run_lab(cmd: LabCommand) -> Result<ExitCode, LabError> {
+fn run_lab(cmd: LabCommand, progress: &dyn Fn(&str)) -> Result<ExitCode, LabError> {
     match cmd {
         LabCommand::Up {
             name,
@@ -247,7 +292,7 @@ fn run_lab(cmd: LabCommand) -> Result<ExitCode, LabError> {
                 profile,
                 &quorum_options,
             )?;
-            let up = lab::up(spec, inventory_out.as_deref(), &progress)?;
+            let up = lab::up(spec, inventory_out.as_deref(), progress)?;
             println!(
                 "lab {} is up: {} nodes quorate in {:.1}s",
                 up.lab.spec().name,
@@ -302,10 +347,82 @@ fn run_lab(cmd: LabCommand) -> Result<ExitCode, LabError> {
     }
 }
 
-fn progress(msg: &str) {
-    if std::io::stderr().is_terminal() || std::env::var_os("CI").is_some() {
-        eprintln!("{msg}");
+/// Where progress goes: a spinner with what is awaited on a terminal,
+/// plain lines otherwise, JSON lines with `--log-format json`, nothing with
+/// `--quiet`.
+struct Reporter {
+    quiet: bool,
+    json: bool,
+    spinner: Option<indicatif::ProgressBar>,
+}
+
+impl Reporter {
+    fn new(quiet: bool, format: LogFormat) -> Reporter {
+        let json = format == LogFormat::Json;
+        let spinner = (!quiet && !json && std::io::stderr().is_terminal()).then(|| {
+            let pb = indicatif::ProgressBar::new_spinner();
+            pb.set_style(
+                indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+            );
+            pb.enable_steady_tick(Duration::from_millis(120));
+            pb
+        });
+        Reporter {
+            quiet,
+            json,
+            spinner,
+        }
     }
+
+    /// A message starting with "waiting" is what is awaited now (the
+    /// spinner shows it with the time spent); others are milestones.
+    fn say(&self, msg: &str) {
+        if self.quiet {
+            return;
+        }
+        if self.json {
+            tracing::info!(target: "corodrill::progress", "{msg}");
+            return;
+        }
+        match &self.spinner {
+            Some(pb) if msg.starts_with("waiting") => pb.set_message(msg.to_owned()),
+            Some(pb) => {
+                pb.println(msg);
+                pb.set_message(String::new());
+            }
+            None => eprintln!("{msg}"),
+        }
+    }
+}
+
+impl Drop for Reporter {
+    fn drop(&mut self) {
+        if let Some(pb) = &self.spinner {
+            pb.finish_and_clear();
+        }
+    }
+}
+
+/// `-v`: requests and replies; `-vv`: everything; `--log-format json`:
+/// every line as JSON (progress included).
+fn init_logging(verbose: u8, format: LogFormat) {
+    let level = match (verbose, format) {
+        (0, LogFormat::Json) => "info",
+        (0, LogFormat::Text) => "warn",
+        (1, _) => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CORODRILL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
 }
 
 fn print_up_table(up: &lab::LabUp) {
@@ -375,5 +492,49 @@ fn print_status(lab: &lab::Lab, hosts: &[lab::HostStatus]) {
             }
             None => println!("{:<6} {:<9} -", h.host, running),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every subcommand's `--help` ends with an example.
+    #[test]
+    fn every_subcommand_has_an_example() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for sub in cmd.get_subcommands() {
+                let path = format!("{path} {}", sub.get_name());
+                if sub.has_subcommands() {
+                    walk(sub, &path, missing);
+                } else if !sub
+                    .get_after_help()
+                    .is_some_and(|h| h.to_string().contains("Example:\n  corodrill "))
+                {
+                    missing.push(path);
+                }
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "corodrill", &mut missing);
+        assert!(missing.is_empty(), "no example in --help of: {missing:?}");
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn completions_and_man_page_render() {
+        let mut out = Vec::new();
+        clap_complete::generate(
+            clap_complete::Shell::Bash,
+            &mut Cli::command(),
+            "corodrill",
+            &mut out,
+        );
+        assert!(String::from_utf8_lossy(&out).contains("corodrill"));
+        let mut page = Vec::new();
+        clap_mangen::Man::new(Cli::command())
+            .render(&mut page)
+            .unwrap();
+        assert!(String::from_utf8_lossy(&page).contains(".TH corodrill"));
     }
 }
