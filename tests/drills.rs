@@ -451,3 +451,78 @@ fn dry_run_and_bad_inventory_touch_nothing() {
         text(&out)
     );
 }
+
+#[test]
+fn preflight_passes_warns_and_fails_with_fixes() {
+    let _turn = one_lab_at_a_time();
+    let lab = TestLab::up(&["--nodes", "2"]);
+    let inventory = lab.dir().join("inventory.toml");
+    let junit = scratch(&format!("{}-preflight", lab.name)).join("preflight.xml");
+    let preflight = || {
+        Command::new(CORODRILL)
+            .args(["-q", "preflight", "--inventory"])
+            .arg(&inventory)
+            .arg("--junit")
+            .arg(&junit)
+            .output()
+            .unwrap()
+    };
+    let out = preflight();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(
+            "pass  pve1     name resolution                  pve2 resolves to 198.18.0.2"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("pass  pve2     round trip under 2 ms"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("warn  cluster  two nodes without QDevice"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("fix: add a second link"), "{stdout}");
+
+    // Someone's firewall on pve2 drops corosync: fail, exit 1, in JUnit too.
+    let block = "add table inet blocker; add chain inet blocker in { type filter hook input priority 0; }; \
+                 add rule inet blocker in udp dport 5405 drop";
+    let added = Command::new("ip")
+        .args(["netns", "exec", &lab.netns("pve2"), "nft", block])
+        .status()
+        .unwrap();
+    assert!(added.success());
+    let out = preflight();
+    Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.netns("pve2"),
+            "nft",
+            "delete table inet blocker",
+        ])
+        .status()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("FAIL  pve2     firewall lets corosync through   nft: udp dport 5405 drop"),
+        "{stdout}"
+    );
+    let report = Report::deserialize_from_str(&std::fs::read_to_string(&junit).unwrap()).unwrap();
+    let failed: Vec<&str> = report.test_suites[0]
+        .test_cases
+        .iter()
+        .filter(|c| !matches!(c.status, quick_junit::TestCaseStatus::Success { .. }))
+        .map(|c| c.name.as_str())
+        .collect();
+    assert!(
+        failed.contains(&"pve2: firewall lets corosync through"),
+        "{failed:?}"
+    );
+    lab.wait_whole(2);
+    lab.down();
+    assert_nothing_left(&lab.name);
+}

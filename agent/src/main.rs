@@ -5,6 +5,7 @@ mod faults;
 mod journal;
 mod nft;
 mod node;
+mod preflight;
 mod quorum;
 mod server;
 

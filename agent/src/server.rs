@@ -338,6 +338,9 @@ pub fn serve(mut agent: Agent, hello_node: String, node_id: Option<u32>) -> i32 
                 }
                 Outcome::Ok { mono_ns: mono_ns() }
             }
+            Op::Preflight { peers } => Outcome::Checks {
+                checks: crate::preflight::run(peers),
+            },
             Op::Shutdown => {
                 let outcome = lock(&agent).heal(None);
                 out.send(&Message::Reply(Reply {

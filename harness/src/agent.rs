@@ -268,5 +268,6 @@ fn op_name(op: &Op) -> &'static str {
         Op::HealAll => "heal_all",
         Op::Watch => "watch",
         Op::Shutdown => "shutdown",
+        Op::Preflight { .. } => "preflight",
     }
 }

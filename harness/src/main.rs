@@ -82,6 +82,16 @@ enum Command {
         #[arg(long)]
         inventory: PathBuf,
     },
+    /// Checks before clustering or drilling, each pass/warn/fail with its fix.
+    #[command(
+        after_help = "Example:\n  corodrill preflight --inventory /var/lib/corodrill/labs/lab/inventory.toml --junit reports/preflight.xml"
+    )]
+    Preflight {
+        #[arg(long)]
+        inventory: PathBuf,
+        #[arg(long)]
+        junit: Option<PathBuf>,
+    },
     /// Roll back everything corodrill left on every node; safe at any time.
     #[command(
         after_help = "Example:\n  corodrill heal --inventory /var/lib/corodrill/labs/lab/inventory.toml"
@@ -223,6 +233,10 @@ fn main() -> ExitCode {
         Command::Check { experiments } => Ok(ExitCode::from(drills::check(&experiments))),
         Command::Status { inventory } => Ok(ExitCode::from(corodrill::ops::status(&inventory))),
         Command::Heal { inventory } => Ok(ExitCode::from(corodrill::ops::heal(&inventory))),
+        Command::Preflight { inventory, junit } => Ok(ExitCode::from(corodrill::ops::preflight(
+            &inventory,
+            junit.as_deref(),
+        ))),
         Command::Run {
             experiments,
             inventory,

@@ -48,6 +48,34 @@ pub enum Op {
     Watch,
     /// Roll everything back and exit.
     Shutdown,
+    /// Read-only checks before clustering or drilling ("Before You Cluster").
+    Preflight { peers: Vec<Peer> },
+}
+
+/// Another node as corosync knows it: its name and its link addresses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Peer {
+    pub name: String,
+    /// By link number: `addresses[0]` is ring0.
+    pub addresses: Vec<IpAddr>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckStatus {
+    Pass,
+    Warn,
+    Fail,
+}
+
+/// One preflight check on one node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Check {
+    pub name: String,
+    pub status: CheckStatus,
+    pub detail: String,
+    /// The fix, in one line, when the check does not pass.
+    pub fix: Option<String>,
 }
 
 /// Which way a cut drops traffic, seen from the node the agent runs on.
@@ -206,6 +234,9 @@ pub enum Outcome {
     },
     Error {
         message: String,
+    },
+    Checks {
+        checks: Vec<Check>,
     },
 }
 

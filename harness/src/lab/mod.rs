@@ -371,6 +371,15 @@ fn build(lab: &mut Lab, progress: &dyn Fn(&str)) -> Result<(), LabError> {
     }
     host::ip_batch(&switch, &switch_script, "wiring the lab's switch")?;
 
+    let hosts_file = lab.dir.join("hosts");
+    let mut hosts_text = String::from("127.0.0.1 localhost\n::1 localhost\n");
+    for (i, node) in spec.node_names().enumerate() {
+        hosts_text.push_str(&format!("{} {node}\n", node_address(i as u8 + 1, 0)));
+    }
+    if spec.qdevice {
+        hosts_text.push_str(&format!("{} {QNETD}\n", qnetd_address()));
+    }
+    host::write_file(&hosts_file, hosts_text.as_bytes())?;
     for (i, h) in hosts.iter().enumerate() {
         let mut script = String::new();
         if h == QNETD {
@@ -390,7 +399,7 @@ fn build(lab: &mut Lab, progress: &dyn Fn(&str)) -> Result<(), LabError> {
         }
         host::ip_batch(&spec.netns(h), &script, &format!("addressing {h}"))?;
         host::create_dir(&lab.host_dir(h).join("state"))?;
-        lab.namespaces(h).create(h)?;
+        lab.namespaces(h).create(h, &hosts_file)?;
     }
 
     let faketime =
