@@ -256,15 +256,19 @@ pub fn serve(mut agent: Agent, hello_node: String, node_id: Option<u32>) -> i32 
     let out = Arc::new(Out::new());
     let recovered = agent.recover();
     let capabilities = agent.ctx.node.capabilities();
-    out.send(&Message::Hello(Hello {
+    let mut hello = Hello {
         protocol_version: PROTOCOL_VERSION,
         agent_version: env!("CARGO_PKG_VERSION").to_owned(),
         node: hello_node,
         node_id,
         capabilities,
+        utc_us: 0,
         quorum_config: crate::quorum::quorum_config(),
         recovered,
-    }));
+    };
+    // Read the clock last: the controller compares it with its own on arrival.
+    hello.utc_us = utc_us();
+    out.send(&Message::Hello(hello));
     let agent = Arc::new(Mutex::new(agent));
 
     // Leases and strobes.

@@ -41,6 +41,9 @@ pub enum AgentError {
 pub struct AgentConn {
     pub node: String,
     pub hello: Hello,
+    /// The node's wall clock minus ours when the hello arrived (its transit
+    /// time, well under a millisecond in a lab, counts against the node).
+    pub clock_offset_us: i64,
     child: Child,
     stdin: Option<ChildStdin>,
     replies: Receiver<Reply>,
@@ -111,8 +114,12 @@ impl AgentConn {
                 node: node.to_owned(),
                 source,
             })?;
+        let now_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as i64);
         Ok(AgentConn {
             node: node.to_owned(),
+            clock_offset_us: hello.utc_us - now_us,
             hello,
             child,
             stdin,

@@ -103,7 +103,8 @@ pub fn heal(inventory_path: &Path) -> u8 {
 }
 
 /// `corodrill status`: each node's own view, read from its agent's quorum
-/// stream.
+/// stream, its knet links as corosync-cfgtool reports them, and its clock
+/// against ours.
 pub fn status(inventory_path: &Path) -> u8 {
     let inventory = match load_inventory(inventory_path) {
         Ok(i) => i,
@@ -117,7 +118,7 @@ pub fn status(inventory_path: &Path) -> u8 {
         eprintln!("{f}");
     }
     println!(
-        "{:<8} {:<10} {:<8} {:<8} {:<28} {:>6}  {:>9}",
+        "{:<8} {:<9} {:<8} {:<8} {:<24} {:>6} {:>9}  links",
         "node", "corosync", "quorate", "ring id", "members", "votes", "clock"
     );
     for a in &mut agents {
@@ -127,24 +128,30 @@ pub fn status(inventory_path: &Path) -> u8 {
             .corosync_version
             .clone()
             .unwrap_or_else(|| "-".into());
-        let watching = a.request(Op::Watch, Duration::from_secs(5));
+        let clock = format!("{:+.1}ms", a.clock_offset_us as f64 / 1000.0);
+        let links = match a.request(Op::Preflight { peers: Vec::new() }, Duration::from_secs(10)) {
+            Ok(Outcome::Checks { checks }) => checks
+                .into_iter()
+                .find(|c| c.name == "corosync links")
+                .map_or_else(|| "-".into(), |c| c.detail),
+            _ => "-".into(),
+        };
+        let watching = matches!(
+            a.request(Op::Watch, Duration::from_secs(5)),
+            Ok(Outcome::Ok { .. })
+        );
         let deadline = Instant::now() + Duration::from_secs(5);
         let mut line = format!(
-            "{:<8} {:<10} no answer from the quorum stream",
+            "{:<8} {:<9} no answer from the quorum stream",
             a.node, version
         );
-        while let (true, Ok(Outcome::Ok { .. })) = (Instant::now() < deadline, &watching) {
+        while watching {
             let Ok(ev) = a
                 .events()
                 .recv_timeout(deadline.saturating_duration_since(Instant::now()))
             else {
                 break;
             };
-            // The agent's real-time clock against ours, at the moment the event arrived.
-            let ours = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_micros() as i64);
-            let offset = format!("{:+.1}ms", (ev.utc_us - ours) as f64 / 1000.0);
             match ev.body {
                 EventBody::Quorum {
                     quorate,
@@ -162,24 +169,25 @@ pub fn status(inventory_path: &Path) -> u8 {
                                 .unwrap_or_else(|| format!("node{}", m.node_id))
                         })
                         .collect();
+                    let votes = format!(
+                        "{}/{}",
+                        total_votes.map_or("?".into(), |v| v.to_string()),
+                        expected_votes.map_or("?".into(), |v| v.to_string())
+                    );
                     line = format!(
-                        "{:<8} {:<10} {:<8} {:<8} {:<28} {:>6}  {:>9}",
+                        "{:<8} {:<9} {:<8} {:<8} {:<24} {:>6} {:>9}  {links}",
                         a.node,
                         version,
                         if quorate { "yes" } else { "no" },
                         ring_id,
                         names.join(","),
-                        format!(
-                            "{}/{}",
-                            total_votes.map_or("?".into(), |v| v.to_string()),
-                            expected_votes.map_or("?".into(), |v| v.to_string())
-                        ),
-                        offset
+                        votes,
+                        clock
                     );
                     break;
                 }
                 EventBody::CorosyncDown { reason } => {
-                    line = format!("{:<8} {:<10} corosync down: {reason}", a.node, version);
+                    line = format!("{:<8} {:<9} corosync down: {reason}", a.node, version);
                     break;
                 }
                 EventBody::LeaseExpired { .. } => {}
@@ -260,6 +268,27 @@ pub fn preflight(inventory_path: &Path, junit: Option<&Path>) -> u8 {
                 cluster_check("agent", CheckStatus::Fail, e.to_string(), None),
             )),
         }
+    }
+    // Clocks against the controller's.
+    for a in &agents {
+        let offset_ms = a.clock_offset_us as f64 / 1000.0;
+        let (status, fix) = if offset_ms.abs() <= 500.0 {
+            (CheckStatus::Pass, None)
+        } else {
+            (
+                CheckStatus::Warn,
+                Some("synchronise the clocks (chrony) on every node and on this machine"),
+            )
+        };
+        results.push((
+            a.node.clone(),
+            cluster_check(
+                "clock offset against the controller",
+                status,
+                format!("{offset_ms:+.1} ms"),
+                fix,
+            ),
+        ));
     }
     // The cluster's shape.
     let nodes = inventory.nodes.len();

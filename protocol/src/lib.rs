@@ -185,6 +185,10 @@ pub struct Hello {
     /// corosync's node id for this node, if corosync answers.
     pub node_id: Option<u32>,
     pub capabilities: Capabilities,
+    /// The agent's real-time clock when it said hello, microseconds since
+    /// the Unix epoch: the controller's measure of the node's clock offset.
+    #[serde(default)]
+    pub utc_us: i64,
     /// corosync's quorum settings on this node as cmap has them
     /// (`quorum.two_node`, `quorum.device.model`, ...), empty if corosync
     /// does not answer.
@@ -359,6 +363,7 @@ mod tests {
                 clock: ClockMethod::Libfaketime,
                 corosync_version: None,
             },
+            utc_us: 0,
             quorum_config: Default::default(),
             recovered: vec![],
         };
