@@ -145,7 +145,7 @@ pub fn status(inventory_path: &Path) -> u8 {
             "{:<8} {:<9} no answer from the quorum stream",
             a.node, version
         );
-        while watching {
+        while watching && Instant::now() < deadline {
             let Ok(ev) = a
                 .events()
                 .recv_timeout(deadline.saturating_duration_since(Instant::now()))
