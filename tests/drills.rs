@@ -486,6 +486,32 @@ fn preflight_passes_warns_and_fails_with_fixes() {
     );
     assert!(stdout.contains("fix: add a second link"), "{stdout}");
 
+    // The quorum model's answers for this very cluster, live and from its
+    // corosync.conf.
+    let out = Command::new(CORODRILL)
+        .args(["plan", "--inventory"])
+        .arg(&inventory)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("expected votes 2, quorum 2"), "{stdout}");
+    assert!(stdout.contains("survives losing 0 of 2"), "{stdout}");
+    assert!(
+        stdout.contains("pve1 | pve2: neither side is quorate"),
+        "{stdout}"
+    );
+    let out = Command::new(CORODRILL)
+        .args(["plan", "--from"])
+        .arg(lab.dir().join("pve1/corosync.conf"))
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("pve1 | pve2: neither side is quorate"),
+        "{}",
+        text(&out)
+    );
+
     // Someone's firewall on pve2 drops corosync: fail, exit 1, in JUnit too.
     let block = "add table inet blocker; add chain inet blocker in { type filter hook input priority 0; }; \
                  add rule inet blocker in udp dport 5405 drop";

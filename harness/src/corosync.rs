@@ -227,3 +227,98 @@ LINK ID 1 udp
         assert_eq!(links[1].connected_peers(), 1);
     }
 }
+
+/// What `corodrill plan --from corosync.conf` needs from a corosync.conf:
+/// the nodelist (id, name) and the quorum section as flat keys like cmap's
+/// (`two_node`, `device.model`, `device.net.algorithm`, ...).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ConfSummary {
+    pub nodes: Vec<(u32, String)>,
+    pub quorum: std::collections::BTreeMap<String, String>,
+    pub links: usize,
+}
+
+pub fn parse_corosync_conf(text: &str) -> Result<ConfSummary, String> {
+    let mut summary = ConfSummary::default();
+    let mut path: Vec<String> = Vec::new();
+    let mut node: (Option<u32>, Option<String>) = (None, None);
+    for (n, raw) in text.lines().enumerate() {
+        let line = raw.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        if let Some(section) = line.strip_suffix('{') {
+            path.push(section.trim().to_owned());
+            continue;
+        }
+        if line == "}" {
+            if path.last().map(String::as_str) == Some("node")
+                && path.first().map(String::as_str) == Some("nodelist")
+            {
+                match std::mem::take(&mut node) {
+                    (Some(id), name) => summary
+                        .nodes
+                        .push((id, name.unwrap_or_else(|| format!("node{id}")))),
+                    _ => return Err(format!("line {}: a nodelist node without nodeid", n + 1)),
+                }
+            }
+            if path.pop().is_none() {
+                return Err(format!("line {}: '}}' without an open section", n + 1));
+            }
+            continue;
+        }
+        let Some((key, value)) = line.split_once(':') else {
+            return Err(format!(
+                "line {}: expected `key: value`, found {line:?}",
+                n + 1
+            ));
+        };
+        let (key, value) = (key.trim(), value.trim().to_owned());
+        match path
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .as_slice()
+        {
+            ["nodelist", "node"] => match key {
+                "nodeid" => node.0 = value.parse().ok(),
+                "name" => node.1 = Some(value),
+                k if k.starts_with("ring") && k.ends_with("_addr") => {
+                    let link: usize = k[4..k.len() - 5].parse().unwrap_or(0);
+                    summary.links = summary.links.max(link + 1);
+                }
+                _ => {}
+            },
+            ["quorum", rest @ ..] => {
+                let mut full: Vec<&str> = rest.to_vec();
+                full.push(key);
+                summary.quorum.insert(full.join("."), value);
+            }
+            _ => {}
+        }
+    }
+    if !path.is_empty() {
+        return Err(format!("section {:?} is never closed", path.join(".")));
+    }
+    if summary.nodes.is_empty() {
+        return Err("no nodelist with nodes".into());
+    }
+    Ok(summary)
+}
+
+#[cfg(test)]
+mod conf_tests {
+    use super::*;
+
+    #[test]
+    fn reads_a_proxmox_style_conf() {
+        let conf = "totem {\n  version: 2\n  interface {\n    linknumber: 0\n  }\n}\nnodelist {\n  node {\n    name: pve1\n    nodeid: 1\n    ring0_addr: 10.0.0.1\n    ring1_addr: 10.1.0.1\n  }\n  node {\n    name: pve2\n    nodeid: 2\n    ring0_addr: 10.0.0.2\n  }\n}\nquorum {\n  provider: corosync_votequorum\n  two_node: 1\n  device {\n    model: net\n    net {\n      algorithm: ffsplit\n    }\n  }\n}\n";
+        let s = parse_corosync_conf(conf).unwrap();
+        assert_eq!(s.nodes, [(1, "pve1".to_string()), (2, "pve2".to_string())]);
+        assert_eq!(s.links, 2);
+        assert_eq!(s.quorum["two_node"], "1");
+        assert_eq!(s.quorum["device.model"], "net");
+        assert_eq!(s.quorum["device.net.algorithm"], "ffsplit");
+        assert!(parse_corosync_conf("quorum {\n").is_err());
+    }
+}

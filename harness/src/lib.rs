@@ -11,6 +11,7 @@ pub mod judge;
 pub mod lab;
 pub mod log;
 pub mod ops;
+pub mod oracle;
 pub mod plan;
 pub mod report;
 pub mod run;

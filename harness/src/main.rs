@@ -92,6 +92,17 @@ enum Command {
         #[arg(long)]
         junit: Option<PathBuf>,
     },
+    /// How many nodes the cluster can lose, and who keeps quorum on a partition.
+    #[command(
+        after_help = "Example:\n  corodrill plan --inventory /var/lib/corodrill/labs/lab/inventory.toml\n  corodrill plan --from /etc/pve/corosync.conf"
+    )]
+    Plan {
+        #[arg(long, required_unless_present = "from")]
+        inventory: Option<PathBuf>,
+        /// A corosync.conf instead of a live cluster.
+        #[arg(long)]
+        from: Option<PathBuf>,
+    },
     /// Roll back everything corodrill left on every node; safe at any time.
     #[command(
         after_help = "Example:\n  corodrill heal --inventory /var/lib/corodrill/labs/lab/inventory.toml"
@@ -233,6 +244,10 @@ fn main() -> ExitCode {
         Command::Check { experiments } => Ok(ExitCode::from(drills::check(&experiments))),
         Command::Status { inventory } => Ok(ExitCode::from(corodrill::ops::status(&inventory))),
         Command::Heal { inventory } => Ok(ExitCode::from(corodrill::ops::heal(&inventory))),
+        Command::Plan { inventory, from } => Ok(ExitCode::from(corodrill::ops::plan(
+            inventory.as_deref(),
+            from.as_deref(),
+        ))),
         Command::Preflight { inventory, junit } => Ok(ExitCode::from(corodrill::ops::preflight(
             &inventory,
             junit.as_deref(),

@@ -416,3 +416,119 @@ fn cluster_check(
         fix: fix.map(str::to_owned),
     }
 }
+
+/// `corodrill plan`: the quorum model's answers for this cluster, from its
+/// live configuration (through the agents) or from a corosync.conf.
+pub fn plan(inventory_path: Option<&Path>, conf_path: Option<&Path>) -> u8 {
+    use crate::oracle::{plan_table, QuorumConfig};
+    let (name, nodes, cmap, links) = match (inventory_path, conf_path) {
+        (_, Some(conf)) => {
+            let text = match std::fs::read_to_string(conf) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("{}: {e}", conf.display());
+                    return 2;
+                }
+            };
+            match crate::corosync::parse_corosync_conf(&text) {
+                Ok(s) => (conf.display().to_string(), s.nodes, s.quorum, s.links),
+                Err(e) => {
+                    eprintln!("{}: {e}", conf.display());
+                    return 2;
+                }
+            }
+        }
+        (Some(inv), None) => {
+            let inventory = match load_inventory(inv) {
+                Ok(i) => i,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return 2;
+                }
+            };
+            let (agents, failures) = connect_all(&inventory, Duration::from_secs(20));
+            if !failures.is_empty() {
+                for f in failures {
+                    eprintln!("{f}");
+                }
+                return 3;
+            }
+            let nodes = agents
+                .iter()
+                .enumerate()
+                .map(|(i, a)| (a.hello.node_id.unwrap_or(i as u32 + 1), a.node.clone()))
+                .collect();
+            let cmap = agents
+                .first()
+                .map(|a| a.hello.quorum_config.clone())
+                .unwrap_or_default();
+            let links = inventory
+                .nodes
+                .iter()
+                .map(|n| n.links.len())
+                .min()
+                .unwrap_or(0);
+            (inventory.name.clone(), nodes, cmap, links)
+        }
+        (None, None) => {
+            eprintln!("corodrill plan: give --inventory or --from");
+            return 2;
+        }
+    };
+    let cfg = QuorumConfig::from_cmap(nodes, &cmap);
+    let n = cfg.nodes.len();
+    println!(
+        "{name}: {n} nodes, {links} link(s){}{}{}",
+        if cfg.qdevice.is_some() {
+            ", QDevice"
+        } else {
+            ""
+        },
+        if cfg.two_node { ", two_node" } else { "" },
+        if cfg.auto_tie_breaker.is_some() {
+            ", auto_tie_breaker"
+        } else {
+            ""
+        }
+    );
+    let expected = cfg.expected();
+    println!("expected votes {expected}, quorum {}", cfg.quorum(expected));
+    let (losses, splits) = plan_table(&cfg);
+    let survivable = losses.iter().take_while(|(_, ok)| *ok).count();
+    println!("the cluster survives losing {survivable} of {n} node(s):");
+    for (k, ok) in &losses {
+        println!(
+            "  lose {k}: the other {} {}",
+            n - k,
+            if *ok { "keep quorum" } else { "lose quorum" }
+        );
+    }
+    println!("partitions (every side reaching the QDevice, if any):");
+    for s in &splits {
+        let verdict = match (s.quorate[0], s.quorate[1]) {
+            (true, true) => "BOTH quorate: split-brain unless fencing decides".to_string(),
+            (false, false) => "neither side is quorate: the whole cluster freezes".to_string(),
+            (true, false) => format!("{} keep(s) quorum", s.sides[0].join(", ")),
+            (false, true) => format!("{} keep(s) quorum", s.sides[1].join(", ")),
+        };
+        println!(
+            "  {} | {}: {verdict}",
+            s.sides[0].join(", "),
+            s.sides[1].join(", ")
+        );
+    }
+    if n == 2 && cfg.qdevice.is_none() {
+        println!(
+            "warning: two nodes without a QDevice{}",
+            if cfg.two_node {
+                " (two_node: both sides stay quorate on a cut)"
+            } else {
+                ": a cut freezes both"
+            }
+        );
+    }
+    if links < 2 {
+        println!("warning: a single corosync link: add a second on a separate network");
+    }
+    0
+}
