@@ -110,6 +110,37 @@ fn three_node_drills_and_exit_statuses() {
     );
     lab_clean(&lab, 3);
 
+    // --repeat: every run judged, the pass rate and the spread of each
+    // measured time in the summary and in JUnit.
+    let repeat_dir = scratch(&format!("{}-repeat", lab.name));
+    let out = Command::new(CORODRILL)
+        .args([
+            "-q",
+            "run",
+            &shipped(&["kill-corosync"])[0],
+            "--repeat",
+            "2",
+            "--inventory",
+        ])
+        .arg(lab.dir().join("inventory.toml"))
+        .arg("--junit")
+        .arg(repeat_dir.join("junit.xml"))
+        .arg("--html")
+        .arg(repeat_dir.join("report.html"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("2/2 runs passed") && stdout.contains("median"),
+        "{stdout}"
+    );
+    let xml = std::fs::read_to_string(repeat_dir.join("junit.xml")).unwrap();
+    assert!(xml.contains("name=\"pass_rate\" value=\"2/2\""), "{xml}");
+    let html = std::fs::read_to_string(repeat_dir.join("report.html")).unwrap();
+    assert!(html.contains("run 2 of 2"), "the HTML shows every run");
+    lab_clean(&lab, 3);
+
     let dir = scratch(&format!("{}-bad", lab.name));
     // A deliberately wrong expectation: exit 1, the JUnit failure names it
     // and says expected, observed and when.
@@ -551,4 +582,38 @@ fn preflight_passes_warns_and_fails_with_fixes() {
     lab.wait_whole(2);
     lab.down();
     assert_nothing_left(&lab.name);
+}
+
+#[test]
+fn demo_runs_drills_on_labs_of_their_shape_and_writes_reports() {
+    let _turn = one_lab_at_a_time();
+    require_root();
+    let dir = scratch("demo");
+    let experiments = dir.join("experiments");
+    std::fs::create_dir_all(&experiments).unwrap();
+    std::fs::copy(
+        experiments_dir().join("clock-skew-five-minutes.toml"),
+        experiments.join("skew.toml"),
+    )
+    .unwrap();
+    let prefix = unique_name().replacen('t', "d", 1);
+    let prefix = &prefix[..prefix.len().min(8)];
+    let out = Command::new(CORODRILL)
+        .args(["-q", "demo", "--experiments"])
+        .arg(&experiments)
+        .arg("--reports")
+        .arg(dir.join("reports"))
+        .args(["--lab-prefix", prefix])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("1/1 drills passed"),
+        "{}",
+        text(&out)
+    );
+    for report in ["junit.xml", "events.jsonl", "report.html"] {
+        assert!(dir.join("reports").join(report).is_file(), "no {report}");
+    }
+    assert_nothing_left(&format!("{prefix}0"));
 }

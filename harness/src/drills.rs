@@ -272,6 +272,7 @@ pub fn lab_shape(e: &Experiment) -> LabShape {
 pub fn demo(
     experiments_dir: &Path,
     reports_dir: &Path,
+    lab_prefix: &str,
     progress: &dyn Fn(&str),
     cancel: &AtomicBool,
 ) -> u8 {
@@ -307,7 +308,7 @@ pub fn demo(
         ),
     ) in shapes.into_iter().enumerate()
     {
-        let name = format!("demo{i}");
+        let name = format!("{lab_prefix}{i}");
         let spec = match LabSpec::new(&name, nodes, links, qdevice, None, Profile::Fast, &options) {
             Ok(s) => s,
             Err(e) => {
@@ -366,11 +367,18 @@ pub fn demo(
     }
     let junit = reports_dir.join("junit.xml");
     let json = reports_dir.join("events.jsonl");
+    let html = reports_dir.join("report.html");
     let _ = std::fs::create_dir_all(reports_dir);
+    let page = crate::html::render(&all).unwrap_or_else(|e| {
+        eprintln!("{e}");
+        code = code.max(3);
+        String::new()
+    });
     let mut written = Vec::new();
     for (path, text) in [
         (&junit, report::junit(&all)),
         (&json, report::json_lines(&all)),
+        (&html, page),
     ] {
         if std::fs::write(path, text).is_ok() {
             written.push(path.display().to_string());

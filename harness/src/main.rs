@@ -132,6 +132,9 @@ enum Command {
         experiments: PathBuf,
         #[arg(long, default_value = "reports")]
         reports: PathBuf,
+        /// Labs are named PREFIX0, PREFIX1, ... (at most 8 characters).
+        #[arg(long, default_value = "demo")]
+        lab_prefix: String,
     },
 }
 
@@ -281,11 +284,13 @@ fn main() -> ExitCode {
         Command::Demo {
             experiments,
             reports,
+            lab_prefix,
         } => {
             catch_signals();
             Ok(ExitCode::from(drills::demo(
                 &experiments,
                 &reports,
+                &lab_prefix,
                 &progress,
                 &CANCEL,
             )))
