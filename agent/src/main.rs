@@ -40,16 +40,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // Signals are taken by a thread of the server (sigwait): block them in
     // every thread before any is spawned.
-    let mut set = nix::sys::signal::SigSet::empty();
-    for s in [
-        nix::sys::signal::Signal::SIGTERM,
-        nix::sys::signal::Signal::SIGINT,
-        nix::sys::signal::Signal::SIGHUP,
-    ] {
-        set.add(s);
-    }
     if cli.stdio {
-        let _ = set.thread_block();
+        let _ = server::stop_signals().thread_block();
     }
     match run(cli) {
         Ok(code) => ExitCode::from(code),

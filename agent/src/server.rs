@@ -246,6 +246,20 @@ fn error(message: String) -> Outcome {
     Outcome::Error { message }
 }
 
+/// The signals that stop the agent: one thread takes them with sigwait,
+/// every other thread has them blocked.
+pub fn stop_signals() -> nix::sys::signal::SigSet {
+    let mut set = nix::sys::signal::SigSet::empty();
+    for s in [
+        nix::sys::signal::Signal::SIGTERM,
+        nix::sys::signal::Signal::SIGINT,
+        nix::sys::signal::Signal::SIGHUP,
+    ] {
+        set.add(s);
+    }
+    set
+}
+
 fn lock(agent: &Mutex<Agent>) -> MutexGuard<'_, Agent> {
     agent.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -284,15 +298,7 @@ pub fn serve(mut agent: Agent, hello_node: String, node_id: Option<u32>) -> i32 
     {
         let agent = agent.clone();
         std::thread::spawn(move || {
-            let mut set = nix::sys::signal::SigSet::empty();
-            for s in [
-                nix::sys::signal::Signal::SIGTERM,
-                nix::sys::signal::Signal::SIGINT,
-                nix::sys::signal::Signal::SIGHUP,
-            ] {
-                set.add(s);
-            }
-            if let Ok(sig) = set.wait() {
+            if let Ok(sig) = stop_signals().wait() {
                 let reports = lock(&agent).heal_all();
                 eprintln!(
                     "corodrill-agent: {sig}: rolled back {} fault(s)",

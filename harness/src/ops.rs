@@ -10,6 +10,14 @@ use crate::agent::{AgentConn, AgentError};
 use crate::drills::load_inventory;
 use crate::inventory::Inventory;
 
+/// The inventory, or its error printed and exit status 2.
+fn inventory_or_report(path: &Path) -> Result<Inventory, u8> {
+    load_inventory(path).map_err(|e| {
+        eprintln!("{e}");
+        2
+    })
+}
+
 /// Every agent of the inventory, connected in parallel; failures by node.
 pub fn connect_all(inventory: &Inventory, timeout: Duration) -> (Vec<AgentConn>, Vec<String>) {
     let results: Vec<Result<AgentConn, AgentError>> = std::thread::scope(|s| {
@@ -45,12 +53,9 @@ pub fn connect_all(inventory: &Inventory, timeout: Duration) -> (Vec<AgentConn>,
 /// journal holds (a previous agent's faults), and reports it. Safe at any
 /// time; it also ends the faults of a drill still running.
 pub fn heal(inventory_path: &Path) -> u8 {
-    let inventory = match load_inventory(inventory_path) {
+    let inventory = match inventory_or_report(inventory_path) {
         Ok(i) => i,
-        Err(e) => {
-            eprintln!("{e}");
-            return 2;
-        }
+        Err(code) => return code,
     };
     let (mut agents, failures) = connect_all(&inventory, Duration::from_secs(20));
     let mut code = 0;
@@ -106,12 +111,9 @@ pub fn heal(inventory_path: &Path) -> u8 {
 /// stream, its knet links as corosync-cfgtool reports them, and its clock
 /// against ours.
 pub fn status(inventory_path: &Path) -> u8 {
-    let inventory = match load_inventory(inventory_path) {
+    let inventory = match inventory_or_report(inventory_path) {
         Ok(i) => i,
-        Err(e) => {
-            eprintln!("{e}");
-            return 2;
-        }
+        Err(code) => return code,
     };
     let (mut agents, failures) = connect_all(&inventory, Duration::from_secs(20));
     for f in &failures {
@@ -208,12 +210,9 @@ pub fn status(inventory_path: &Path) -> u8 {
 pub fn preflight(inventory_path: &Path, junit: Option<&Path>) -> u8 {
     use corodrill_protocol::{Check, CheckStatus, Peer};
 
-    let inventory = match load_inventory(inventory_path) {
+    let inventory = match inventory_or_report(inventory_path) {
         Ok(i) => i,
-        Err(e) => {
-            eprintln!("{e}");
-            return 2;
-        }
+        Err(code) => return code,
     };
     // Each node's link addresses by link number (ring0 first).
     let addresses = |n: &crate::inventory::InventoryNode| -> Vec<std::net::IpAddr> {
@@ -439,12 +438,9 @@ pub fn plan(inventory_path: Option<&Path>, conf_path: Option<&Path>) -> u8 {
             }
         }
         (Some(inv), None) => {
-            let inventory = match load_inventory(inv) {
+            let inventory = match inventory_or_report(inv) {
                 Ok(i) => i,
-                Err(e) => {
-                    eprintln!("{e}");
-                    return 2;
-                }
+                Err(code) => return code,
             };
             let (agents, failures) = connect_all(&inventory, Duration::from_secs(20));
             if !failures.is_empty() {
