@@ -212,3 +212,17 @@ fn down_cleans_up_after_a_killed_lab_up() {
         assert_nothing_left(&name);
     }
 }
+
+#[test]
+fn proxmox_profile_runs_with_corosyncs_default_token() {
+    let lab = TestLab::up(&["--nodes", "2", "--profile", "proxmox"]);
+    let status = lab.tool("pve1", &["corosync-quorumtool", "-s"]);
+    assert_eq!(field(&status, "Quorate"), "Yes", "{status}");
+    // No totem.token in the file: corosync's 3000 ms default is in force.
+    let token = lab.tool("pve1", &["corosync-cmapctl", "-g", "runtime.config.totem.token"]);
+    assert!(token.trim().ends_with("= 3000"), "{token}");
+    let coefficient = lab.tool("pve1", &["corosync-cmapctl", "-g", "totem.token_coefficient"]);
+    assert!(coefficient.trim().ends_with("= 125"), "{coefficient}");
+    lab.down();
+    assert_nothing_left(&lab.name);
+}
