@@ -219,9 +219,15 @@ fn proxmox_profile_runs_with_corosyncs_default_token() {
     let status = lab.tool("pve1", &["corosync-quorumtool", "-s"]);
     assert_eq!(field(&status, "Quorate"), "Yes", "{status}");
     // No totem.token in the file: corosync's 3000 ms default is in force.
-    let token = lab.tool("pve1", &["corosync-cmapctl", "-g", "runtime.config.totem.token"]);
+    let token = lab.tool(
+        "pve1",
+        &["corosync-cmapctl", "-g", "runtime.config.totem.token"],
+    );
     assert!(token.trim().ends_with("= 3000"), "{token}");
-    let coefficient = lab.tool("pve1", &["corosync-cmapctl", "-g", "totem.token_coefficient"]);
+    let coefficient = lab.tool(
+        "pve1",
+        &["corosync-cmapctl", "-g", "totem.token_coefficient"],
+    );
     assert!(coefficient.trim().ends_with("= 125"), "{coefficient}");
     lab.down();
     assert_nothing_left(&lab.name);
