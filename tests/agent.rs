@@ -192,6 +192,13 @@ fn network_faults_on_three_nodes_two_links() {
         field(&status, "Expected votes")
     );
     wait_event(&pve1, T, "first quorum", quorum_is(true, &[1, 2, 3]));
+    // knet's links, from corosync's stats: two peers, two links each, all up.
+    wait_event(
+        &pve3,
+        T,
+        "links",
+        |b| matches!(b, EventBody::Links { links } if links.len() == 4 && links.iter().all(|l| l.connected)),
+    );
 
     // Isolate pve3 on both links: pve3 loses quorum (~3.5 s with token 1000),
     // the majority keeps it; heal and pve3 rejoins (~2 s).
@@ -265,6 +272,11 @@ fn network_faults_on_three_nodes_two_links() {
             address: ip("198.18.0.1"),
         },
     );
+    wait_event(&pve1, Duration::from_secs(15), "link 0 to pve2 down", |b| {
+        matches!(b, EventBody::Links { links }
+            if links.iter().any(|l| l.node_id == 2 && l.link == 0 && !l.connected)
+            && links.iter().any(|l| l.node_id == 2 && l.link == 1 && l.connected))
+    });
     let deadline = Instant::now() + Duration::from_secs(15);
     while !lab
         .tool("pve2", &["corosync-cfgtool", "-s"])

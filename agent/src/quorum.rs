@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::os::fd::BorrowedFd;
 use std::time::Duration;
 
-use corodrill_protocol::{EventBody, Member};
+use corodrill_protocol::{EventBody, LinkState, Member};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use rust_corosync::{cmap, quorum, votequorum, DispatchFlags, NodeId, TrackFlags};
 
@@ -93,6 +93,15 @@ fn session(out: &Out, down_reported: &mut bool) -> Result<(), String> {
         "quorum_trackstart",
         quorum::trackstart(&qh, TrackFlags::Changes),
     )?;
+    // knet's view of each peer link, from corosync's stats map (no process
+    // spawned): reported whenever it changes.
+    let stats = cmap::initialize(cmap::Map::Stats).ok();
+    let peers: Vec<u32> = names
+        .keys()
+        .copied()
+        .filter(|id| Some(*id) != own_id)
+        .collect();
+    let mut last_links: Option<Vec<LinkState>> = None;
     let qfd = cs("quorum_fd_get", quorum::fd_get(&qh))?;
     let vfd = cs("votequorum_fd_get", votequorum::fd_get(&vh))?;
     *down_reported = false;
@@ -104,7 +113,7 @@ fn session(out: &Out, down_reported: &mut bool) -> Result<(), String> {
             PollFd::new(qb, PollFlags::POLLIN),
             PollFd::new(vb, PollFlags::POLLIN),
         ];
-        match poll(&mut fds, PollTimeout::from(1000u16)) {
+        match poll(&mut fds, PollTimeout::from(250u16)) {
             Ok(_) => {}
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(format!("poll: {e}")),
@@ -151,6 +160,20 @@ fn session(out: &Out, down_reported: &mut bool) -> Result<(), String> {
                 seen.1,
                 quorum_event(&vh, own_id, *quorate, ring, members, &names),
             );
+        }
+        // Links after quorum: a view first, then how the node reaches its peers.
+        if let Some(stats) = &stats {
+            let links = read_links(stats, &peers);
+            if last_links.as_ref() != Some(&links) {
+                out.event_at(
+                    seen.0,
+                    seen.1,
+                    EventBody::Links {
+                        links: links.clone(),
+                    },
+                );
+                last_links = Some(links);
+            }
         }
     }
 }
@@ -200,6 +223,27 @@ fn quorum_event(
         quorum: own.as_ref().map(|i| i.quorum),
         qdevice: qdevice_registered.map(|registered| registered && qdevice_votes > 0),
     }
+}
+
+/// `stats.knet.nodeN.linkL.connected` for every peer and link it has.
+fn read_links(stats: &cmap::Handle, peers: &[u32]) -> Vec<LinkState> {
+    let mut links = Vec::new();
+    for &node_id in peers {
+        for link in 0..8u8 {
+            match cmap::get(
+                stats,
+                &format!("stats.knet.node{node_id}.link{link}.connected"),
+            ) {
+                Ok(cmap::Data::UInt8(v)) => links.push(LinkState {
+                    node_id,
+                    link,
+                    connected: v != 0,
+                }),
+                _ => break,
+            }
+        }
+    }
+    links
 }
 
 /// Node id -> name from corosync's nodelist (`nodelist.node.N.*`).

@@ -42,6 +42,9 @@ pub enum LogBody {
     },
     #[serde(rename = "corosync.down")]
     CorosyncDown { reason: String },
+    /// This node's knet links: (peer, link number, connected).
+    #[serde(rename = "links")]
+    Links { links: Vec<(String, u8, bool)> },
     #[serde(rename = "lease.expired")]
     LeaseExpired {
         fault: String,

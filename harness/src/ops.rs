@@ -192,7 +192,7 @@ pub fn status(inventory_path: &Path) -> u8 {
                     line = format!("{:<8} {:<9} corosync down: {reason}", a.node, version);
                     break;
                 }
-                EventBody::LeaseExpired { .. } => {}
+                EventBody::LeaseExpired { .. } | EventBody::Links { .. } => {}
             }
         }
         println!("{line}");

@@ -244,6 +244,20 @@ impl<'a> Drill<'a> {
                 }
                 self.record(t, Some(&node), body);
             }
+            EventBody::Links { links } => {
+                let links = links
+                    .into_iter()
+                    .map(|l| {
+                        let peer = self
+                            .names
+                            .get(&l.node_id)
+                            .cloned()
+                            .unwrap_or_else(|| format!("node{}", l.node_id));
+                        (peer, l.link, l.connected)
+                    })
+                    .collect();
+                self.record(t, Some(&node), LogBody::Links { links });
+            }
             EventBody::CorosyncDown { reason } => {
                 self.states.insert(node.clone(), NodeState::down());
                 self.record(t, Some(&node), LogBody::CorosyncDown { reason });

@@ -276,8 +276,19 @@ pub enum EventBody {
     },
     /// corosync does not answer on this node (killed, stopped, powered off).
     CorosyncDown { reason: String },
+    /// This node's knet links to its peers changed (or are reported for the
+    /// first time), as corosync's stats map has them.
+    Links { links: Vec<LinkState> },
     /// A fault's lease ran out and the agent rolled it back by itself.
     LeaseExpired { reports: Vec<RollbackReport> },
+}
+
+/// One knet link from this node to a peer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkState {
+    pub node_id: u32,
+    pub link: u8,
+    pub connected: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
