@@ -532,6 +532,11 @@ fn preflight_passes_warns_and_fails_with_fixes() {
         stdout.contains("pve1 | pve2: neither side is quorate"),
         "{stdout}"
     );
+    // Two nodes, token 1000: no token_coefficient, consensus 1200.
+    assert!(
+        stdout.contains("about 2.20s later (token 1000 ms + consensus 1200 ms)"),
+        "{stdout}"
+    );
     let out = Command::new(CORODRILL)
         .args(["plan", "--from"])
         .arg(lab.dir().join("pve1/corosync.conf"))

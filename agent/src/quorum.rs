@@ -309,5 +309,15 @@ pub fn quorum_config() -> BTreeMap<String, String> {
         };
         config.insert(key.trim_start_matches("quorum.").to_owned(), value);
     }
+    // The token and consensus corosync actually runs with (after
+    // token_coefficient): what the timing model predicts from.
+    for (key, name) in [
+        ("runtime.config.totem.token", "totem.token"),
+        ("runtime.config.totem.consensus", "totem.consensus"),
+    ] {
+        if let Ok(cmap::Data::UInt32(v)) = cmap::get(&h, key) {
+            config.insert(name.to_owned(), v.to_string());
+        }
+    }
     config
 }

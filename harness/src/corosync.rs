@@ -235,6 +235,8 @@ LINK ID 1 udp
 pub struct ConfSummary {
     pub nodes: Vec<(u32, String)>,
     pub quorum: std::collections::BTreeMap<String, String>,
+    /// `totem` keys (token, token_coefficient, consensus, ...).
+    pub totem: std::collections::BTreeMap<String, String>,
     pub links: usize,
 }
 
@@ -289,6 +291,9 @@ pub fn parse_corosync_conf(text: &str) -> Result<ConfSummary, String> {
                 }
                 _ => {}
             },
+            ["totem"] => {
+                summary.totem.insert(key.to_owned(), value);
+            }
             ["quorum", rest @ ..] => {
                 let mut full: Vec<&str> = rest.to_vec();
                 full.push(key);
@@ -319,6 +324,7 @@ mod conf_tests {
         assert_eq!(s.quorum["two_node"], "1");
         assert_eq!(s.quorum["device.model"], "net");
         assert_eq!(s.quorum["device.net.algorithm"], "ffsplit");
+        assert_eq!(s.totem["version"], "2");
         assert!(parse_corosync_conf("quorum {\n").is_err());
     }
 }

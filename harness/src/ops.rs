@@ -420,7 +420,7 @@ fn cluster_check(
 /// live configuration (through the agents) or from a corosync.conf.
 pub fn plan(inventory_path: Option<&Path>, conf_path: Option<&Path>) -> u8 {
     use crate::oracle::{plan_table, QuorumConfig};
-    let (name, nodes, cmap, links) = match (inventory_path, conf_path) {
+    let (name, nodes, cmap, links, timing) = match (inventory_path, conf_path) {
         (_, Some(conf)) => {
             let text = match std::fs::read_to_string(conf) {
                 Ok(t) => t,
@@ -430,7 +430,16 @@ pub fn plan(inventory_path: Option<&Path>, conf_path: Option<&Path>) -> u8 {
                 }
             };
             match crate::corosync::parse_corosync_conf(&text) {
-                Ok(s) => (conf.display().to_string(), s.nodes, s.quorum, s.links),
+                Ok(s) => {
+                    let timing = Some(crate::oracle::Timing::from_totem(&s.totem, s.nodes.len()));
+                    (
+                        conf.display().to_string(),
+                        s.nodes,
+                        s.quorum,
+                        s.links,
+                        timing,
+                    )
+                }
                 Err(e) => {
                     eprintln!("{}: {e}", conf.display());
                     return 2;
@@ -464,7 +473,8 @@ pub fn plan(inventory_path: Option<&Path>, conf_path: Option<&Path>) -> u8 {
                 .map(|n| n.links.len())
                 .min()
                 .unwrap_or(0);
-            (inventory.name.clone(), nodes, cmap, links)
+            let timing = crate::oracle::Timing::from_runtime(&cmap);
+            (inventory.name.clone(), nodes, cmap, links, timing)
         }
         (None, None) => {
             eprintln!("corodrill plan: give --inventory or --from");
@@ -511,6 +521,15 @@ pub fn plan(inventory_path: Option<&Path>, conf_path: Option<&Path>) -> u8 {
             "  {} | {}: {verdict}",
             s.sides[0].join(", "),
             s.sides[1].join(", ")
+        );
+    }
+    if let Some(t) = timing {
+        println!(
+            "timing: a node cut off, killed or paused is dropped, and a cut-off minority loses quorum, \
+             about {:.2}s later (token {} ms + consensus {} ms); a healed node rejoins within about that too",
+            t.detection().as_secs_f64(),
+            t.token_ms,
+            t.consensus_ms
         );
     }
     if n == 2 && cfg.qdevice.is_none() {

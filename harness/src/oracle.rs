@@ -163,6 +163,51 @@ impl QuorumConfig {
     }
 }
 
+/// corosync's failure-detection timing: the effective token (corosync adds
+/// `token_coefficient` per node beyond two) and the consensus timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    pub token_ms: u32,
+    pub consensus_ms: u32,
+}
+
+impl Timing {
+    /// From the values corosync runs with (cmap `runtime.config.totem.*`).
+    pub fn from_runtime(cmap: &BTreeMap<String, String>) -> Option<Timing> {
+        let get = |k: &str| cmap.get(k)?.parse().ok();
+        Some(Timing {
+            token_ms: get("totem.token")?,
+            consensus_ms: get("totem.consensus")?,
+        })
+    }
+
+    /// From a corosync.conf's totem section, as corosync computes it:
+    /// token (default 3000) + (nodes - 2) * token_coefficient (default 650)
+    /// above two nodes; consensus defaults to 1.2 * token.
+    pub fn from_totem(totem: &BTreeMap<String, String>, nodes: usize) -> Timing {
+        let get =
+            |k: &str, default: u32| totem.get(k).and_then(|v| v.parse().ok()).unwrap_or(default);
+        let base = get("token", 3000);
+        let coefficient = get("token_coefficient", 650);
+        let token_ms = base + coefficient * (nodes.saturating_sub(2) as u32);
+        let consensus_ms = totem
+            .get("consensus")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(token_ms + token_ms / 5);
+        Timing {
+            token_ms,
+            consensus_ms,
+        }
+    }
+
+    /// When the rest of the cluster notices a node gone (cut off, killed,
+    /// paused) and a cut-off side loses quorum: a token timeout, then the
+    /// consensus round. Measured on the lab within 10 % below this.
+    pub fn detection(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(u64::from(self.token_ms + self.consensus_ms))
+    }
+}
+
 /// One row of the plan: a way the cluster can split, and who keeps quorum.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Split {
@@ -320,6 +365,23 @@ mod tests {
             c.outcome(&[vec![1], vec![2, 3, 4]], &[true, true]),
             [false, true]
         );
+    }
+
+    #[test]
+    fn timing_from_totem_as_corosync_computes_it() {
+        let mut totem = BTreeMap::new();
+        totem.insert("token".to_string(), "1000".to_string());
+        // 3 nodes, token 1000: 1650 ms effective, 1980 ms consensus; the lab
+        // measured 3.4-3.6 s from a cut to the majority's new membership.
+        let t = Timing::from_totem(&totem, 3);
+        assert_eq!((t.token_ms, t.consensus_ms), (1650, 1980));
+        assert_eq!(t.detection().as_millis(), 3630);
+        // Two nodes: no coefficient (measured 2.0-2.2 s).
+        assert_eq!(Timing::from_totem(&totem, 2).detection().as_millis(), 2200);
+        // Proxmox VE: token unset (3000), coefficient 125.
+        let mut pve = BTreeMap::new();
+        pve.insert("token_coefficient".to_string(), "125".to_string());
+        assert_eq!(Timing::from_totem(&pve, 3).token_ms, 3125);
     }
 
     #[test]
