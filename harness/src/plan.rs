@@ -231,7 +231,21 @@ pub fn plan(experiment: &Experiment, inventory: &Inventory) -> Result<Plan, Vec<
                 actions.extend(who.iter().map(|n| (n.clone(), Fault::Pause)))
             }
             FaultKind::PowerOff { nodes: who } => {
-                actions.extend(who.iter().map(|n| (n.clone(), Fault::PowerOff)))
+                for n in who {
+                    // The agent powers off lab nodes; other drivers are not driven yet.
+                    let driver = inventory
+                        .nodes
+                        .iter()
+                        .find(|m| &m.name == n)
+                        .map(|m| m.power.driver());
+                    if let Some(d) = driver.filter(|d| *d != "lab") {
+                        errors.push(format!(
+                            "fault {:?}: node {n}'s power driver {d:?} is not supported yet (only \"lab\")",
+                            f.id
+                        ));
+                    }
+                    actions.push((n.clone(), Fault::PowerOff));
+                }
             }
             FaultKind::ClockSkew {
                 nodes: who,
@@ -436,6 +450,23 @@ mod tests {
         );
         // Healed at the end: the expectation's window comes after it.
         assert_eq!(p.after_end, Duration::from_millis(15_500));
+    }
+
+    #[test]
+    fn power_off_needs_a_driver_corodrill_drives() {
+        let e = exp("[[fault]]\nid = \"f\"\nkind = \"power-off\"\nnodes = [\"pve3\"]");
+        assert!(plan(&e, &inventory(3, 1)).is_ok());
+        let mut inv = inventory(3, 1);
+        inv.nodes[2].power = Power::Ipmi {
+            host: "10.0.1.13".into(),
+            user: "admin".into(),
+            password_env: "IPMI_PASSWORD".into(),
+        };
+        let errs = plan(&e, &inv).unwrap_err();
+        assert!(
+            errs[0].contains("power driver \"ipmi\" is not supported yet"),
+            "{errs:?}"
+        );
     }
 
     #[test]
