@@ -186,24 +186,7 @@ fn drill_view(r: &DrillResult, run: usize, runs: usize) -> DrillView {
         .expects
         .iter()
         .filter_map(|e| {
-            let anchors = r.log.iter().filter_map(|ev| match &ev.body {
-                LogBody::FaultApplied { fault, .. }
-                    if !e.after.healed && *fault == e.after.fault =>
-                {
-                    Some(ev.t)
-                }
-                LogBody::FaultHealed { fault, .. } | LogBody::LeaseExpired { fault, .. }
-                    if e.after.healed && *fault == e.after.fault =>
-                {
-                    Some(ev.t)
-                }
-                _ => None,
-            });
-            let anchor = if e.after.healed {
-                anchors.reduce(f64::max)
-            } else {
-                anchors.reduce(f64::min)
-            }?;
+            let anchor = crate::judge::anchor_time(e, &r.log)?;
             let verdict = r.verdicts.iter().find(|v| v.name == e.name)?;
             let within = e.within.as_secs_f64();
             Some(Window {

@@ -77,6 +77,11 @@ impl Power {
 }
 
 impl Inventory {
+    /// The fewest corosync links any node has.
+    pub fn links(&self) -> usize {
+        self.nodes.iter().map(|n| n.links.len()).min().unwrap_or(0)
+    }
+
     pub fn to_toml(&self) -> String {
         // Serializing these plain structs cannot fail; keep a readable
         // message all the same rather than a panic.

@@ -152,8 +152,8 @@ fn describe_expect(e: &Expect, nodes: &[String]) -> String {
 
 /// When the anchor happened: the first node's fault taking effect, or the
 /// last node's heal.
-fn anchor_time(e: &Expect, log: &[&LogEvent]) -> Option<f64> {
-    let times = log.iter().filter_map(|ev| match &ev.body {
+pub fn anchor_time<'a>(e: &Expect, log: impl IntoIterator<Item = &'a LogEvent>) -> Option<f64> {
+    let times = log.into_iter().filter_map(|ev| match &ev.body {
         LogBody::FaultApplied { fault, .. } if !e.after.healed && *fault == e.after.fault => {
             Some(ev.t)
         }
@@ -179,7 +179,7 @@ fn judge_expect(e: &Expect, nodes: &[String], log: &[&LogEvent], timeline: &Time
         measured: None,
         message,
     };
-    let Some(anchor) = anchor_time(e, log) else {
+    let Some(anchor) = anchor_time(e, log.iter().copied()) else {
         return fail(format!("{} never happened in this run", e.after));
     };
     let within = e.within.as_secs_f64();
@@ -412,16 +412,9 @@ fn whole_at_end(
         }
     }
     let last = timeline.states_at(f64::INFINITY);
-    let mut all: Vec<&str> = nodes.iter().map(String::as_str).collect();
-    all.sort();
     for node in nodes {
         match last.get(node.as_str()) {
-            Some(s)
-                if s.quorate && {
-                    let mut m: Vec<&str> = s.members.iter().map(String::as_str).collect();
-                    m.sort();
-                    m == all
-                } => {}
+            Some(s) if s.sees_whole(nodes) => {}
             Some(s) => problems.push(format!("{node} ended {}", s.describe())),
             None => problems.push(format!("{node}: nothing observed")),
         }

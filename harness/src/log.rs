@@ -117,6 +117,15 @@ impl NodeState {
         }
     }
 
+    /// Quorate, with exactly these nodes as members (in any order).
+    pub fn sees_whole(&self, nodes: &[String]) -> bool {
+        let mut want: Vec<&str> = nodes.iter().map(String::as_str).collect();
+        let mut have: Vec<&str> = self.members.iter().map(String::as_str).collect();
+        want.sort();
+        have.sort();
+        self.quorate && want == have
+    }
+
     pub fn describe(&self) -> String {
         if !self.corosync_up {
             return "corosync down".into();

@@ -291,12 +291,7 @@ pub fn preflight(inventory_path: &Path, junit: Option<&Path>) -> u8 {
     }
     // The cluster's shape.
     let nodes = inventory.nodes.len();
-    let links = inventory
-        .nodes
-        .iter()
-        .map(|n| n.links.len())
-        .min()
-        .unwrap_or(0);
+    let links = inventory.links();
     let qdevice = agents
         .iter()
         .any(|a| a.hello.quorum_config.contains_key("device.model"));
@@ -467,12 +462,7 @@ pub fn plan(inventory_path: Option<&Path>, conf_path: Option<&Path>) -> u8 {
                 .first()
                 .map(|a| a.hello.quorum_config.clone())
                 .unwrap_or_default();
-            let links = inventory
-                .nodes
-                .iter()
-                .map(|n| n.links.len())
-                .min()
-                .unwrap_or(0);
+            let links = inventory.links();
             let timing = crate::oracle::Timing::from_runtime(&cmap);
             (inventory.name.clone(), nodes, cmap, links, timing)
         }

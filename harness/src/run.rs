@@ -343,21 +343,11 @@ impl<'a> Drill<'a> {
 
     /// Whether every node sees every node, quorate; or what is missing.
     fn whole(&self) -> Result<(), String> {
-        let mut all: Vec<&str> = self.nodes.iter().map(String::as_str).collect();
-        all.sort();
         let wrong: Vec<String> = self
             .nodes
             .iter()
             .filter_map(|n| match self.states.get(n) {
-                Some(s)
-                    if s.quorate && {
-                        let mut m: Vec<&str> = s.members.iter().map(String::as_str).collect();
-                        m.sort();
-                        m == all
-                    } =>
-                {
-                    None
-                }
+                Some(s) if s.sees_whole(&self.nodes) => None,
                 Some(s) => Some(format!("{n}: {}", s.describe())),
                 None => Some(format!("{n}: no quorum report yet")),
             })
