@@ -11,6 +11,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use common::*;
+use corodrill::inventory::{Inventory, Power};
 use quick_junit::Report;
 
 /// Drills measure corosync's timing; two labs at once on a 2-core machine
@@ -139,6 +140,9 @@ fn three_node_drills_and_exit_statuses() {
     assert!(xml.contains("name=\"pass_rate\" value=\"2/2\""), "{xml}");
     let html = std::fs::read_to_string(repeat_dir.join("report.html")).unwrap();
     assert!(html.contains("run 2 of 2"), "the HTML shows every run");
+    lab_clean(&lab, 3);
+
+    power_drivers_on_a_real_lab(&lab);
     lab_clean(&lab, 3);
 
     let dir = scratch(&format!("{}-bad", lab.name));
@@ -331,6 +335,93 @@ within = "10s"
 
     lab.down();
     assert_nothing_left(&lab.name);
+}
+
+/// The lab's inventory with pve3's power driver replaced.
+fn inventory_with_power(lab: &TestLab, dir: &Path, file: &str, power: Power) -> PathBuf {
+    let text = std::fs::read_to_string(lab.dir().join("inventory.toml")).unwrap();
+    let mut inventory = Inventory::from_toml(&text).unwrap();
+    inventory.nodes[2].power = power;
+    let path = dir.join(file);
+    std::fs::write(&path, inventory.to_toml()).unwrap();
+    path
+}
+
+fn run_with(inventory: &Path, files: &[String]) -> Output {
+    Command::new(CORODRILL)
+        .arg("run")
+        .args(files)
+        .arg("--inventory")
+        .arg(inventory)
+        .output()
+        .expect("cannot run corodrill")
+}
+
+/// Power-off through the `command` driver (the operator's commands, here
+/// `corodrill lab power`), and power drivers that cannot be used: a
+/// missing credential (exit 2) and a BMC tool that does not answer (exit 3),
+/// both before any fault is applied.
+fn power_drivers_on_a_real_lab(lab: &TestLab) {
+    let dir = scratch(&format!("{}-power", lab.name));
+    let lab_power =
+        |action: &str| format!("{CORODRILL} lab power --name {} pve3 {action}", lab.name);
+    let calls = dir.join("calls");
+    let logged = |action: &str| {
+        format!(
+            "echo {action} >> {} && {}",
+            calls.display(),
+            lab_power(action)
+        )
+    };
+    let inventory = inventory_with_power(
+        lab,
+        &dir,
+        "command.toml",
+        Power::Command {
+            off: logged("off"),
+            on: logged("on"),
+            status: lab_power("status"),
+        },
+    );
+    let out = run_with(&inventory, &shipped(&["power-off-one-of-three"]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(std::fs::read_to_string(&calls).unwrap(), "off\non\n");
+
+    let ipmi = |password_env: &str| Power::Ipmi {
+        host: "198.51.100.13".into(),
+        user: "admin".into(),
+        password_env: password_env.into(),
+    };
+    let inventory = inventory_with_power(lab, &dir, "ipmi.toml", ipmi("CORODRILL_TEST_UNSET"));
+    let out = run_with(&inventory, &shipped(&["power-off-one-of-three"]));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains(
+            "node pve3: power driver ipmi: environment variable CORODRILL_TEST_UNSET is not set"
+        ),
+        "{}",
+        text(&out)
+    );
+    // PATH is set in every environment: a credential that is present, for
+    // a BMC whose tool cannot be reached.
+    let inventory = inventory_with_power(lab, &dir, "ipmi-gone.toml", ipmi("PATH"));
+    let out = Command::new(CORODRILL)
+        .args([
+            "run",
+            &shipped(&["power-off-one-of-three"])[0],
+            "--inventory",
+        ])
+        .arg(&inventory)
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(
+        text(&out).contains("node pve3: power driver ipmi: power status: cannot run ipmitool"),
+        "{}",
+        text(&out)
+    );
+    assert!(!text(&out).contains("apply power"), "{}", text(&out));
 }
 
 #[test]

@@ -72,6 +72,8 @@ fn main() {
         lease: Duration::from_secs(10),
         connect_timeout: Duration::from_secs(20),
         whole_timeout: Duration::from_secs(60),
+        power_timeout: Duration::from_secs(120),
+        boot_timeout: Duration::from_secs(600),
         progress: &|_| {},
         cancel: &cancel,
     };

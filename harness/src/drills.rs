@@ -139,6 +139,8 @@ fn drill_all(
         lease,
         connect_timeout: Duration::from_secs(20),
         whole_timeout: Duration::from_secs(60),
+        power_timeout: Duration::from_secs(120),
+        boot_timeout: Duration::from_secs(600),
         progress,
         cancel,
     };

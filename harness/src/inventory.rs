@@ -60,6 +60,9 @@ pub enum Power {
         node: String,
         vmid: u32,
         token_env: String,
+        /// The outer host's CA certificate (PEM), for its self-signed
+        /// certificate; the system's CAs otherwise.
+        cacert: Option<String>,
     },
 }
 

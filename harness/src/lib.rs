@@ -13,5 +13,6 @@ pub mod log;
 pub mod ops;
 pub mod oracle;
 pub mod plan;
+pub mod power;
 pub mod report;
 pub mod run;

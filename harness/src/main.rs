@@ -158,6 +158,13 @@ fn catch_signals() {
     }
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum PowerAction {
+    Off,
+    On,
+    Status,
+}
+
 #[derive(Subcommand)]
 enum LabCommand {
     /// Build a lab and wait until its cluster is quorate with every node.
@@ -199,6 +206,17 @@ enum LabCommand {
     Status {
         #[arg(long, default_value = "lab")]
         name: String,
+    },
+    /// Pull a lab node's plug (every process in it dies, its links go
+    /// down), power it on (links up, its daemons start), or say which it is.
+    /// What the `lab` power driver does; usable as a `command` driver too.
+    #[command(after_help = "Example:\n  corodrill lab power pve3 off")]
+    Power {
+        #[arg(long, default_value = "lab")]
+        name: String,
+        node: String,
+        #[arg(value_enum)]
+        action: PowerAction,
     },
     /// Run a command on a lab node, inside all its namespaces.
     #[command(after_help = "Example:\n  corodrill lab exec pve1 -- corosync-quorumtool -s")]
@@ -363,6 +381,17 @@ fn run_lab(cmd: LabCommand, progress: &dyn Fn(&str)) -> Result<ExitCode, LabErro
         LabCommand::Status { name } => {
             let (lab, hosts) = lab::status(&name)?;
             print_status(&lab, &hosts);
+            Ok(ExitCode::SUCCESS)
+        }
+        LabCommand::Power { name, node, action } => {
+            match action {
+                PowerAction::Off => lab::power_off(&name, &node)?,
+                PowerAction::On => lab::power_on(&name, &node)?,
+                PowerAction::Status => {
+                    let on = lab::power_status(&name, &node)?;
+                    println!("{node} is powered {}", if on { "on" } else { "off" });
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         LabCommand::Exec {

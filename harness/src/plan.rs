@@ -21,6 +21,19 @@ pub struct PlannedFault {
     pub allow_management_cut: bool,
     /// What each node's agent applies.
     pub actions: Vec<(String, Fault)>,
+    /// Nodes the controller powers off through their power driver (and on
+    /// again at the heal).
+    pub power_off: Vec<String>,
+}
+
+impl PlannedFault {
+    /// Every node this fault touches.
+    pub fn targets(&self) -> impl Iterator<Item = &str> {
+        self.actions
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .chain(self.power_off.iter().map(String::as_str))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -136,6 +149,7 @@ pub fn plan(experiment: &Experiment, inventory: &Inventory) -> Result<Plan, Vec<
                 .collect()
         };
         let mut actions: Vec<(String, Fault)> = Vec::new();
+        let mut power_off: Vec<String> = Vec::new();
         match &f.kind {
             FaultKind::Partition {
                 groups,
@@ -230,23 +244,7 @@ pub fn plan(experiment: &Experiment, inventory: &Inventory) -> Result<Plan, Vec<
             FaultKind::Pause { nodes: who } => {
                 actions.extend(who.iter().map(|n| (n.clone(), Fault::Pause)))
             }
-            FaultKind::PowerOff { nodes: who } => {
-                for n in who {
-                    // The agent powers off lab nodes; other drivers are not driven yet.
-                    let driver = inventory
-                        .nodes
-                        .iter()
-                        .find(|m| &m.name == n)
-                        .map(|m| m.power.driver());
-                    if let Some(d) = driver.filter(|d| *d != "lab") {
-                        errors.push(format!(
-                            "fault {:?}: node {n}'s power driver {d:?} is not supported yet (only \"lab\")",
-                            f.id
-                        ));
-                    }
-                    actions.push((n.clone(), Fault::PowerOff));
-                }
-            }
+            FaultKind::PowerOff { nodes: who } => power_off.extend(who.iter().cloned()),
             FaultKind::ClockSkew {
                 nodes: who,
                 offset_ms,
@@ -281,6 +279,7 @@ pub fn plan(experiment: &Experiment, inventory: &Inventory) -> Result<Plan, Vec<
             heal_at: f.heal_after.map(|h| f.at + h),
             allow_management_cut: f.allow_management_cut,
             actions,
+            power_off,
         });
     }
 
@@ -331,7 +330,7 @@ pub fn describe(experiment: &Experiment, plan: &Plan) -> String {
     )];
     let mut timeline: Vec<(Duration, String)> = Vec::new();
     for f in &plan.faults {
-        let targets: Vec<&str> = f.actions.iter().map(|(n, _)| n.as_str()).collect();
+        let targets: Vec<&str> = f.targets().collect();
         timeline.push((
             f.at,
             format!("apply {} ({}) on {}", f.id, f.kind, targets.join(", ")),
@@ -453,20 +452,18 @@ mod tests {
     }
 
     #[test]
-    fn power_off_needs_a_driver_corodrill_drives() {
+    fn power_off_goes_through_the_power_driver_not_the_agent() {
         let e = exp("[[fault]]\nid = \"f\"\nkind = \"power-off\"\nnodes = [\"pve3\"]");
-        assert!(plan(&e, &inventory(3, 1)).is_ok());
         let mut inv = inventory(3, 1);
         inv.nodes[2].power = Power::Ipmi {
             host: "10.0.1.13".into(),
             user: "admin".into(),
             password_env: "IPMI_PASSWORD".into(),
         };
-        let errs = plan(&e, &inv).unwrap_err();
-        assert!(
-            errs[0].contains("power driver \"ipmi\" is not supported yet"),
-            "{errs:?}"
-        );
+        let p = plan(&e, &inv).unwrap();
+        assert_eq!(p.faults[0].power_off, vec!["pve3".to_string()]);
+        assert!(p.faults[0].actions.is_empty());
+        assert_eq!(p.faults[0].targets().collect::<Vec<_>>(), ["pve3"]);
     }
 
     #[test]

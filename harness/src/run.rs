@@ -5,7 +5,8 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use corodrill_protocol::{Event, EventBody, Op, Outcome, RollbackReport};
@@ -14,7 +15,8 @@ use crate::agent::{AgentConn, AgentError};
 use crate::experiment::Experiment;
 use crate::inventory::Inventory;
 use crate::log::{LogBody, LogEvent, NodeState};
-use crate::plan::Plan;
+use crate::plan::{Plan, PlannedFault};
+use crate::power::{self, PowerDriver, PowerError, PowerState};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -33,6 +35,8 @@ pub enum RunError {
         node: String,
         message: String,
     },
+    #[error("{0}")]
+    Power(#[from] PowerError),
     #[error("interrupted; every fault was healed")]
     Cancelled,
 }
@@ -42,6 +46,7 @@ impl RunError {
         match self {
             RunError::Requires(_) => 2,
             RunError::Cancelled => 130,
+            RunError::Power(e) => e.exit_code(),
             _ => 3,
         }
     }
@@ -53,6 +58,10 @@ pub struct RunOptions<'a> {
     pub connect_timeout: Duration,
     /// How long to wait for the cluster to be whole, before and after.
     pub whole_timeout: Duration,
+    /// How long a power driver may take to switch a node off or on.
+    pub power_timeout: Duration,
+    /// How long a node powered on may take to boot until its agent answers.
+    pub boot_timeout: Duration,
     pub progress: &'a dyn Fn(&str),
     /// Set by Ctrl-C: heal and stop.
     pub cancel: &'a AtomicBool,
@@ -86,6 +95,69 @@ struct Drill<'a> {
     opts: &'a RunOptions<'a>,
     last_renew: Instant,
     nodes: Vec<String>,
+    /// Where new agents' events go (agents reconnected after a power-on).
+    event_tx: Sender<(String, Event)>,
+    /// Each node's connect command, to reach it again after a power-on.
+    connects: BTreeMap<String, String>,
+    /// The drivers of the nodes this drill powers off.
+    power: BTreeMap<String, Arc<dyn PowerDriver>>,
+    /// Nodes powered off now, with the fault that did it.
+    powered_off: BTreeMap<String, String>,
+}
+
+/// Hands an agent's events to the drill's collector.
+fn forward_events(agent: &mut AgentConn, tx: &Sender<(String, Event)>) {
+    let rx = agent.take_events();
+    let tx = tx.clone();
+    let node = agent.node.clone();
+    std::thread::spawn(move || {
+        for ev in rx {
+            if tx.send((node.clone(), ev)).is_err() {
+                break;
+            }
+        }
+    });
+}
+
+/// The power drivers of every node the plan powers off, each asked for its
+/// state: a missing credential (exit 2) or a driver that does not answer
+/// (exit 3) stops the drill before anything is touched.
+fn power_drivers(
+    plan: &Plan,
+    inventory: &Inventory,
+    opts: &RunOptions,
+) -> Result<BTreeMap<String, Arc<dyn PowerDriver>>, RunError> {
+    let mut drivers: BTreeMap<String, Arc<dyn PowerDriver>> = BTreeMap::new();
+    let tools = power::Tools {
+        timeout: opts.power_timeout,
+        ..power::Tools::default()
+    };
+    for name in plan.faults.iter().flat_map(|f| f.power_off.iter()) {
+        let Some(node) = inventory.nodes.iter().find(|n| &n.name == name) else {
+            continue;
+        };
+        if drivers.contains_key(name) {
+            continue;
+        }
+        let driver: Arc<dyn PowerDriver> =
+            Arc::from(power::driver_for(node, &tools, &power::from_environment)?);
+        drivers.insert(name.clone(), driver);
+    }
+    for (name, driver) in &drivers {
+        let failed = |message: String| {
+            RunError::Power(PowerError::Failed {
+                node: name.clone(),
+                driver: driver.driver(),
+                message,
+            })
+        };
+        match driver.status() {
+            Ok(PowerState::On) => {}
+            Ok(PowerState::Off) => return Err(failed("the node is powered off already".into())),
+            Err(e) => return Err(failed(format!("power status: {e}"))),
+        }
+    }
+    Ok(drivers)
 }
 
 pub fn run(
@@ -127,6 +199,7 @@ impl<'a> Drill<'a> {
         inventory: &Inventory,
         opts: &'a RunOptions<'a>,
     ) -> Result<Drill<'a>, RunError> {
+        let power = power_drivers(plan, inventory, opts)?;
         (opts.progress)(&format!("connecting to {} agents", inventory.nodes.len()));
         let (mut agents, failures) = crate::ops::connect_all(inventory, opts.connect_timeout);
         if !failures.is_empty() {
@@ -140,18 +213,9 @@ impl<'a> Drill<'a> {
             .iter()
             .filter_map(|a| Some((a.hello.node_id?, a.node.clone())))
             .collect();
-        let (tx, events) = mpsc::channel();
+        let (event_tx, events) = mpsc::channel();
         for a in &mut agents {
-            let rx = a.take_events();
-            let tx = tx.clone();
-            let node = a.node.clone();
-            std::thread::spawn(move || {
-                for ev in rx {
-                    if tx.send((node.clone(), ev)).is_err() {
-                        break;
-                    }
-                }
-            });
+            forward_events(a, &event_tx);
         }
         let mut drill = Drill {
             agents,
@@ -165,18 +229,20 @@ impl<'a> Drill<'a> {
             opts,
             last_renew: Instant::now(),
             nodes: plan.nodes.clone(),
+            event_tx,
+            connects: inventory
+                .nodes
+                .iter()
+                .map(|n| (n.name.clone(), n.connect.clone()))
+                .collect(),
+            power,
+            powered_off: BTreeMap::new(),
         };
         // Watching starts the quorum stream; the reply's agent time, against
         // the round trip's midpoint here, maps agent clocks onto ours.
         for a in &mut drill.agents {
-            let before = mono_ns();
-            let outcome = a.request(Op::Watch, opts.connect_timeout)?;
-            let after = mono_ns();
-            if let Outcome::Ok { mono_ns } = outcome {
-                drill
-                    .offsets
-                    .insert(a.node.clone(), (before + after) / 2 - mono_ns as i64);
-            }
+            let offset = watch(a, opts.connect_timeout)?;
+            drill.offsets.insert(a.node.clone(), offset);
         }
         Ok(drill)
     }
@@ -295,11 +361,8 @@ impl<'a> Drill<'a> {
             match self.events.recv_timeout(wait) {
                 Ok((node, ev)) => self.absorb(node, ev),
                 Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => {
-                    return Err(RunError::Unreachable(
-                        "every agent's event stream closed".into(),
-                    ))
-                }
+                // The drill holds a sender itself: this cannot happen.
+                Err(RecvTimeoutError::Disconnected) => {}
             }
         }
     }
@@ -460,8 +523,17 @@ impl<'a> Drill<'a> {
     }
 
     /// Applies one fault on all its nodes at once.
-    fn apply(&mut self, f: &crate::plan::PlannedFault) -> Result<(), RunError> {
+    fn apply(&mut self, f: &PlannedFault) -> Result<(), RunError> {
         (self.opts.progress)(&format!("t={:.1}s apply {} ({})", self.now(), f.id, f.kind));
+        self.apply_agents(f)?;
+        if f.power_off.is_empty() {
+            Ok(())
+        } else {
+            self.power_off(f)
+        }
+    }
+
+    fn apply_agents(&mut self, f: &PlannedFault) -> Result<(), RunError> {
         let lease_ms = self.opts.lease.as_millis() as u64;
         let results: Vec<(String, Result<Outcome, AgentError>)> = std::thread::scope(|s| {
             let handles: Vec<_> = self
@@ -525,10 +597,233 @@ impl<'a> Drill<'a> {
         }
     }
 
+    /// Runs `job` on its own thread while this one keeps taking in events
+    /// and renewing leases; says how long it has taken on long waits.
+    fn in_background<T: Send + 'static>(
+        &mut self,
+        what: &str,
+        job: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, RunError> {
+        let handle = std::thread::spawn(job);
+        let started = Instant::now();
+        let mut told = Instant::now();
+        while !handle.is_finished() {
+            let until = self.now() + 0.05;
+            self.pump_until(until)?;
+            if told.elapsed() >= Duration::from_secs(5) {
+                told = Instant::now();
+                (self.opts.progress)(&format!(
+                    "{what}: {:.0}s so far",
+                    started.elapsed().as_secs_f64()
+                ));
+            }
+        }
+        handle
+            .join()
+            .map_err(|_| RunError::Unreachable(format!("{what}: the worker thread panicked")))
+    }
+
+    /// Powers the fault's nodes off through their drivers. Their agents die
+    /// with them: they leave the lease renewals first.
+    fn power_off(&mut self, f: &PlannedFault) -> Result<(), RunError> {
+        let mut jobs = Vec::new();
+        for node in &f.power_off {
+            let driver = self.power.get(node).cloned().ok_or_else(|| {
+                RunError::Unreachable(format!("{node}: no power driver was prepared"))
+            })?;
+            self.powered_off.insert(node.clone(), f.id.clone());
+            jobs.push((node.clone(), driver));
+        }
+        let (dying, live): (Vec<AgentConn>, Vec<AgentConn>) = std::mem::take(&mut self.agents)
+            .into_iter()
+            .partition(|a| f.power_off.contains(&a.node));
+        self.agents = live;
+        let timeout = self.opts.power_timeout;
+        let results = self.in_background(
+            &format!("powering off {}", f.power_off.join(", ")),
+            move || switch_all(jobs, PowerState::Off, timeout),
+        )?;
+        // A dead node's connection may take its transport's timeout to
+        // close (ssh to a machine without power): let it, elsewhere.
+        std::thread::spawn(move || drop(dying));
+        let mut first_error = None;
+        for (node, driver, result) in results {
+            match result {
+                Ok(at_ns) => {
+                    let t = self.t(at_ns);
+                    self.states.insert(node.clone(), NodeState::down());
+                    self.record(
+                        t,
+                        Some(&node),
+                        LogBody::FaultApplied {
+                            fault: f.id.clone(),
+                            fault_kind: f.kind.into(),
+                        },
+                    );
+                    self.record(
+                        t,
+                        Some(&node),
+                        LogBody::CorosyncDown {
+                            reason: format!("powered off (power driver {driver})"),
+                        },
+                    );
+                }
+                Err(e) => {
+                    let t = self.now();
+                    self.record(
+                        t,
+                        Some(&node),
+                        LogBody::FaultFailed {
+                            fault: f.id.clone(),
+                            error: e.to_string(),
+                        },
+                    );
+                    first_error.get_or_insert(RunError::Power(e));
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Powers nodes on, waits until each one's agent answers again and
+    /// watches it as before.
+    fn power_on(&mut self, nodes: &[String]) -> Result<(), RunError> {
+        let mut jobs = Vec::new();
+        for node in nodes {
+            let (Some(driver), Some(connect)) = (self.power.get(node), self.connects.get(node))
+            else {
+                continue;
+            };
+            jobs.push((node.clone(), driver.clone(), connect.clone()));
+        }
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        let (power_timeout, boot_timeout, connect_timeout) = (
+            self.opts.power_timeout,
+            self.opts.boot_timeout,
+            self.opts.connect_timeout,
+        );
+        let results = self.in_background(
+            &format!("powering on {} and waiting for its agent", nodes.join(", ")),
+            move || {
+                std::thread::scope(|s| {
+                    let handles: Vec<_> = jobs
+                        .iter()
+                        .map(|(node, driver, connect)| {
+                            s.spawn(move || {
+                                let on = power::switch(
+                                    node,
+                                    driver.as_ref(),
+                                    PowerState::On,
+                                    power_timeout,
+                                    &|_| {},
+                                )
+                                .map(|()| mono_ns())
+                                .map_err(RunError::Power)?;
+                                let agent =
+                                    reconnect(node, connect, connect_timeout, boot_timeout)?;
+                                Ok::<_, RunError>((on, driver.driver(), agent))
+                            })
+                        })
+                        .collect();
+                    jobs.iter()
+                        .map(|(n, _, _)| n.clone())
+                        .zip(handles)
+                        .map(|(n, h)| {
+                            let r = h.join().unwrap_or_else(|_| {
+                                Err(RunError::Unreachable(format!("{n}: power-on panicked")))
+                            });
+                            (n, r)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            },
+        )?;
+        let mut first_error = None;
+        for (node, result) in results {
+            match result {
+                Ok((on_ns, driver, mut agent)) => {
+                    let fault = self.powered_off.remove(&node).unwrap_or_default();
+                    let t = self.t(on_ns);
+                    self.record(
+                        t,
+                        Some(&node),
+                        LogBody::FaultHealed {
+                            fault,
+                            clean: true,
+                            detail: format!("powered on (power driver {driver})"),
+                        },
+                    );
+                    if !agent.hello.recovered.is_empty() {
+                        (self.opts.progress)(&format!(
+                            "{node}: its agent rolled back {} fault(s) journaled before the power-off",
+                            agent.hello.recovered.len()
+                        ));
+                    }
+                    match watch(&mut agent, self.opts.connect_timeout) {
+                        Ok(offset) => {
+                            self.offsets.insert(node.clone(), offset);
+                            forward_events(&mut agent, &self.event_tx);
+                            self.agents.push(agent);
+                        }
+                        Err(e) => {
+                            first_error.get_or_insert(e);
+                        }
+                    }
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
     /// Heals one fault (or, with None, every fault) on every node.
-    fn heal(&mut self, f: Option<&crate::plan::PlannedFault>) -> Result<(), RunError> {
+    fn heal(&mut self, f: Option<&PlannedFault>) -> Result<(), RunError> {
         if let Some(f) = f {
             (self.opts.progress)(&format!("t={:.1}s heal {}", self.now(), f.id));
+        }
+        let agents_result = self.heal_agents(f);
+        let to_power_on: Vec<String> = self
+            .powered_off
+            .iter()
+            .filter(|(_, fault)| f.is_none_or(|f| &f.id == *fault))
+            .map(|(node, _)| node.clone())
+            .collect();
+        let power_result = self.power_on(&to_power_on);
+        agents_result.and(power_result)
+    }
+
+    fn heal_agents(&mut self, f: Option<&PlannedFault>) -> Result<(), RunError> {
+        // A node powered off took its agent's faults with it; its agent
+        // rolls back what its journal holds when it starts again.
+        if let Some(f) = f {
+            let gone: Vec<String> = f
+                .actions
+                .iter()
+                .map(|(n, _)| n.clone())
+                .filter(|n| self.powered_off.contains_key(n))
+                .collect();
+            let t = self.now();
+            for node in gone {
+                self.record(
+                    t,
+                    Some(&node),
+                    LogBody::FaultHealed {
+                        fault: f.id.clone(),
+                        clean: true,
+                        detail: "the node is powered off; its agent rolls the fault back from its journal when it starts".into(),
+                    },
+                );
+            }
         }
         let results: Vec<(String, Result<Outcome, AgentError>)> = std::thread::scope(|s| {
             let handles: Vec<_> = self
@@ -587,7 +882,80 @@ impl<'a> Drill<'a> {
     }
 
     fn heal_all(&mut self) {
-        let _ = self.heal(None);
+        if let Err(e) = self.heal(None) {
+            (self.opts.progress)(&format!("healing: {e}"));
+        }
+    }
+}
+
+/// Starts the agent's quorum stream; returns the offset that maps the
+/// agent's monotonic clock onto ours (the reply's agent time against the
+/// round trip's midpoint here).
+fn watch(agent: &mut AgentConn, timeout: Duration) -> Result<i64, RunError> {
+    let before = mono_ns();
+    let outcome = agent.request(Op::Watch, timeout)?;
+    let after = mono_ns();
+    match outcome {
+        Outcome::Ok { mono_ns } => Ok((before + after) / 2 - mono_ns as i64),
+        other => Err(RunError::Unreachable(format!(
+            "{}: watch answered {other:?}",
+            agent.node
+        ))),
+    }
+}
+
+/// Switches nodes' power in parallel; each result carries when the driver
+/// confirmed the state (controller monotonic ns).
+fn switch_all(
+    jobs: Vec<(String, Arc<dyn PowerDriver>)>,
+    wanted: PowerState,
+    timeout: Duration,
+) -> Vec<(String, &'static str, Result<i64, PowerError>)> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = jobs
+            .iter()
+            .map(|(node, driver)| {
+                s.spawn(move || {
+                    power::switch(node, driver.as_ref(), wanted, timeout, &|_| {})
+                        .map(|()| mono_ns())
+                })
+            })
+            .collect();
+        jobs.iter()
+            .zip(handles)
+            .map(|((node, driver), h)| {
+                let r = h.join().unwrap_or_else(|_| {
+                    Err(PowerError::Failed {
+                        node: node.clone(),
+                        driver: driver.driver(),
+                        message: "the power thread panicked".into(),
+                    })
+                });
+                (node.clone(), driver.driver(), r)
+            })
+            .collect()
+    })
+}
+
+/// Connects to a node's agent again after a power-on: the node may take a
+/// while to boot, so failures are retried until `boot_timeout`.
+fn reconnect(
+    node: &str,
+    connect: &str,
+    connect_timeout: Duration,
+    boot_timeout: Duration,
+) -> Result<AgentConn, RunError> {
+    let deadline = Instant::now() + boot_timeout;
+    loop {
+        match AgentConn::connect(node, connect, connect_timeout) {
+            Ok(agent) => return Ok(agent),
+            Err(e) if Instant::now() >= deadline => {
+                return Err(RunError::Unreachable(format!(
+                    "{node} did not come back within {boot_timeout:?} of its power-on: {e}"
+                )))
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(500)),
+        }
     }
 }
 

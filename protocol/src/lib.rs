@@ -129,9 +129,6 @@ pub enum Fault {
         #[serde(default)]
         strobe_ms: Option<u64>,
     },
-    /// Lab nodes: kill every process of the node but the agent, and take its
-    /// links down; heal brings the links up and starts corosync.
-    PowerOff,
     /// An operator command, and the command that undoes it.
     Command {
         run: String,
@@ -150,7 +147,6 @@ impl Fault {
             Fault::Stop => "stop",
             Fault::Pause => "pause",
             Fault::ClockSkew { .. } => "clock-skew",
-            Fault::PowerOff => "power-off",
             Fault::Command { .. } => "command",
         }
     }

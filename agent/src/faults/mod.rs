@@ -11,7 +11,6 @@ pub mod cut;
 pub mod degrade;
 pub mod delay;
 pub mod link;
-pub mod power;
 pub mod process;
 
 use std::net::IpAddr;
@@ -32,7 +31,6 @@ pub enum Undo {
     Degrade(degrade::DegradeUndo),
     Process(process::ProcessUndo),
     Clock(clock::ClockUndo),
-    PowerOn(power::PowerUndo),
     Command(command::CommandUndo),
 }
 
@@ -140,7 +138,6 @@ pub fn apply(
             offset_ms,
             strobe_ms,
         } => clock::apply(ctx, *offset_ms, *strobe_ms, journal),
-        Fault::PowerOff => power::apply(ctx, journal),
         Fault::Command { run, undo } => command::apply(run, undo.as_deref(), journal),
     }
 }
@@ -154,7 +151,6 @@ pub fn rollback(ctx: &mut Ctx, undo: &Undo) -> Result<String, String> {
         Undo::Degrade(u) => degrade::rollback(ctx, u),
         Undo::Process(u) => process::rollback(ctx, u),
         Undo::Clock(u) => clock::rollback(ctx, u),
-        Undo::PowerOn(u) => power::rollback(ctx, u),
         Undo::Command(u) => command::rollback(u),
     }
 }
@@ -169,7 +165,6 @@ fn refuse_management_cut(ctx: &Ctx, fault: &Fault) -> Result<(), String> {
         Fault::LinkDown { address } => link::interface_of(*address).ok().is_some_and(|iface| {
             link::interface_of_route_to(mgmt).as_deref() == Some(iface.as_str())
         }),
-        Fault::PowerOff => true,
         _ => false,
     };
     if cuts_it {

@@ -419,7 +419,6 @@ fn build(lab: &mut Lab, progress: &dyn Fn(&str)) -> Result<(), LabError> {
     }
     for node in spec.node_names() {
         let dir = lab.host_dir(&node);
-        let conf_path = dir.join("corosync.conf");
         let conf = conf::corosync_conf(
             &spec,
             &conf::NodePaths {
@@ -428,35 +427,119 @@ fn build(lab: &mut Lab, progress: &dyn Fn(&str)) -> Result<(), LabError> {
                 state_dir: &dir.join("state"),
             },
         );
-        host::write_file(&conf_path, conf.as_bytes())?;
+        host::write_file(&dir.join("corosync.conf"), conf.as_bytes())?;
         // The node's clock offset for libfaketime: the clock-skew fault
         // rewrites this file; corosync keeps its timers on the monotonic clock.
         host::write_file(&dir.join("faketime"), b"+0s\n")?;
-        let process = start_node_daemon(
-            lab,
-            &node,
-            "corosync",
-            &["-f", "-c", &path_str(&conf_path)],
-            &faketime,
-        )?;
-        lab.record.processes.push(process);
-        lab.save()?;
+        start_node(lab, &node, &faketime)?;
     }
     if spec.qdevice {
-        // corosync-qdevice talks to corosync over IPC: start it once the
-        // node's corosync answers.
         for node in spec.node_names() {
-            wait_for(
-                Duration::from_secs(20),
-                &format!("corosync on {node} to answer"),
-                || lab.quorum(&node).is_some(),
-            )?;
-            let process = start_node_daemon(lab, &node, "corosync-qdevice", &["-f"], &faketime)?;
-            lab.record.processes.push(process);
-            lab.save()?;
+            start_node_qdevice(lab, &node, &faketime)?;
         }
     }
     Ok(())
+}
+
+/// Starts a node's daemons as booting it would: corosync, then (once
+/// corosync answers) corosync-qdevice if the lab has a QDevice.
+fn start_node(lab: &mut Lab, node: &str, faketime: &Path) -> Result<(), LabError> {
+    let conf_path = lab.host_dir(node).join("corosync.conf");
+    let process = start_node_daemon(
+        lab,
+        node,
+        "corosync",
+        &["-f", "-c", &path_str(&conf_path)],
+        faketime,
+    )?;
+    lab.record.processes.push(process);
+    lab.save()
+}
+
+fn start_node_qdevice(lab: &mut Lab, node: &str, faketime: &Path) -> Result<(), LabError> {
+    // corosync-qdevice talks to corosync over IPC: start it once the
+    // node's corosync answers.
+    wait_for(
+        Duration::from_secs(20),
+        &format!("corosync on {node} to answer"),
+        || lab.quorum(node).is_some(),
+    )?;
+    let process = start_node_daemon(lab, node, "corosync-qdevice", &["-f"], faketime)?;
+    lab.record.processes.push(process);
+    lab.save()
+}
+
+/// The file whose presence says a lab node is powered off.
+fn power_off_marker(lab: &Lab, node: &str) -> PathBuf {
+    lab.host_dir(node).join("powered-off")
+}
+
+fn open_node(name: &str, node: &str) -> Result<Lab, LabError> {
+    let lab = Lab::open(name)?;
+    if !lab.spec().node_names().any(|n| n == node) {
+        return Err(LabError::invalid(format!(
+            "lab {name} has no node {node:?} (nodes: {})",
+            lab.spec().node_names().collect::<Vec<_>>().join(", ")
+        )));
+    }
+    Ok(lab)
+}
+
+/// Pulls a lab node's plug: every process inside its namespaces dies at
+/// once (its agent too) and its links go down.
+pub fn power_off(name: &str, node: &str) -> Result<(), LabError> {
+    let lab = open_node(name, node)?;
+    let ns = lab.namespaces(node);
+    // Marked first: a status asked meanwhile must not say "on".
+    host::write_file(&power_off_marker(&lab, node), b"")?;
+    let pids = host::processes_in(&[ns.net.as_path()]);
+    let survivors = host::kill_and_wait(&pids, Duration::from_secs(10));
+    if !survivors.is_empty() {
+        return Err(LabError::Failed(format!(
+            "processes {survivors:?} of {node} did not die after SIGKILL"
+        )));
+    }
+    let script: String = (0..lab.spec().links)
+        .map(|l| format!("link set ring{l} down\n"))
+        .collect();
+    host::ip_batch(
+        &lab.spec().netns(node),
+        &script,
+        &format!("taking {node}'s links down"),
+    )
+}
+
+/// Powers a lab node on: links up, then its daemons start as at boot.
+pub fn power_on(name: &str, node: &str) -> Result<(), LabError> {
+    let mut lab = open_node(name, node)?;
+    let script: String = (0..lab.spec().links)
+        .map(|l| format!("link set ring{l} up\n"))
+        .collect();
+    host::ip_batch(
+        &lab.spec().netns(node),
+        &script,
+        &format!("bringing {node}'s links up"),
+    )?;
+    let faketime =
+        libfaketime().ok_or_else(|| LabError::Environment("libfaketime disappeared".into()))?;
+    if !lab.running(node, "corosync") {
+        start_node(&mut lab, node, &faketime)?;
+    }
+    if lab.spec().qdevice && !lab.running(node, "corosync-qdevice") {
+        start_node_qdevice(&mut lab, node, &faketime)?;
+    }
+    let marker = power_off_marker(&lab, node);
+    if marker.exists() {
+        std::fs::remove_file(&marker)
+            .map_err(|e| LabError::io(format!("removing {}", marker.display()), e))?;
+    }
+    Ok(())
+}
+
+/// Whether a lab node is powered on.
+pub fn power_status(name: &str, node: &str) -> Result<bool, LabError> {
+    let lab = open_node(name, node)?;
+    Ok(!power_off_marker(&lab, node).exists())
 }
 
 /// Starts one of a node's daemons under libfaketime at offset zero.

@@ -1,0 +1,884 @@
+//! Powering nodes off and on, from the controller: one small trait and one
+//! implementation per inventory driver. A `power-off` fault is a driver's
+//! `off`, then `status` until it says off; its heal is `on`, then `status`
+//! until it says on. Secrets come from the environment and are handed to
+//! the tool through its environment or stdin, never on a command line.
+//! This module knows drivers, not drills.
+
+use std::io::{Read, Write};
+#[cfg(test)]
+use std::path::Path;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::inventory::{InventoryNode, Power};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PowerState {
+    On,
+    Off,
+}
+
+impl std::fmt::Display for PowerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PowerState::On => "on",
+            PowerState::Off => "off",
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PowerError {
+    /// The inventory names a credential that is not in the environment:
+    /// invalid input, found before anything is touched.
+    #[error("node {node}: power driver {driver}: environment variable {var} is not set")]
+    MissingCredential {
+        node: String,
+        driver: &'static str,
+        var: String,
+    },
+    #[error("node {node}: power driver {driver}: {message}")]
+    Failed {
+        node: String,
+        driver: &'static str,
+        message: String,
+    },
+    #[error(
+        "node {node}: power driver {driver}: still {state} {waited:?} after asking for {wanted}"
+    )]
+    NotReached {
+        node: String,
+        driver: &'static str,
+        state: PowerState,
+        wanted: PowerState,
+        waited: Duration,
+    },
+}
+
+impl PowerError {
+    /// DESIGN.md's exit status: 2 for bad input, 3 when the cluster could
+    /// not be driven.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            PowerError::MissingCredential { .. } => 2,
+            _ => 3,
+        }
+    }
+}
+
+/// What a driver can do to one node. Each call returns once the tool has
+/// answered (or its timeout ran out); `status` is how the caller knows the
+/// node really changed state.
+pub trait PowerDriver: Send + Sync {
+    fn driver(&self) -> &'static str;
+    fn off(&self) -> Result<(), String>;
+    fn on(&self) -> Result<(), String>;
+    fn status(&self) -> Result<PowerState, String>;
+}
+
+/// Where each driver's tool is found: on `PATH` normally; tests point them
+/// at stand-ins that record what they were asked.
+#[derive(Debug, Clone)]
+pub struct Tools {
+    pub vagrant: PathBuf,
+    pub virsh: PathBuf,
+    pub ipmitool: PathBuf,
+    pub curl: PathBuf,
+    /// How long one call of a tool may take.
+    pub timeout: Duration,
+}
+
+impl Default for Tools {
+    fn default() -> Tools {
+        Tools {
+            vagrant: "vagrant".into(),
+            virsh: "virsh".into(),
+            ipmitool: "ipmitool".into(),
+            curl: "curl".into(),
+            timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The node's driver, with its credentials read from the environment now,
+/// so that a missing one is an error before any fault is applied.
+/// `secrets` looks a variable up: `from_environment` but in tests.
+pub fn driver_for(
+    node: &InventoryNode,
+    tools: &Tools,
+    secrets: &dyn Fn(&str) -> Option<String>,
+) -> Result<Box<dyn PowerDriver>, PowerError> {
+    let secret = |var: &str| {
+        secrets(var)
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| PowerError::MissingCredential {
+                node: node.name.clone(),
+                driver: node.power.driver(),
+                var: var.to_owned(),
+            })
+    };
+    let timeout = tools.timeout;
+    Ok(match &node.power {
+        Power::Lab { lab } => Box::new(LabPower {
+            lab: lab.clone(),
+            node: node.name.clone(),
+        }),
+        Power::Command { off, on, status } => Box::new(CommandPower {
+            off: off.clone(),
+            on: on.clone(),
+            status: status.clone(),
+            timeout,
+        }),
+        Power::Vagrant { machine, dir } => Box::new(VagrantPower {
+            program: tools.vagrant.clone(),
+            machine: machine.clone(),
+            dir: dir.as_ref().map(PathBuf::from),
+            timeout,
+        }),
+        Power::Libvirt { domain, uri } => Box::new(LibvirtPower {
+            program: tools.virsh.clone(),
+            domain: domain.clone(),
+            uri: uri.clone(),
+            timeout,
+        }),
+        Power::Ipmi {
+            host,
+            user,
+            password_env,
+        } => Box::new(IpmiPower {
+            program: tools.ipmitool.clone(),
+            host: host.clone(),
+            user: user.clone(),
+            password: secret(password_env)?,
+            timeout,
+        }),
+        Power::Proxmox {
+            api,
+            node: pve_node,
+            vmid,
+            token_env,
+            cacert,
+        } => Box::new(ProxmoxPower {
+            program: tools.curl.clone(),
+            vm_url: format!(
+                "{}/api2/json/nodes/{pve_node}/qemu/{vmid}/status",
+                api.trim_end_matches('/')
+            ),
+            token: secret(token_env)?,
+            cacert: cacert.clone(),
+            timeout,
+        }),
+    })
+}
+
+pub fn from_environment(var: &str) -> Option<String> {
+    std::env::var(var).ok()
+}
+
+/// Asks for `wanted` and polls `status` until the node is there, within
+/// `timeout`; `progress` hears about long waits.
+pub fn switch(
+    node: &str,
+    driver: &dyn PowerDriver,
+    wanted: PowerState,
+    timeout: Duration,
+    progress: &dyn Fn(&str),
+) -> Result<(), PowerError> {
+    let failed = |message: String| PowerError::Failed {
+        node: node.to_owned(),
+        driver: driver.driver(),
+        message,
+    };
+    match wanted {
+        PowerState::Off => driver.off(),
+        PowerState::On => driver.on(),
+    }
+    .map_err(|m| failed(format!("power {wanted}: {m}")))?;
+    let started = Instant::now();
+    let mut told = Instant::now();
+    loop {
+        let state = driver
+            .status()
+            .map_err(|m| failed(format!("power status: {m}")))?;
+        if state == wanted {
+            return Ok(());
+        }
+        if started.elapsed() >= timeout {
+            return Err(PowerError::NotReached {
+                node: node.to_owned(),
+                driver: driver.driver(),
+                state,
+                wanted,
+                waited: started.elapsed(),
+            });
+        }
+        if told.elapsed() >= Duration::from_secs(5) {
+            told = Instant::now();
+            progress(&format!(
+                "{node}: waiting for power {wanted} ({:.0}s, {} says {state})",
+                started.elapsed().as_secs_f64(),
+                driver.driver()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A node of the network-namespace lab on this machine.
+struct LabPower {
+    lab: String,
+    node: String,
+}
+
+impl PowerDriver for LabPower {
+    fn driver(&self) -> &'static str {
+        "lab"
+    }
+    fn off(&self) -> Result<(), String> {
+        crate::lab::power_off(&self.lab, &self.node).map_err(|e| e.to_string())
+    }
+    fn on(&self) -> Result<(), String> {
+        crate::lab::power_on(&self.lab, &self.node).map_err(|e| e.to_string())
+    }
+    fn status(&self) -> Result<PowerState, String> {
+        match crate::lab::power_status(&self.lab, &self.node) {
+            Ok(true) => Ok(PowerState::On),
+            Ok(false) => Ok(PowerState::Off),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+/// Operator-given shell commands. `status` must print a last word of
+/// `on`/`off` (or `running`/`stopped`, `up`/`down`).
+struct CommandPower {
+    off: String,
+    on: String,
+    status: String,
+    timeout: Duration,
+}
+
+impl PowerDriver for CommandPower {
+    fn driver(&self) -> &'static str {
+        "command"
+    }
+    fn off(&self) -> Result<(), String> {
+        run(
+            Command::new("sh").args(["-c", &self.off]),
+            None,
+            self.timeout,
+        )
+        .map(drop)
+    }
+    fn on(&self) -> Result<(), String> {
+        run(
+            Command::new("sh").args(["-c", &self.on]),
+            None,
+            self.timeout,
+        )
+        .map(drop)
+    }
+    fn status(&self) -> Result<PowerState, String> {
+        let out = run(
+            Command::new("sh").args(["-c", &self.status]),
+            None,
+            self.timeout,
+        )?;
+        let last = out.split_whitespace().last().unwrap_or_default();
+        match last.to_ascii_lowercase().as_str() {
+            "on" | "running" | "up" => Ok(PowerState::On),
+            "off" | "stopped" | "down" => Ok(PowerState::Off),
+            _ => Err(format!(
+                "the status command printed {:?}; its last word must be on or off",
+                out.trim()
+            )),
+        }
+    }
+}
+
+/// A machine of a Vagrant project.
+struct VagrantPower {
+    program: PathBuf,
+    machine: String,
+    dir: Option<PathBuf>,
+    timeout: Duration,
+}
+
+impl VagrantPower {
+    fn vagrant(&self, args: &[&str]) -> Result<String, String> {
+        let mut cmd = Command::new(&self.program);
+        cmd.args(args).arg(&self.machine);
+        if let Some(dir) = &self.dir {
+            cmd.current_dir(dir);
+        }
+        run(&mut cmd, None, self.timeout)
+    }
+}
+
+impl PowerDriver for VagrantPower {
+    fn driver(&self) -> &'static str {
+        "vagrant"
+    }
+    fn off(&self) -> Result<(), String> {
+        self.vagrant(&["halt", "--force"]).map(drop)
+    }
+    fn on(&self) -> Result<(), String> {
+        self.vagrant(&["up", "--no-provision"]).map(drop)
+    }
+    fn status(&self) -> Result<PowerState, String> {
+        // `--machine-readable` lines: timestamp,target,type,data.
+        let out = self.vagrant(&["status", "--machine-readable"])?;
+        let state = out
+            .lines()
+            .map(|l| l.split(',').collect::<Vec<_>>())
+            .find(|f| f.len() >= 4 && f[2] == "state")
+            .map(|f| f[3].to_owned())
+            .ok_or_else(|| format!("no state in `vagrant status` output {:?}", out.trim()))?;
+        match state.as_str() {
+            "running" => Ok(PowerState::On),
+            // VirtualBox says poweroff/aborted/saved, libvirt shutoff/shutdown.
+            "poweroff" | "aborted" | "saved" | "shutoff" | "shutdown" | "not_created" => {
+                Ok(PowerState::Off)
+            }
+            other => Err(format!("machine state {other:?} is neither on nor off")),
+        }
+    }
+}
+
+/// A libvirt domain.
+struct LibvirtPower {
+    program: PathBuf,
+    domain: String,
+    uri: Option<String>,
+    timeout: Duration,
+}
+
+impl LibvirtPower {
+    fn virsh(&self, verb: &str) -> Result<String, String> {
+        let mut cmd = Command::new(&self.program);
+        if let Some(uri) = &self.uri {
+            cmd.args(["-c", uri]);
+        }
+        cmd.args([verb, &self.domain]);
+        run(&mut cmd, None, self.timeout)
+    }
+}
+
+impl PowerDriver for LibvirtPower {
+    fn driver(&self) -> &'static str {
+        "libvirt"
+    }
+    fn off(&self) -> Result<(), String> {
+        // `destroy` is libvirt's pulled plug; `shutdown` would be a clean one.
+        self.virsh("destroy").map(drop)
+    }
+    fn on(&self) -> Result<(), String> {
+        self.virsh("start").map(drop)
+    }
+    fn status(&self) -> Result<PowerState, String> {
+        let out = self.virsh("domstate")?;
+        match out.trim() {
+            "running" | "paused" | "blocked" | "in shutdown" | "idle" => Ok(PowerState::On),
+            "shut off" | "crashed" | "pmsuspended" => Ok(PowerState::Off),
+            other => Err(format!("domain state {other:?} is neither on nor off")),
+        }
+    }
+}
+
+/// A BMC over IPMI (lanplus). The password travels in ipmitool's
+/// environment (`-E` reads `IPMI_PASSWORD`).
+struct IpmiPower {
+    program: PathBuf,
+    host: String,
+    user: String,
+    password: String,
+    timeout: Duration,
+}
+
+impl IpmiPower {
+    fn chassis_power(&self, verb: &str) -> Result<String, String> {
+        let mut cmd = Command::new(&self.program);
+        cmd.args(["-I", "lanplus", "-H", &self.host, "-U", &self.user, "-E"])
+            .args(["chassis", "power", verb])
+            .env("IPMI_PASSWORD", &self.password);
+        run(&mut cmd, None, self.timeout)
+    }
+}
+
+impl PowerDriver for IpmiPower {
+    fn driver(&self) -> &'static str {
+        "ipmi"
+    }
+    fn off(&self) -> Result<(), String> {
+        self.chassis_power("off").map(drop)
+    }
+    fn on(&self) -> Result<(), String> {
+        self.chassis_power("on").map(drop)
+    }
+    fn status(&self) -> Result<PowerState, String> {
+        // "Chassis Power is on"
+        let out = self.chassis_power("status")?;
+        match out.split_whitespace().last() {
+            Some("on") => Ok(PowerState::On),
+            Some("off") => Ok(PowerState::Off),
+            _ => Err(format!("unexpected answer {:?}", out.trim())),
+        }
+    }
+}
+
+/// A VM of an outer Proxmox VE host, through its API with an API token
+/// (`USER@REALM!TOKENID=SECRET`). curl reads the URL and the token from its
+/// stdin (`-K -`), so the token is never on a command line.
+struct ProxmoxPower {
+    program: PathBuf,
+    /// `.../nodes/NODE/qemu/VMID/status`
+    vm_url: String,
+    token: String,
+    cacert: Option<String>,
+    timeout: Duration,
+}
+
+impl ProxmoxPower {
+    fn call(&self, method: &str, path: &str) -> Result<serde_json::Value, String> {
+        let quote = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+        let mut config = format!(
+            "url = \"{}/{path}\"\nheader = \"Authorization: PVEAPIToken={}\"\nrequest = \"{method}\"\n",
+            quote(&self.vm_url),
+            quote(&self.token)
+        );
+        if let Some(ca) = &self.cacert {
+            config.push_str(&format!("cacert = \"{}\"\n", quote(ca)));
+        }
+        let mut cmd = Command::new(&self.program);
+        cmd.args(["--silent", "--show-error", "--fail-with-body"])
+            .args(["--max-time", &self.timeout.as_secs().max(1).to_string()])
+            .args(["--config", "-"]);
+        let out = run(&mut cmd, Some(config.as_bytes()), self.timeout)?;
+        serde_json::from_str(&out).map_err(|e| format!("the API answered {:?}: {e}", out.trim()))
+    }
+}
+
+impl PowerDriver for ProxmoxPower {
+    fn driver(&self) -> &'static str {
+        "proxmox"
+    }
+    fn off(&self) -> Result<(), String> {
+        // `stop` is the API's pulled plug; `shutdown` would ask the guest.
+        self.call("POST", "stop").map(drop)
+    }
+    fn on(&self) -> Result<(), String> {
+        self.call("POST", "start").map(drop)
+    }
+    fn status(&self) -> Result<PowerState, String> {
+        let answer = self.call("GET", "current")?;
+        match answer["data"]["status"].as_str() {
+            Some("running") => Ok(PowerState::On),
+            Some("stopped") => Ok(PowerState::Off),
+            _ => Err(format!("no VM status in the API's answer {answer}")),
+        }
+    }
+}
+
+/// Runs a tool with a timeout (its whole process group is killed when it
+/// runs out) and returns its stdout; a non-zero exit is an error carrying
+/// what it said on stderr.
+fn run(cmd: &mut Command, stdin: Option<&[u8]>, timeout: Duration) -> Result<String, String> {
+    use std::os::unix::process::CommandExt;
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    let mut child = cmd
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("cannot run {program}: {e}"))?;
+    if let (Some(data), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(data)
+            .map_err(|e| format!("writing to {program}: {e}"))?;
+    }
+    let read_all = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_string(&mut text);
+            }
+            text
+        })
+    };
+    let out = read_all(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let err = read_all(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() >= deadline => {
+                let _ = nix::sys::signal::killpg(
+                    nix::unistd::Pid::from_raw(child.id() as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+                let _ = child.wait();
+                return Err(format!("{program} did not answer within {timeout:?}"));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => return Err(format!("waiting for {program}: {e}")),
+        }
+    };
+    let stdout = out.join().unwrap_or_default();
+    let stderr = err.join().unwrap_or_default();
+    if status.success() {
+        Ok(stdout)
+    } else {
+        let said = if stderr.trim().is_empty() {
+            stdout.trim()
+        } else {
+            stderr.trim()
+        };
+        Err(format!("{program} failed ({status}): {said}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Drivers whose tools cannot run here (no Vagrant, libvirt, BMC or outer
+    //! Proxmox VE host) are driven against stand-ins of their command-line
+    //! tools: shell scripts that record what they were asked and keep a
+    //! power state, answering as the real tool does. `lab` and `command`
+    //! are tested on a real lab (tests/drills.rs).
+    use super::*;
+    use std::collections::BTreeMap;
+
+    struct StandIn {
+        dir: PathBuf,
+    }
+
+    impl StandIn {
+        /// A stand-in tool named `name` that starts in state `state`.
+        fn new(name: &str, state: &str, body: &str) -> StandIn {
+            let dir = std::env::temp_dir().join(format!(
+                "corodrill-power-{name}-{}-{:?}",
+                std::process::id(),
+                std::thread::current().id()
+            ));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("state"), format!("{state}\n")).unwrap();
+            let script = format!(
+                "#!/bin/sh\nd=$(dirname \"$0\")\necho \"$*\" >> \"$d/argv\"\npwd >> \"$d/cwd\"\n\
+                 echo \"IPMI_PASSWORD=$IPMI_PASSWORD\" >> \"$d/env\"\n{body}\n"
+            );
+            let tool = dir.join(name);
+            std::fs::write(&tool, script).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+            StandIn { dir }
+        }
+        fn tool(&self, name: &str) -> PathBuf {
+            self.dir.join(name)
+        }
+        fn read(&self, file: &str) -> String {
+            std::fs::read_to_string(self.dir.join(file)).unwrap_or_default()
+        }
+    }
+
+    impl Drop for StandIn {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    fn node(power: Power) -> InventoryNode {
+        InventoryNode {
+            name: "pve3".into(),
+            connect: "false".into(),
+            links: BTreeMap::new(),
+            power,
+        }
+    }
+
+    fn secrets(var: &str) -> Option<String> {
+        (var == "BMC_PASSWORD" || var == "PVE_TOKEN").then(|| match var {
+            "BMC_PASSWORD" => "s3cret-bmc".to_owned(),
+            _ => "drill@pve!ci=0000-secret".to_owned(),
+        })
+    }
+
+    fn tools(stand_in: &StandIn, name: &str) -> Tools {
+        let mut tools = Tools {
+            timeout: Duration::from_secs(10),
+            ..Tools::default()
+        };
+        let path = stand_in.tool(name);
+        match name {
+            "vagrant" => tools.vagrant = path,
+            "virsh" => tools.virsh = path,
+            "ipmitool" => tools.ipmitool = path,
+            _ => tools.curl = path,
+        }
+        tools
+    }
+
+    /// Off, status until off, on, status until on: what a power-off fault
+    /// and its heal do.
+    fn cycle(driver: &dyn PowerDriver) {
+        assert_eq!(driver.status().unwrap(), PowerState::On);
+        switch(
+            "pve3",
+            driver,
+            PowerState::Off,
+            Duration::from_secs(5),
+            &|_| {},
+        )
+        .unwrap();
+        assert_eq!(driver.status().unwrap(), PowerState::Off);
+        switch(
+            "pve3",
+            driver,
+            PowerState::On,
+            Duration::from_secs(5),
+            &|_| {},
+        )
+        .unwrap();
+        assert_eq!(driver.status().unwrap(), PowerState::On);
+    }
+
+    #[test]
+    fn vagrant_halts_and_ups_the_machine_in_its_project() {
+        let s = StandIn::new(
+            "vagrant",
+            "running",
+            r#"case "$1" in
+  halt) echo poweroff > "$d/state" ;;
+  up) echo running > "$d/state" ;;
+  status) echo "1764000000,$3,state,$(cat "$d/state")" ;;
+esac"#,
+        );
+        let project = std::env::temp_dir();
+        let n = node(Power::Vagrant {
+            machine: "node3".into(),
+            dir: Some(project.display().to_string()),
+        });
+        let d = driver_for(&n, &tools(&s, "vagrant"), &secrets).unwrap();
+        cycle(d.as_ref());
+        let argv = s.read("argv");
+        assert!(argv.contains("halt --force node3\n"), "{argv}");
+        assert!(argv.contains("up --no-provision node3\n"), "{argv}");
+        assert!(argv.contains("status --machine-readable node3\n"), "{argv}");
+        let cwd = s.read("cwd");
+        assert!(
+            cwd.lines()
+                .all(|l| Path::new(l) == project.canonicalize().unwrap()),
+            "{cwd}"
+        );
+    }
+
+    #[test]
+    fn libvirt_destroys_and_starts_the_domain() {
+        let s = StandIn::new(
+            "virsh",
+            "running",
+            r#"[ "$1" = -c ] && shift 2
+case "$1" in
+  destroy) echo "shut off" > "$d/state"; echo "Domain '$2' destroyed" ;;
+  start) echo running > "$d/state"; echo "Domain '$2' started" ;;
+  domstate) cat "$d/state"; echo ;;
+esac"#,
+        );
+        let n = node(Power::Libvirt {
+            domain: "lab-node3".into(),
+            uri: Some("qemu:///system".into()),
+        });
+        cycle(
+            driver_for(&n, &tools(&s, "virsh"), &secrets)
+                .unwrap()
+                .as_ref(),
+        );
+        let argv = s.read("argv");
+        assert!(
+            argv.contains("-c qemu:///system destroy lab-node3"),
+            "{argv}"
+        );
+        assert!(argv.contains("-c qemu:///system start lab-node3"), "{argv}");
+    }
+
+    #[test]
+    fn ipmi_password_travels_in_the_environment_only() {
+        let s = StandIn::new(
+            "ipmitool",
+            "on",
+            r#"for last; do :; done
+case "$last" in
+  off) echo off > "$d/state"; echo "Chassis Power Control: Down/Off" ;;
+  on) echo on > "$d/state"; echo "Chassis Power Control: Up/On" ;;
+  status) echo "Chassis Power is $(cat "$d/state")" ;;
+esac"#,
+        );
+        let n = node(Power::Ipmi {
+            host: "10.0.1.13".into(),
+            user: "admin".into(),
+            password_env: "BMC_PASSWORD".into(),
+        });
+        cycle(
+            driver_for(&n, &tools(&s, "ipmitool"), &secrets)
+                .unwrap()
+                .as_ref(),
+        );
+        let argv = s.read("argv");
+        assert!(
+            argv.contains("-I lanplus -H 10.0.1.13 -U admin -E chassis power off"),
+            "{argv}"
+        );
+        assert!(
+            !argv.contains("s3cret"),
+            "the password leaked onto argv: {argv}"
+        );
+        assert!(s
+            .read("env")
+            .lines()
+            .all(|l| l == "IPMI_PASSWORD=s3cret-bmc"));
+    }
+
+    #[test]
+    fn proxmox_calls_the_vm_status_api_with_the_token_on_stdin() {
+        let s = StandIn::new(
+            "curl",
+            "running",
+            r#"config=$(cat)
+echo "$config" >> "$d/config"
+case "$config" in
+  *'status/stop"'*) echo stopped > "$d/state"; echo '{"data":"UPID:outer:stop"}' ;;
+  *'status/start"'*) echo running > "$d/state"; echo '{"data":"UPID:outer:start"}' ;;
+  *'status/current"'*) echo "{\"data\":{\"status\":\"$(cat "$d/state")\",\"vmid\":103}}" ;;
+esac"#,
+        );
+        let n = node(Power::Proxmox {
+            api: "https://outer.example:8006/".into(),
+            node: "outer".into(),
+            vmid: 103,
+            token_env: "PVE_TOKEN".into(),
+            cacert: Some("/etc/corodrill/outer-ca.pem".into()),
+        });
+        cycle(
+            driver_for(&n, &tools(&s, "curl"), &secrets)
+                .unwrap()
+                .as_ref(),
+        );
+        let argv = s.read("argv");
+        assert!(
+            !argv.contains("secret"),
+            "the token leaked onto argv: {argv}"
+        );
+        let config = s.read("config");
+        assert!(
+            config.contains(
+                "url = \"https://outer.example:8006/api2/json/nodes/outer/qemu/103/status/stop\"\n\
+             header = \"Authorization: PVEAPIToken=drill@pve!ci=0000-secret\"\n\
+             request = \"POST\""
+            ),
+            "{config}"
+        );
+        assert!(config.contains("status/current\"\nheader"), "{config}");
+        assert!(
+            config.contains("cacert = \"/etc/corodrill/outer-ca.pem\""),
+            "{config}"
+        );
+    }
+
+    #[test]
+    fn a_missing_credential_names_the_node_and_the_variable() {
+        let n = node(Power::Ipmi {
+            host: "10.0.1.13".into(),
+            user: "admin".into(),
+            password_env: "NOT_SET_ANYWHERE".into(),
+        });
+        let err = driver_for(&n, &Tools::default(), &secrets).err().unwrap();
+        assert_eq!(
+            err.to_string(),
+            "node pve3: power driver ipmi: environment variable NOT_SET_ANYWHERE is not set"
+        );
+        assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn a_bmc_that_does_not_answer_is_an_error_naming_the_node() {
+        let s = StandIn::new(
+            "ipmitool",
+            "on",
+            "echo 'Error: Unable to establish IPMI v2 / RMCP+ session' >&2; exit 1",
+        );
+        let n = node(Power::Ipmi {
+            host: "10.0.1.13".into(),
+            user: "admin".into(),
+            password_env: "BMC_PASSWORD".into(),
+        });
+        let d = driver_for(&n, &tools(&s, "ipmitool"), &secrets).unwrap();
+        let err = switch(
+            "pve3",
+            d.as_ref(),
+            PowerState::Off,
+            Duration::from_secs(5),
+            &|_| {},
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with("node pve3: power driver ipmi: power off: "),
+            "{text}"
+        );
+        assert!(text.contains("Unable to establish IPMI v2"), "{text}");
+        assert_eq!(err.exit_code(), 3);
+    }
+
+    #[test]
+    fn a_tool_that_hangs_is_killed_at_its_timeout() {
+        let s = StandIn::new("virsh", "running", "sleep 30");
+        let n = node(Power::Libvirt {
+            domain: "d".into(),
+            uri: None,
+        });
+        let mut t = tools(&s, "virsh");
+        t.timeout = Duration::from_millis(300);
+        let d = driver_for(&n, &t, &secrets).unwrap();
+        let started = Instant::now();
+        let err = d.status().unwrap_err();
+        assert!(err.contains("did not answer within 300ms"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn command_status_reads_its_last_word() {
+        let n = |status: &str| {
+            node(Power::Command {
+                off: "true".into(),
+                on: "true".into(),
+                status: status.into(),
+            })
+        };
+        let get = |status: &str| {
+            driver_for(&n(status), &Tools::default(), &secrets)
+                .unwrap()
+                .status()
+        };
+        assert_eq!(get("echo Chassis Power is on").unwrap(), PowerState::On);
+        assert_eq!(get("echo stopped").unwrap(), PowerState::Off);
+        assert!(get("echo maybe")
+            .unwrap_err()
+            .contains("last word must be on or off"));
+        assert!(get("exit 4").unwrap_err().contains("failed"));
+    }
+}
