@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Provisions the QDevice host of the Vagrant lab, as root (Vagrant's shell
+# provisioner); converges when run again.
+set -euo pipefail
+
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+apt-get install -y -q --no-install-recommends corosync-qnetd
+
+# The nodes' corosync.conf says `tls: off`, as the network-namespace lab
+# does: no certificates to hand out between the VMs.
+defaults=/etc/default/corosync-qnetd
+want='COROSYNC_QNETD_OPTIONS="-s off"'
+systemctl enable -q corosync-qnetd
+if ! grep -qxF "$want" "$defaults"; then
+  sed -i "s/^COROSYNC_QNETD_OPTIONS=.*/$want/" "$defaults"
+  grep -qxF "$want" "$defaults" || echo "$want" >>"$defaults"
+  systemctl restart corosync-qnetd
+else
+  systemctl start corosync-qnetd
+fi
