@@ -424,6 +424,100 @@ fn power_drivers_on_a_real_lab(lab: &TestLab) {
     assert!(!text(&out).contains("apply power"), "{}", text(&out));
 }
 
+/// The ssh transport for real: every node runs sshd, the inventory
+/// reaches each agent with `ssh root@... corodrill-agent --stdio`, the agent
+/// is installed over that path, and drills (power-off included: sshd comes
+/// back with the node) run entirely over it.
+#[test]
+fn drills_entirely_over_ssh() {
+    let _turn = one_lab_at_a_time();
+    let lab = TestLab::up(&["--ssh"]);
+    let inventory_path = lab.dir().join("inventory.toml");
+    let inventory =
+        Inventory::from_toml(&std::fs::read_to_string(&inventory_path).unwrap()).unwrap();
+    for node in &inventory.nodes {
+        assert!(
+            node.connect.contains(" ssh ") && node.connect.contains("root@127.0.0.1"),
+            "{}",
+            node.connect
+        );
+    }
+
+    // `lab up --ssh` installed the agents over ssh; an operator's
+    // install-agent does it again and checks each one.
+    let out = Command::new(CORODRILL)
+        .args(["install-agent", "--inventory"])
+        .arg(&inventory_path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for i in 1..=3 {
+        let installed = format!(
+            "pve{i}: corodrill-agent {} installed at {}/pve{i}/bin/corodrill-agent",
+            env!("CARGO_PKG_VERSION"),
+            lab.dir().display()
+        );
+        assert!(stdout.contains(&installed), "{stdout}");
+    }
+
+    // The agent really is sshd's child, run from the node's own copy.
+    let agent = corodrill::agent::AgentConn::connect(
+        "pve1",
+        &inventory.nodes[0].connect,
+        Duration::from_secs(20),
+    )
+    .unwrap();
+    let copy = format!("{}/pve1/bin/corodrill-agent", lab.dir().display());
+    let parent_of_agent = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .find_map(|e| {
+            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+            String::from_utf8_lossy(&cmdline)
+                .starts_with(&copy)
+                .then(|| std::fs::read_to_string(e.path().join("stat")).ok())?
+        })
+        .and_then(|stat| {
+            let ppid = stat
+                .rsplit(')')
+                .next()?
+                .split_whitespace()
+                .nth(1)?
+                .to_owned();
+            std::fs::read_to_string(format!("/proc/{ppid}/comm")).ok()
+        });
+    assert_eq!(parent_of_agent.as_deref().map(str::trim), Some("sshd"));
+    drop(agent);
+
+    assert_all_pass(
+        &lab,
+        &shipped(&["isolate-one-of-three", "power-off-one-of-three"]),
+    );
+    lab_clean(&lab, 3);
+
+    // A node whose sshd does not answer: install-agent names it, installs
+    // the others, exits 3.
+    let mut broken = inventory.clone();
+    broken.nodes[2].connect = broken.nodes[2]
+        .connect
+        .replace("root@127.0.0.1", "-p 2222 root@127.0.0.1");
+    let dir = scratch(&format!("{}-ssh", lab.name));
+    std::fs::write(dir.join("broken.toml"), broken.to_toml()).unwrap();
+    let out = Command::new(CORODRILL)
+        .args(["install-agent", "--inventory"])
+        .arg(dir.join("broken.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("node pve3: ") && stderr.contains("Connection refused"),
+        "{stderr}"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("pve2: corodrill-agent"));
+}
+
 #[test]
 fn two_node_drills() {
     let _turn = one_lab_at_a_time();

@@ -92,6 +92,19 @@ enum Command {
         #[arg(long)]
         junit: Option<PathBuf>,
     },
+    /// Copy the agent to every node over its connect command (ssh), then
+    /// check the version it reports and that it answers.
+    #[command(
+        name = "install-agent",
+        after_help = "Example:\n  corodrill install-agent --inventory pve.toml"
+    )]
+    InstallAgent {
+        #[arg(long)]
+        inventory: PathBuf,
+        /// The agent binary to install (default: the corodrill-agent beside corodrill).
+        #[arg(long)]
+        agent: Option<PathBuf>,
+    },
     /// How many nodes the cluster can lose, and who keeps quorum on a partition.
     #[command(
         after_help = "Example:\n  corodrill plan --inventory /var/lib/corodrill/labs/lab/inventory.toml\n  corodrill plan --from /etc/pve/corosync.conf"
@@ -191,6 +204,10 @@ enum LabCommand {
         /// Where to write the inventory (default: <lab dir>/inventory.toml).
         #[arg(long)]
         inventory_out: Option<PathBuf>,
+        /// Run sshd on every node and reach the agents over ssh, as on a
+        /// real cluster (installs the agent on each node over it).
+        #[arg(long)]
+        ssh: bool,
     },
     /// Remove a lab: its processes, namespaces and files. Safe to repeat.
     #[command(after_help = "Example:\n  corodrill lab down --all")]
@@ -269,6 +286,9 @@ fn main() -> ExitCode {
             inventory.as_deref(),
             from.as_deref(),
         ))),
+        Command::InstallAgent { inventory, agent } => Ok(ExitCode::from(
+            corodrill::ops::install_agent(&inventory, agent.as_deref()),
+        )),
         Command::Preflight { inventory, junit } => Ok(ExitCode::from(corodrill::ops::preflight(
             &inventory,
             junit.as_deref(),
@@ -334,8 +354,9 @@ fn run_lab(cmd: LabCommand, progress: &dyn Fn(&str)) -> Result<ExitCode, LabErro
             profile,
             quorum_options,
             inventory_out,
+            ssh,
         } => {
-            let spec = LabSpec::new(
+            let mut spec = LabSpec::new(
                 &name,
                 nodes,
                 links,
@@ -344,6 +365,7 @@ fn run_lab(cmd: LabCommand, progress: &dyn Fn(&str)) -> Result<ExitCode, LabErro
                 profile,
                 &quorum_options,
             )?;
+            spec.ssh = ssh;
             let up = lab::up(spec, inventory_out.as_deref(), progress)?;
             println!(
                 "lab {} is up: {} nodes quorate in {:.1}s",

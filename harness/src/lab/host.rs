@@ -140,7 +140,8 @@ pub struct HostNamespaces {
 
 impl HostNamespaces {
     /// Makes the mount namespace (a tmpfs on /run, holding the run
-    /// directories corosync and its tools lock and listen in) and the UTS
+    /// directories corosync and its tools lock and listen in, and sshd's
+    /// privilege-separation directory) and the UTS
     /// namespace (hostname = the host's name).
     pub fn create(&self, hostname: &str, hosts_file: &Path) -> Result<(), LabError> {
         for file in [&self.mnt, &self.uts] {
@@ -150,7 +151,7 @@ impl HostNamespaces {
         // The lab's /etc/hosts names every node, as Proxmox VE's does.
         let script = format!(
             "mount -t tmpfs -o mode=0755 corodrill /run && \
-             mkdir -p /run/corosync-qdevice /run/corosync-qnetd && hostname {hostname} && \
+             mkdir -p /run/corosync-qdevice /run/corosync-qnetd /run/sshd && hostname {hostname} && \
              mount --bind {} /etc/hosts",
             hosts_file.display()
         );

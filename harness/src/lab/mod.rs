@@ -16,6 +16,7 @@
 pub mod conf;
 pub mod host;
 pub mod spec;
+pub mod ssh;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -226,6 +227,11 @@ pub fn check_environment(spec: &LabSpec) -> Result<(), LabError> {
         ("unshare", "util-linux"),
         ("nsenter", "util-linux"),
     ];
+    if spec.ssh {
+        needed.push(("sshd", "openssh-server"));
+        needed.push(("ssh", "openssh-client"));
+        needed.push(("ssh-keygen", "openssh-client"));
+    }
     if spec.qdevice {
         needed.push(("corosync-qnetd", "corosync-qnetd"));
         needed.push(("corosync-qdevice", "corosync-qdevice"));
@@ -311,6 +317,9 @@ pub fn up(
     lab.save()?;
     let result = build(&mut lab, progress).and_then(|()| {
         let views = wait_until_whole(&lab, started, progress)?;
+        if lab.spec().ssh {
+            install_agents(&lab, progress)?;
+        }
         let inventory_path = inventory_out
             .map(Path::to_path_buf)
             .unwrap_or_else(|| lab.inventory_path());
@@ -389,6 +398,10 @@ fn build(lab: &mut Lab, progress: &dyn Fn(&str)) -> Result<(), LabError> {
                 spec::PREFIX_LEN
             ));
         } else {
+            if spec.ssh {
+                // sshd listens on the node's loopback.
+                script.push_str("link set lo up\n");
+            }
             for link in 0..spec.links {
                 script.push_str(&format!(
                     "addr add {}/{} dev ring{link}\nlink set ring{link} up\n",
@@ -438,7 +451,38 @@ fn build(lab: &mut Lab, progress: &dyn Fn(&str)) -> Result<(), LabError> {
             start_node_qdevice(lab, &node, &faketime)?;
         }
     }
+    if spec.ssh {
+        ssh::prepare(&lab.dir)?;
+        for node in spec.node_names() {
+            start_node_sshd(lab, &node)?;
+        }
+    }
     Ok(())
+}
+
+/// Puts the agent on every node over ssh, as `corodrill install-agent`
+/// does on a real cluster.
+fn install_agents(lab: &Lab, progress: &dyn Fn(&str)) -> Result<(), LabError> {
+    let binary = crate::install::bundled_agent().ok_or_else(|| {
+        LabError::Environment(
+            "no corodrill-agent beside this corodrill to install on the nodes (cargo build --workspace)"
+                .into(),
+        )
+    })?;
+    progress(&format!(
+        "installing {} on every node over ssh",
+        binary.display()
+    ));
+    let results = crate::install::install_all(&inventory(lab), &binary, Duration::from_secs(30));
+    let failures: Vec<String> = results
+        .into_iter()
+        .filter_map(|r| r.err().map(|e| e.to_string()))
+        .collect();
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(LabError::Failed(failures.join("; ")))
+    }
 }
 
 /// Starts a node's daemons as booting it would: corosync, then (once
@@ -467,6 +511,33 @@ fn start_node_qdevice(lab: &mut Lab, node: &str, faketime: &Path) -> Result<(), 
     let process = start_node_daemon(lab, node, "corosync-qdevice", &["-f"], faketime)?;
     lab.record.processes.push(process);
     lab.save()
+}
+
+fn start_node_sshd(lab: &mut Lab, node: &str) -> Result<(), LabError> {
+    let config = path_str(&ssh::config_path(&lab.dir));
+    let process = host::spawn_daemon(
+        &lab.namespaces(node),
+        node,
+        ssh::SSHD,
+        &["-D", "-e", "-f", &config],
+        &[],
+        &lab.host_dir(node).join("sshd.out"),
+    )?;
+    lab.record.processes.push(process);
+    lab.save()?;
+    // Connections are refused until it listens: wait for that here, not
+    // in every caller.
+    let netns = lab.spec().netns(node);
+    let out = lab.host_dir(node).join("sshd.out");
+    wait_for(
+        Duration::from_secs(10),
+        &format!("sshd on {node} to listen"),
+        || ssh::listening(&netns),
+    )
+    .map_err(|e| {
+        let said = std::fs::read_to_string(&out).unwrap_or_default();
+        LabError::Failed(format!("{e}; sshd said: {}", said.trim()))
+    })
 }
 
 /// The file whose presence says a lab node is powered off.
@@ -527,6 +598,9 @@ pub fn power_on(name: &str, node: &str) -> Result<(), LabError> {
     }
     if lab.spec().qdevice && !lab.running(node, "corosync-qdevice") {
         start_node_qdevice(&mut lab, node, &faketime)?;
+    }
+    if lab.spec().ssh && !lab.running(node, "sshd") {
+        start_node_sshd(&mut lab, node)?;
     }
     let marker = power_off_marker(&lab, node);
     if marker.exists() {
@@ -647,38 +721,37 @@ fn wait_until_whole(
 }
 
 /// The inventory `corodrill run` uses for this lab: each node's agent is
-/// started inside the node's namespaces by `nsenter`.
+/// started inside the node's namespaces by `nsenter`, or, in a lab with
+/// ssh, by the node's sshd from its own copy of the agent.
 pub fn inventory(lab: &Lab) -> Inventory {
-    // Beside this binary (an install, or cargo's target dir), or one level
-    // up (cargo's test and bench binaries live in target/*/deps).
-    let agent = std::env::current_exe()
-        .ok()
-        .and_then(|exe| {
-            exe.ancestors()
-                .skip(1)
-                .take(2)
-                .map(|dir| dir.join("corodrill-agent"))
-                .find(|p| p.is_file())
-        })
+    let agent = crate::install::bundled_agent()
         .map(|p| path_str(&p))
         .unwrap_or_else(|| "corodrill-agent".to_owned());
     let spec = lab.spec();
     let nodes = spec
         .node_names()
         .enumerate()
-        .map(|(i, name)| InventoryNode {
-            connect: format!(
-                "{} {agent} --stdio --lab-node {}",
-                lab.namespaces(&name).nsenter_prefix(),
-                lab.host_dir(&name).display()
-            ),
-            links: (0..spec.links)
-                .map(|l| (format!("ring{l}"), node_address(i as u8 + 1, l).to_string()))
-                .collect(),
-            power: Power::Lab {
-                lab: spec.name.clone(),
-            },
-            name,
+        .map(|(i, name)| {
+            let node_dir = lab.host_dir(&name);
+            let connect = if spec.ssh {
+                ssh::connect(&lab.dir, &spec.netns(&name), &node_dir)
+            } else {
+                format!(
+                    "{} {agent} --stdio --lab-node {}",
+                    lab.namespaces(&name).nsenter_prefix(),
+                    node_dir.display()
+                )
+            };
+            InventoryNode {
+                connect,
+                links: (0..spec.links)
+                    .map(|l| (format!("ring{l}"), node_address(i as u8 + 1, l).to_string()))
+                    .collect(),
+                power: Power::Lab {
+                    lab: spec.name.clone(),
+                },
+                name,
+            }
         })
         .collect();
     Inventory {

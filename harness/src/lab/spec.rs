@@ -50,6 +50,10 @@ pub struct LabSpec {
     pub token_ms: Option<u32>,
     pub profile: Profile,
     pub quorum_options: BTreeMap<String, String>,
+    /// Every node runs sshd and the inventory reaches agents over ssh, as
+    /// on a real cluster.
+    #[serde(default)]
+    pub ssh: bool,
 }
 
 impl LabSpec {
@@ -104,6 +108,7 @@ impl LabSpec {
             token_ms,
             profile,
             quorum_options: options,
+            ssh: false,
         })
     }
 

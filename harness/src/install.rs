@@ -1,0 +1,306 @@
+//! `corodrill install-agent`: copies the agent binary to every node over
+//! the node's own `connect` command (ssh on real clusters), then checks the
+//! version it reports and that it says hello. No new port, no new secret:
+//! whatever reaches the agent installs it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::agent::AgentConn;
+use crate::inventory::{Inventory, InventoryNode};
+
+/// Where an agent named without a path in `connect` is installed: on
+/// Debian's default PATH, for root and for sudo's secure_path alike.
+pub const DEFAULT_AGENT_PATH: &str = "/usr/local/bin/corodrill-agent";
+const AGENT: &str = "corodrill-agent";
+
+/// A node's `connect` split around its agent invocation, so that other
+/// commands can take the agent's place on the same path (through the same
+/// ssh, sudo, quoting): `prefix + command + suffix`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandPath {
+    prefix: String,
+    suffix: String,
+    /// Where the agent lives on the node.
+    pub agent: String,
+}
+
+impl CommandPath {
+    /// Finds the first word whose last path component is `corodrill-agent`;
+    /// the agent's arguments run to the end of that quoted segment (a quote
+    /// or the end of the command).
+    pub fn parse(connect: &str) -> Option<CommandPath> {
+        let is_break = |c: char| c.is_whitespace() || c == '\'' || c == '"';
+        let mut start = 0;
+        for word in connect.split(is_break) {
+            let here = start;
+            start += word.len() + 1;
+            if word.rsplit('/').next() != Some(AGENT) {
+                continue;
+            }
+            let after = here + word.len();
+            let end = connect[after..]
+                .find(['\'', '"'])
+                .map_or(connect.len(), |i| after + i);
+            let agent = if word.contains('/') {
+                word.to_owned()
+            } else {
+                DEFAULT_AGENT_PATH.to_owned()
+            };
+            return Some(CommandPath {
+                prefix: connect[..here].to_owned(),
+                suffix: connect[end..].to_owned(),
+                agent,
+            });
+        }
+        None
+    }
+
+    /// `connect` with `command` (plain words, no quotes) in the agent's place.
+    pub fn with(&self, command: &str) -> String {
+        format!("{}{command}{}", self.prefix, self.suffix)
+    }
+
+    /// The commands that install `size` bytes read from stdin: written
+    /// beside the agent, then renamed over it, so that a running agent keeps
+    /// its binary and no node is ever left with half a one.
+    pub fn install_steps(&self) -> [String; 4] {
+        let new = format!("{}.new", self.agent);
+        let dir = Path::new(&self.agent)
+            .parent()
+            .map(|d| d.display().to_string())
+            .unwrap_or_else(|| "/".into());
+        [
+            self.with(&format!("mkdir -p {dir}")),
+            self.with(&format!("dd of={new} bs=1M status=none")),
+            self.with(&format!("chmod 0755 {new}")),
+            self.with(&format!("mv -f {new} {}", self.agent)),
+        ]
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    #[error("node {node}: its connect command {connect:?} names no corodrill-agent to install")]
+    NoAgentInConnect { node: String, connect: String },
+    #[error("node {node}: {step}: {message}")]
+    Step {
+        node: String,
+        step: String,
+        message: String,
+    },
+    #[error("node {node}: the installed agent reports {found:?}, expected {expected:?}")]
+    Version {
+        node: String,
+        found: String,
+        expected: String,
+    },
+}
+
+/// What was installed on one node.
+#[derive(Debug)]
+pub struct Installed {
+    pub node: String,
+    pub path: String,
+    pub version: String,
+    pub took: Duration,
+}
+
+/// The agent binary this controller came with: beside it (an install, or
+/// cargo's target dir), or one level up (cargo's test binaries live in
+/// target/*/deps).
+pub fn bundled_agent() -> Option<PathBuf> {
+    std::env::current_exe().ok().and_then(|exe| {
+        exe.ancestors()
+            .skip(1)
+            .take(2)
+            .map(|dir| dir.join(AGENT))
+            .find(|p| p.is_file())
+    })
+}
+
+/// The version line this controller expects every agent to print.
+pub fn expected_version() -> String {
+    format!("{AGENT} {}", env!("CARGO_PKG_VERSION"))
+}
+
+/// Installs `binary` on every node at once; one result per node.
+pub fn install_all(
+    inventory: &Inventory,
+    binary: &Path,
+    timeout: Duration,
+) -> Vec<Result<Installed, InstallError>> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = inventory
+            .nodes
+            .iter()
+            .map(|n| s.spawn(move || install(n, binary, timeout)))
+            .collect();
+        handles
+            .into_iter()
+            .zip(&inventory.nodes)
+            .map(|(h, n)| {
+                h.join().unwrap_or_else(|_| {
+                    Err(InstallError::Step {
+                        node: n.name.clone(),
+                        step: "install".into(),
+                        message: "the install thread panicked".into(),
+                    })
+                })
+            })
+            .collect()
+    })
+}
+
+/// Copies the agent to one node, checks `--version`, then that the agent
+/// answers on the node's connect command with the protocol we speak.
+pub fn install(
+    node: &InventoryNode,
+    binary: &Path,
+    timeout: Duration,
+) -> Result<Installed, InstallError> {
+    let started = Instant::now();
+    let path = CommandPath::parse(&node.connect).ok_or_else(|| InstallError::NoAgentInConnect {
+        node: node.name.clone(),
+        connect: node.connect.clone(),
+    })?;
+    let step_error = |step: &str, message: String| InstallError::Step {
+        node: node.name.clone(),
+        step: step.to_owned(),
+        message,
+    };
+    let bytes = std::fs::read(binary)
+        .map_err(|e| step_error("reading the agent", format!("{}: {e}", binary.display())))?;
+    let steps = path.install_steps();
+    for (i, step) in steps.iter().enumerate() {
+        let input = (i == 1).then_some(bytes.as_slice());
+        shell(step, input, timeout).map_err(|m| step_error(step, m))?;
+    }
+    let check = path.with(&format!("{} --version", path.agent));
+    let version = shell(&check, None, timeout)
+        .map_err(|m| step_error(&check, m))?
+        .trim()
+        .to_owned();
+    if version != expected_version() {
+        return Err(InstallError::Version {
+            node: node.name.clone(),
+            found: version,
+            expected: expected_version(),
+        });
+    }
+    let agent = AgentConn::connect(&node.name, &node.connect, timeout)
+        .map_err(|e| step_error("connecting to the installed agent", e.to_string()))?;
+    drop(agent);
+    Ok(Installed {
+        node: node.name.clone(),
+        path: path.agent,
+        version,
+        took: started.elapsed(),
+    })
+}
+
+/// Runs one command with `sh -c`, feeding it `input`; its stdout, or what
+/// it said on stderr when it failed.
+fn shell(command: &str, input: Option<&[u8]>, timeout: Duration) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let mut child = Command::new("sh")
+        .args(["-c", command])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run sh: {e}"))?;
+    let mut stdin = child.stdin.take();
+    let feeder = input.map(|data| {
+        let data = data.to_vec();
+        let mut pipe = stdin.take();
+        std::thread::spawn(move || pipe.as_mut().map(|p| p.write_all(&data)))
+    });
+    drop(stdin);
+    let mut stdout = child.stdout.take();
+    let mut stderr = child.stderr.take();
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        if let Some(p) = stdout.as_mut() {
+            let _ = p.read_to_string(&mut s);
+        }
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        if let Some(p) = stderr.as_mut() {
+            let _ = p.read_to_string(&mut s);
+        }
+        s
+    });
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("no answer within {timeout:?}"));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) => return Err(e.to_string()),
+        }
+    };
+    if let Some(f) = feeder {
+        let _ = f.join();
+    }
+    let stdout = out.join().unwrap_or_default();
+    let stderr = err.join().unwrap_or_default();
+    if status.success() {
+        Ok(stdout)
+    } else {
+        Err(format!("{status}: {}", stderr.trim()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agent_invocation_is_found_in_every_connect_shape() {
+        let ssh = CommandPath::parse("ssh root@10.0.0.10 corodrill-agent --stdio").unwrap();
+        assert_eq!(ssh.agent, DEFAULT_AGENT_PATH);
+        assert_eq!(
+            ssh.with("chmod 0755 /x"),
+            "ssh root@10.0.0.10 chmod 0755 /x"
+        );
+        let vagrant =
+            CommandPath::parse("vagrant ssh node1 -c 'sudo corodrill-agent --stdio'").unwrap();
+        assert_eq!(
+            vagrant.install_steps()[1],
+            "vagrant ssh node1 -c 'sudo dd of=/usr/local/bin/corodrill-agent.new bs=1M status=none'"
+        );
+        let lab = CommandPath::parse(
+            "nsenter --net=/run/netns/l-pve1 -- ssh -i /k root@127.0.0.1 /var/lib/corodrill/labs/l/pve1/bin/corodrill-agent --stdio --lab-node /var/lib/corodrill/labs/l/pve1",
+        )
+        .unwrap();
+        assert_eq!(
+            lab.agent,
+            "/var/lib/corodrill/labs/l/pve1/bin/corodrill-agent"
+        );
+        assert_eq!(
+            lab.install_steps(),
+            [
+                "nsenter --net=/run/netns/l-pve1 -- ssh -i /k root@127.0.0.1 mkdir -p /var/lib/corodrill/labs/l/pve1/bin",
+                "nsenter --net=/run/netns/l-pve1 -- ssh -i /k root@127.0.0.1 dd of=/var/lib/corodrill/labs/l/pve1/bin/corodrill-agent.new bs=1M status=none",
+                "nsenter --net=/run/netns/l-pve1 -- ssh -i /k root@127.0.0.1 chmod 0755 /var/lib/corodrill/labs/l/pve1/bin/corodrill-agent.new",
+                "nsenter --net=/run/netns/l-pve1 -- ssh -i /k root@127.0.0.1 mv -f /var/lib/corodrill/labs/l/pve1/bin/corodrill-agent.new /var/lib/corodrill/labs/l/pve1/bin/corodrill-agent",
+            ]
+        );
+        assert_eq!(
+            CommandPath::parse("ssh pve1 \"/opt/corodrill-agent --stdio\" 2>/dev/null")
+                .unwrap()
+                .with("/opt/corodrill-agent --version"),
+            "ssh pve1 \"/opt/corodrill-agent --version\" 2>/dev/null"
+        );
+        assert!(CommandPath::parse("ssh pve1 my-agent --stdio").is_none());
+        assert!(CommandPath::parse("ssh pve1 corodrill-agent-old --stdio").is_none());
+    }
+}
