@@ -71,7 +71,23 @@ fn prepare(
     let mut planned = Vec::new();
     for e in experiments {
         match plan::plan(&e, inventory) {
-            Ok(p) => planned.push((e, p)),
+            Ok(p) => {
+                // Credentials are checked for every drill before the first
+                // runs: a missing one is bad input, not a failure halfway.
+                for node in p.faults.iter().flat_map(|f| f.power_off.iter()) {
+                    let Some(node) = inventory.nodes.iter().find(|n| &n.name == node) else {
+                        continue;
+                    };
+                    if let Err(err) = crate::power::driver_for(
+                        node,
+                        &crate::power::Tools::default(),
+                        &crate::power::from_environment,
+                    ) {
+                        errors.push(format!("{}: {err}", e.file.display()));
+                    }
+                }
+                planned.push((e, p))
+            }
             Err(errs) => errors.extend(
                 errs.into_iter()
                     .map(|m| format!("{}: {m}", e.file.display())),
