@@ -74,6 +74,7 @@ fn main() {
         whole_timeout: Duration::from_secs(60),
         power_timeout: Duration::from_secs(120),
         boot_timeout: Duration::from_secs(600),
+        oracle: false,
         progress: &|_| {},
         cancel: &cancel,
     };
@@ -91,8 +92,9 @@ fn main() {
         let e = &exps[0];
         let p = plan::plan(e, &inventory).unwrap_or_else(|e| panic!("{e:?}"));
         let started = Instant::now();
-        let log: Vec<LogEvent> =
-            run::run(e, &p, &inventory, &opts).unwrap_or_else(|a| panic!("{}", a.error));
+        let log: Vec<LogEvent> = run::run(e, &p, &inventory, &opts)
+            .unwrap_or_else(|a| panic!("{}", a.error))
+            .log;
         let wall = started.elapsed().as_secs_f64();
         let whole = log
             .iter()

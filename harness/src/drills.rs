@@ -22,6 +22,7 @@ pub struct RunArgs {
     pub dry_run: bool,
     pub repeat: usize,
     pub lease: Duration,
+    pub oracle: bool,
 }
 
 /// Exit statuses (DESIGN.md): 0 all held, 1 a verdict failed, 2 invalid
@@ -129,6 +130,7 @@ pub fn run_command(args: &RunArgs, progress: &dyn Fn(&str), cancel: &AtomicBool)
         &inventory,
         args.repeat,
         args.lease,
+        args.oracle,
         progress,
         cancel,
     );
@@ -148,6 +150,7 @@ fn drill_all(
     inventory: &Inventory,
     repeat: usize,
     lease: Duration,
+    oracle: bool,
     progress: &dyn Fn(&str),
     cancel: &AtomicBool,
 ) -> (Vec<Vec<DrillResult>>, u8) {
@@ -157,6 +160,7 @@ fn drill_all(
         whole_timeout: Duration::from_secs(60),
         power_timeout: Duration::from_secs(120),
         boot_timeout: Duration::from_secs(600),
+        oracle,
         progress,
         cancel,
     };
@@ -176,18 +180,18 @@ fn drill_all(
             ));
             let started = Instant::now();
             let result = run::run(e, p, inventory, &opts);
-            let (log, error) = match result {
-                Ok(log) => (log, None),
-                Err(aborted) => (aborted.log, Some(aborted.error)),
+            let (experiment, log, error) = match result {
+                Ok(ran) => (ran.experiment, ran.log, None),
+                Err(aborted) => (e.clone(), aborted.log, Some(aborted.error)),
             };
             let verdicts = if error.is_none() {
-                judge(e, &p.nodes, &log)
+                judge(&experiment, &p.nodes, &log)
             } else {
                 Vec::new()
             };
             let code = error.as_ref().map(RunError::exit_code);
             runs.push(DrillResult {
-                experiment: e.clone(),
+                experiment,
                 log,
                 verdicts,
                 error: error.map(|e| e.to_string()),
@@ -370,6 +374,7 @@ pub fn demo(
             &inventory,
             1,
             Duration::from_secs(10),
+            false,
             progress,
             cancel,
         );

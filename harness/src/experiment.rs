@@ -184,6 +184,31 @@ pub struct Expect {
     pub total_votes: Option<u32>,
     pub within: Duration,
     pub hold: Duration,
+    /// Fields the file left to the oracle (`"predicted"`), filled in by
+    /// `predict::resolve` once the cluster's configuration is known.
+    pub predicted: Predicted,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Predicted {
+    pub quorate: bool,
+    pub members: bool,
+    pub within: bool,
+}
+
+impl Predicted {
+    pub fn any(&self) -> bool {
+        self.quorate || self.members || self.within
+    }
+}
+
+/// Takes `key` out of the table if it says `"predicted"`.
+fn take_predicted(t: &mut Table, key: &str) -> bool {
+    let predicted = t.get(key).is_some_and(|v| v.as_str() == Some("predicted"));
+    if predicted {
+        t.remove(key);
+    }
+    predicted
 }
 
 /// What the always-on invariants expect.
@@ -788,9 +813,18 @@ fn expect(
     index: usize,
     faults: &[String],
 ) -> Option<Expect> {
+    let predicted = Predicted {
+        quorate: take_predicted(&mut t, "quorate"),
+        members: take_predicted(&mut t, "members"),
+        within: take_predicted(&mut t, "within"),
+    };
     let name: Option<String> = take(c, span, &mut t, "name").ok()?;
     let after: String = required(c, span, &mut t, "after", "[[expect]]")?;
-    let within: Option<Dur> = required(c, span, &mut t, "within", "[[expect]]");
+    let within: Option<Dur> = if predicted.within {
+        Some(Dur(Duration::ZERO))
+    } else {
+        required(c, span, &mut t, "within", "[[expect]]")
+    };
     let hold: Option<Dur> = take(c, span, &mut t, "hold").ok()?;
     let quorate: Option<bool> = take(c, span, &mut t, "quorate").ok()?;
     let total_votes: Option<u32> = take(c, span, &mut t, "total_votes").ok()?;
@@ -826,14 +860,18 @@ fn expect(
             ),
         );
     }
-    if quorate.is_none() && members.is_none() && total_votes.is_none() {
+    if quorate.is_none()
+        && members.is_none()
+        && total_votes.is_none()
+        && !(predicted.quorate || predicted.members)
+    {
         c.at(
             span.start,
             "[[expect]]: says nothing to check (give quorate, members or total_votes)",
         );
     }
     let within = within?.0;
-    if within < MIN_WITHIN {
+    if within < MIN_WITHIN && !predicted.within {
         c.at_key(
             span,
             "within",
@@ -854,6 +892,7 @@ fn expect(
         total_votes,
         within,
         hold: hold.map_or(Duration::ZERO, |d| d.0),
+        predicted,
     })
 }
 

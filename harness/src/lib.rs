@@ -15,5 +15,6 @@ pub mod ops;
 pub mod oracle;
 pub mod plan;
 pub mod power;
+pub mod predict;
 pub mod report;
 pub mod run;

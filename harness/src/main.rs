@@ -73,6 +73,10 @@ enum Command {
         /// How long a fault outlives a silent controller (the agents' lease).
         #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
         lease: Duration,
+        /// Also check every node after every change of faults against the
+        /// quorum oracle (predicted state and time); a mismatch fails.
+        #[arg(long)]
+        oracle: bool,
     },
     /// Each node's view of quorum, live, from its agent.
     #[command(
@@ -303,6 +307,7 @@ fn main() -> ExitCode {
             dry_run,
             repeat,
             lease,
+            oracle,
         } => {
             catch_signals();
             let args = RunArgs {
@@ -314,6 +319,7 @@ fn main() -> ExitCode {
                 dry_run,
                 repeat,
                 lease,
+                oracle,
             };
             Ok(ExitCode::from(drills::run_command(
                 &args, &progress, &CANCEL,

@@ -49,6 +49,26 @@ pub fn connect_all(inventory: &Inventory, timeout: Duration) -> (Vec<AgentConn>,
     (agents, failures)
 }
 
+/// The nodes (id, name) and corosync's quorum and totem settings, as the
+/// agents' hellos report them (the first node's view of the settings).
+pub fn cluster_config(
+    agents: &[AgentConn],
+) -> (
+    Vec<(u32, String)>,
+    std::collections::BTreeMap<String, String>,
+) {
+    let nodes = agents
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (a.hello.node_id.unwrap_or(i as u32 + 1), a.node.clone()))
+        .collect();
+    let cmap = agents
+        .first()
+        .map(|a| a.hello.quorum_config.clone())
+        .unwrap_or_default();
+    (nodes, cmap)
+}
+
 /// `corodrill install-agent`: the agent binary onto every node, each
 /// checked; exit 0 when every node has it, 2 for bad input, 3 otherwise.
 pub fn install_agent(inventory_path: &Path, agent: Option<&Path>) -> u8 {
@@ -492,15 +512,7 @@ pub fn plan(inventory_path: Option<&Path>, conf_path: Option<&Path>) -> u8 {
                 }
                 return 3;
             }
-            let nodes = agents
-                .iter()
-                .enumerate()
-                .map(|(i, a)| (a.hello.node_id.unwrap_or(i as u32 + 1), a.node.clone()))
-                .collect();
-            let cmap = agents
-                .first()
-                .map(|a| a.hello.quorum_config.clone())
-                .unwrap_or_default();
+            let (nodes, cmap) = cluster_config(&agents);
             let links = inventory.links();
             let timing = crate::oracle::Timing::from_runtime(&cmap);
             (inventory.name.clone(), nodes, cmap, links, timing)

@@ -62,6 +62,8 @@ pub struct RunOptions<'a> {
     pub power_timeout: Duration,
     /// How long a node powered on may take to boot until its agent answers.
     pub boot_timeout: Duration,
+    /// Check every node after every change of faults against the oracle.
+    pub oracle: bool,
     pub progress: &'a dyn Fn(&str),
     /// Set by Ctrl-C: heal and stop.
     pub cancel: &'a AtomicBool,
@@ -70,6 +72,13 @@ pub struct RunOptions<'a> {
 /// The log so far, with the error that ended the drill early.
 pub struct Aborted {
     pub error: RunError,
+    pub log: Vec<LogEvent>,
+}
+
+/// A drill carried out: the experiment as judged (predictions filled in,
+/// the oracle's own expectations added) and the event log.
+pub struct Ran {
+    pub experiment: Experiment,
     pub log: Vec<LogEvent>,
 }
 
@@ -165,18 +174,33 @@ pub fn run(
     plan: &Plan,
     inventory: &Inventory,
     opts: &RunOptions,
-) -> Result<Vec<LogEvent>, Aborted> {
-    let mut drill = match Drill::connect(experiment, plan, inventory, opts) {
-        Ok(d) => d,
-        Err(error) => {
-            return Err(Aborted {
-                error,
-                log: Vec::new(),
-            })
-        }
+) -> Result<Ran, Aborted> {
+    let aborted = |error| Aborted {
+        error,
+        log: Vec::new(),
     };
-    match drill.run(experiment, plan) {
-        Ok(()) => Ok(drill.log),
+    let mut drill = Drill::connect(experiment, plan, inventory, opts).map_err(aborted)?;
+    let (nodes, cmap) = crate::ops::cluster_config(&drill.agents);
+    let model = crate::predict::Model {
+        config: crate::oracle::QuorumConfig::from_cmap(nodes, &cmap),
+        timing: crate::oracle::Timing::from_runtime(&cmap).unwrap_or_else(|| {
+            crate::oracle::Timing::from_totem(&Default::default(), plan.nodes.len())
+        }),
+        links: inventory.links(),
+    };
+    let experiment =
+        crate::predict::resolve(experiment, plan, &model, opts.oracle).map_err(|errors| {
+            aborted(RunError::Requires(format!(
+                "{}: {}",
+                experiment.file.display(),
+                errors.join("; ")
+            )))
+        })?;
+    match drill.run(&experiment, plan) {
+        Ok(()) => Ok(Ran {
+            experiment,
+            log: drill.log,
+        }),
         Err(error) => {
             (opts.progress)(&format!("{error}: healing every fault"));
             drill.heal_all();

@@ -1,0 +1,597 @@
+//! The oracle applied to a drill (pure): which faults are active at each
+//! moment of the plan, what partition of the cluster they make, and what
+//! the quorum model (`oracle.rs`) says each node should then see, and by
+//! when. It fills in expectations that say `"predicted"` and, for `run
+//! --oracle`, writes one expectation per node for every change of faults
+//! long enough for the cluster to settle.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use crate::experiment::{Anchor, Expect, Experiment, FaultKind, FaultSpec, NodeSet};
+use crate::oracle::{QuorumConfig, Timing};
+use crate::plan::Plan;
+
+/// What the oracle knows of the cluster: its quorum configuration (read
+/// from the agents), its timing, and how many corosync links it has.
+#[derive(Debug, Clone)]
+pub struct Model {
+    pub config: QuorumConfig,
+    pub timing: Timing,
+    pub links: usize,
+}
+
+/// What one node should see once the cluster has settled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prediction {
+    pub quorate: bool,
+    pub members: Vec<String>,
+}
+
+impl Model {
+    /// How long a settled state may take to arrive after a change: the
+    /// detection time (token + consensus) and a quarter of it, plus half a
+    /// second for the notification to travel. The lab measures detection
+    /// within 10 % below the model, rejoins faster.
+    pub fn window(&self) -> Duration {
+        let d = self.timing.detection();
+        let w = d + d / 4 + Duration::from_millis(500);
+        Duration::from_millis(w.as_millis() as u64)
+    }
+}
+
+/// When an anchor happens in the plan (a fault's start or its heal).
+fn anchor_at(plan: &Plan, anchor: &Anchor) -> Option<Duration> {
+    let f = plan.faults.iter().find(|f| f.id == anchor.fault)?;
+    Some(if anchor.healed {
+        f.heal_at.unwrap_or(plan.end)
+    } else {
+        f.at
+    })
+}
+
+/// The faults in force just after `t` (applies at `t` included, heals at
+/// `t` done).
+fn active_at<'e>(experiment: &'e Experiment, plan: &Plan, t: Duration) -> Vec<&'e FaultSpec> {
+    experiment
+        .faults
+        .iter()
+        .filter(|f| {
+            let Some(p) = plan.faults.iter().find(|p| p.id == f.id) else {
+                return false;
+            };
+            p.at <= t && p.heal_at.unwrap_or(plan.end) > t
+        })
+        .collect()
+}
+
+/// The cluster under a set of faults: nodes down, nodes frozen (their own
+/// view cannot change), and the sides the others are split into.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Situation {
+    pub sides: Vec<Vec<String>>,
+    pub down: Vec<String>,
+    pub frozen: Vec<String>,
+}
+
+/// The situation the active faults make, or why the model cannot say.
+pub fn situation(
+    nodes: &[String],
+    links: usize,
+    active: &[&FaultSpec],
+) -> Result<Situation, String> {
+    let mut down = BTreeSet::new();
+    let mut frozen = BTreeSet::new();
+    // Each node's label per cutting fault: nodes that share every label
+    // still talk.
+    let mut labels: Vec<Vec<usize>> = vec![Vec::new(); nodes.len()];
+    let every_link = |l: &Option<Vec<u8>>| {
+        l.as_ref()
+            .is_none_or(|l| (0..links as u8).all(|i| l.contains(&i)))
+    };
+    for f in active {
+        match &f.kind {
+            FaultKind::Partition {
+                groups,
+                links: l,
+                one_way,
+            } => {
+                if *one_way {
+                    return Err(format!(
+                        "fault {:?}: a one-way cut's outcome is not modelled",
+                        f.id
+                    ));
+                }
+                if every_link(l) {
+                    for (i, n) in nodes.iter().enumerate() {
+                        let g = groups.iter().position(|g| g.contains(n));
+                        labels[i].push(g.map_or(usize::MAX, |g| g));
+                    }
+                }
+            }
+            FaultKind::Isolate {
+                nodes: who,
+                links: l,
+            } => {
+                if every_link(l) {
+                    for (i, n) in nodes.iter().enumerate() {
+                        labels[i].push(if who.contains(n) { i + 1 } else { 0 });
+                    }
+                }
+            }
+            FaultKind::LinkDown { nodes: who, .. } => {
+                // knet carries on over the other links; with one link the
+                // node is cut off.
+                if links <= 1 {
+                    for (i, n) in nodes.iter().enumerate() {
+                        labels[i].push(if who.contains(n) { i + 1 } else { 0 });
+                    }
+                }
+            }
+            FaultKind::Kill { nodes: who }
+            | FaultKind::Stop { nodes: who }
+            | FaultKind::PowerOff { nodes: who } => down.extend(who.iter().cloned()),
+            FaultKind::Pause { nodes: who } => frozen.extend(who.iter().cloned()),
+            FaultKind::ClockSkew { .. } => {}
+            FaultKind::Degrade { .. } => {
+                return Err(format!(
+                    "fault {:?}: a degraded link's outcome is not modelled",
+                    f.id
+                ))
+            }
+            FaultKind::Command { .. } => {
+                return Err(format!(
+                    "fault {:?}: an operator command's effect is not modelled",
+                    f.id
+                ))
+            }
+        }
+    }
+    let mut sides: Vec<(Vec<usize>, Vec<String>)> = Vec::new();
+    for (i, n) in nodes.iter().enumerate() {
+        if down.contains(n) || frozen.contains(n) {
+            continue;
+        }
+        match sides.iter_mut().find(|(l, _)| *l == labels[i]) {
+            Some((_, side)) => side.push(n.clone()),
+            None => sides.push((labels[i].clone(), vec![n.clone()])),
+        }
+    }
+    Ok(Situation {
+        sides: sides.into_iter().map(|(_, s)| s).collect(),
+        down: down.into_iter().collect(),
+        frozen: frozen.into_iter().collect(),
+    })
+}
+
+/// What each node sees in a situation; None for a frozen node.
+pub fn predict(model: &Model, situation: &Situation, node: &str) -> Option<Prediction> {
+    if situation.frozen.iter().any(|n| n == node) {
+        return None;
+    }
+    if situation.down.iter().any(|n| n == node) {
+        return Some(Prediction {
+            quorate: false,
+            members: Vec::new(),
+        });
+    }
+    let id = |name: &String| {
+        model
+            .config
+            .nodes
+            .iter()
+            .find(|n| &n.1 == name)
+            .map_or(0, |n| n.0)
+    };
+    let ids: Vec<Vec<u32>> = situation
+        .sides
+        .iter()
+        .map(|s| s.iter().map(id).collect())
+        .collect();
+    // Cuts drop traffic between nodes only: every side reaches qnetd.
+    let quorate = model
+        .config
+        .outcome(&ids, &vec![true; situation.sides.len()]);
+    let i = situation
+        .sides
+        .iter()
+        .position(|s| s.iter().any(|n| n == node))?;
+    Some(Prediction {
+        quorate: quorate[i],
+        members: situation.sides[i].clone(),
+    })
+}
+
+/// The experiment with every `"predicted"` field filled in from the model,
+/// and with `oracle` one expectation per node for every change of faults
+/// that lasts long enough to settle. Errors name the expectation.
+pub fn resolve(
+    experiment: &Experiment,
+    plan: &Plan,
+    model: &Model,
+    oracle: bool,
+) -> Result<Experiment, Vec<String>> {
+    let mut errors = Vec::new();
+    let mut resolved = experiment.clone();
+    let window = model.window();
+    for e in &mut resolved.expects {
+        if !e.predicted.any() {
+            continue;
+        }
+        let Some(t) = anchor_at(plan, &e.after) else {
+            continue;
+        };
+        if e.predicted.within {
+            e.within = window;
+        }
+        if !(e.predicted.quorate || e.predicted.members) {
+            continue;
+        }
+        let active = active_at(experiment, plan, t);
+        let situation = match situation(&plan.nodes, model.links, &active) {
+            Ok(s) => s,
+            Err(why) => {
+                errors.push(format!("expectation {:?}: cannot predict: {why}", e.name));
+                continue;
+            }
+        };
+        let targets: Vec<&String> = match &e.nodes {
+            NodeSet::All => plan.nodes.iter().collect(),
+            NodeSet::Some(n) => n.iter().collect(),
+        };
+        let predictions: Vec<Option<Prediction>> = targets
+            .iter()
+            .map(|n| predict(model, &situation, n))
+            .collect();
+        let Some(first) = predictions.first().cloned().flatten() else {
+            errors.push(format!(
+                "expectation {:?}: cannot predict the view of a paused node",
+                e.name
+            ));
+            continue;
+        };
+        if predictions.iter().any(|p| p.as_ref() != Some(&first)) {
+            errors.push(format!(
+                "expectation {:?}: its nodes are predicted to see different things; \
+                 give each side its own expectation",
+                e.name
+            ));
+            continue;
+        }
+        if e.predicted.quorate {
+            e.quorate = Some(first.quorate);
+        }
+        if e.predicted.members {
+            e.members = Some(NodeSet::Some(first.members.clone()));
+        }
+    }
+    if oracle {
+        resolved
+            .expects
+            .extend(oracle_expectations(experiment, plan, model));
+    }
+    if errors.is_empty() {
+        Ok(resolved)
+    } else {
+        Err(errors)
+    }
+}
+
+/// For `run --oracle`: after every apply and heal, each node's predicted
+/// state, where the model can say, the faults stay as they are for at
+/// least the prediction's window, and the cluster had that long to settle
+/// before (after a flapping link corosync may take many tokens to merge
+/// again: the model predicts from a settled cluster only).
+pub fn oracle_expectations(experiment: &Experiment, plan: &Plan, model: &Model) -> Vec<Expect> {
+    let window = model.window();
+    let mut anchors: Vec<(Duration, Anchor)> = Vec::new();
+    for f in &plan.faults {
+        anchors.push((
+            f.at,
+            Anchor {
+                fault: f.id.clone(),
+                healed: false,
+            },
+        ));
+        anchors.push((
+            f.heal_at.unwrap_or(plan.end),
+            Anchor {
+                fault: f.id.clone(),
+                healed: true,
+            },
+        ));
+    }
+    anchors.sort_by_key(|(t, _)| *t);
+    let changes: Vec<Duration> = anchors.iter().map(|(t, _)| *t).collect();
+    let mut expects = Vec::new();
+    for (t, anchor) in &anchors {
+        // Several changes at one moment: judge from the last of them.
+        let last_here = anchors
+            .iter()
+            .rev()
+            .find(|(u, _)| u == t)
+            .is_some_and(|(_, a)| a == anchor);
+        let next = changes.iter().find(|u| *u > t).copied();
+        let settled = changes
+            .iter()
+            .rev()
+            .find(|u| *u < t)
+            .is_none_or(|before| *t - *before >= window);
+        // Faults still in force at the end heal at plan.end and are
+        // watched for `after_end` more.
+        let lasts = next.map_or(plan.after_end.max(window), |n| n - *t);
+        if !last_here || lasts < window || !settled {
+            continue;
+        }
+        let Ok(situation) = situation(&plan.nodes, model.links, &active_at(experiment, plan, *t))
+        else {
+            continue;
+        };
+        for node in &plan.nodes {
+            let Some(p) = predict(model, &situation, node) else {
+                continue;
+            };
+            expects.push(Expect {
+                name: format!(
+                    "oracle: {node} after {anchor}: {} {}",
+                    if p.quorate { "quorate" } else { "not quorate" },
+                    if p.members.is_empty() {
+                        "(down)".to_owned()
+                    } else {
+                        format!("with {}", p.members.join(","))
+                    }
+                ),
+                after: anchor.clone(),
+                nodes: NodeSet::Some(vec![node.clone()]),
+                quorate: Some(p.quorate),
+                members: Some(NodeSet::Some(p.members)),
+                total_votes: None,
+                within: window,
+                hold: Duration::ZERO,
+                predicted: Default::default(),
+            });
+        }
+    }
+    expects
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::{Inventory, InventoryNode, Power};
+    use std::collections::BTreeMap;
+
+    fn inventory(nodes: usize, links: usize) -> Inventory {
+        Inventory {
+            name: "t".into(),
+            nodes: (1..=nodes)
+                .map(|i| InventoryNode {
+                    name: format!("pve{i}"),
+                    connect: "false".into(),
+                    links: (0..links)
+                        .map(|l| (format!("ring{l}"), format!("198.18.{l}.{i}")))
+                        .collect(),
+                    power: Power::Lab { lab: "t".into() },
+                })
+                .collect(),
+        }
+    }
+
+    fn model(nodes: usize, links: usize, cmap: &[(&str, &str)]) -> Model {
+        let cmap: BTreeMap<String, String> = cmap
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Model {
+            config: QuorumConfig::from_cmap(
+                (1..=nodes as u32).map(|i| (i, format!("pve{i}"))).collect(),
+                &cmap,
+            ),
+            // Three nodes with a 1 s token: 1650 + 1980 ms.
+            timing: Timing {
+                token_ms: 1650,
+                consensus_ms: 1980,
+            },
+            links,
+        }
+    }
+
+    fn drill(nodes: usize, links: usize, text: &str) -> (Experiment, Plan) {
+        let text = format!("name = \"t\"\nnodes = {nodes}\n{text}");
+        let e = crate::experiment::parse(std::path::Path::new("t.toml"), &text)
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        let p = crate::plan::plan(&e, &inventory(nodes, links)).unwrap();
+        (e, p)
+    }
+
+    fn names(n: &[&str]) -> Vec<String> {
+        n.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn faults_make_sides() {
+        let nodes = names(&["pve1", "pve2", "pve3", "pve4", "pve5"]);
+        let (e, _) = drill(
+            5,
+            2,
+            r#"
+[[fault]]
+id = "split"
+kind = "partition"
+groups = [["pve1", "pve2", "pve3"], ["pve4", "pve5"]]
+[[fault]]
+id = "alone"
+kind = "isolate"
+nodes = ["pve1"]
+[[fault]]
+id = "kill"
+kind = "kill"
+nodes = ["pve5"]
+[[fault]]
+id = "pause"
+kind = "pause"
+nodes = ["pve2"]
+[[fault]]
+id = "ring1"
+kind = "link-down"
+nodes = ["pve3"]
+link = 1
+[[fault]]
+id = "one-link-only"
+kind = "partition"
+groups = [["pve1"], ["pve2", "pve3", "pve4", "pve5"]]
+links = [1]
+[[expect]]
+after = "split"
+nodes = "all"
+quorate = true
+within = "5s"
+"#,
+        );
+        let all: Vec<&FaultSpec> = e.faults.iter().collect();
+        let s = situation(&nodes, 2, &all).unwrap();
+        assert_eq!(
+            s,
+            Situation {
+                sides: vec![names(&["pve1"]), names(&["pve3"]), names(&["pve4"])],
+                down: names(&["pve5"]),
+                frozen: names(&["pve2"]),
+            }
+        );
+        // One link: a link down cuts the node off.
+        let s = situation(&nodes, 1, &[&e.faults[4]]).unwrap();
+        assert_eq!(s.sides.len(), 2, "{s:?}");
+    }
+
+    #[test]
+    fn unmodelled_faults_are_named() {
+        let (e, _) = drill(
+            3,
+            1,
+            r#"
+[[fault]]
+id = "lossy"
+kind = "degrade"
+nodes = ["pve1"]
+loss = "30%"
+[[expect]]
+after = "lossy"
+nodes = "all"
+quorate = true
+within = "5s"
+"#,
+        );
+        let err = situation(&names(&["pve1", "pve2", "pve3"]), 1, &[&e.faults[0]]).unwrap_err();
+        assert!(err.contains("\"lossy\": a degraded link"), "{err}");
+    }
+
+    #[test]
+    fn predicted_fields_are_filled_in_from_the_model() {
+        let (e, p) = drill(
+            3,
+            1,
+            r#"
+[[fault]]
+id = "cut"
+kind = "isolate"
+nodes = ["pve3"]
+heal_after = "10s"
+[[expect]]
+name = "majority"
+after = "cut"
+nodes = ["pve1", "pve2"]
+quorate = "predicted"
+members = "predicted"
+within = "predicted"
+[[expect]]
+name = "minority"
+after = "cut"
+nodes = ["pve3"]
+quorate = "predicted"
+within = "8s"
+[[expect]]
+name = "whole"
+after = "cut.healed"
+nodes = "all"
+quorate = "predicted"
+members = "predicted"
+within = "predicted"
+"#,
+        );
+        let m = model(3, 1, &[]);
+        let r = resolve(&e, &p, &m, false).unwrap();
+        let window = Duration::from_millis(5037);
+        assert_eq!(r.expects[0].quorate, Some(true));
+        assert_eq!(
+            r.expects[0].members,
+            Some(NodeSet::Some(names(&["pve1", "pve2"])))
+        );
+        assert_eq!(r.expects[0].within, window);
+        assert_eq!(r.expects[1].quorate, Some(false));
+        assert_eq!(r.expects[1].within, Duration::from_secs(8));
+        assert_eq!(r.expects[2].quorate, Some(true));
+        assert_eq!(
+            r.expects[2].members,
+            Some(NodeSet::Some(names(&["pve1", "pve2", "pve3"])))
+        );
+        // With a forced expected_votes of 2 (corosync-quorumtool -e 2), pve3
+        // alone is still not quorate, and the majority keeps quorum.
+        let r = resolve(&e, &p, &model(3, 1, &[("expected_votes", "2")]), false).unwrap();
+        assert_eq!(r.expects[1].quorate, Some(false));
+        // Two nodes, two_node: each half keeps quorum; the expectation
+        // names both sides, which the model says see different things.
+        let (e, p) = drill(
+            2,
+            1,
+            r#"
+[[fault]]
+id = "cut"
+kind = "isolate"
+nodes = ["pve2"]
+[[expect]]
+after = "cut"
+nodes = "all"
+quorate = "predicted"
+members = "predicted"
+within = "predicted"
+"#,
+        );
+        let errs = resolve(&e, &p, &model(2, 1, &[("two_node", "1")]), false).unwrap_err();
+        assert!(errs[0].contains("different things"), "{errs:?}");
+    }
+
+    #[test]
+    fn the_oracle_checks_each_node_after_each_change_that_lasts() {
+        let (e, p) = drill(
+            3,
+            1,
+            r#"
+[[fault]]
+id = "cut"
+kind = "isolate"
+nodes = ["pve3"]
+heal_after = "10s"
+[[fault]]
+id = "blip"
+kind = "isolate"
+nodes = ["pve1"]
+at = "20s"
+heal_after = "1s"
+[[expect]]
+after = "cut"
+nodes = ["pve1"]
+quorate = true
+within = "5s"
+"#,
+        );
+        let oracle = oracle_expectations(&e, &p, &model(3, 1, &[]));
+        let names: Vec<&str> = oracle.iter().map(|x| x.name.as_str()).collect();
+        // cut and cut.healed, three nodes each; not the blip (1 s: too
+        // short to settle) nor its heal (from an unsettled cluster).
+        assert_eq!(names.len(), 6, "{names:#?}");
+        assert!(names.contains(&"oracle: pve3 after cut: not quorate with pve3"));
+        assert!(names.contains(&"oracle: pve1 after cut: quorate with pve1,pve2"));
+        assert!(names.contains(&"oracle: pve2 after cut.healed: quorate with pve1,pve2,pve3"));
+        assert!(!names.iter().any(|n| n.contains("after blip")));
+    }
+}
