@@ -518,6 +518,70 @@ fn drills_entirely_over_ssh() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("pve2: corodrill-agent"));
 }
 
+/// Random drills: a fixed seed draws the same faults; against the real
+/// model every step holds; against a planted wrong one (expected_votes=1:
+/// a node alone would keep quorum) the drill fails, writes the step as an
+/// experiment, shrinks it, and the shrunk file reproduces the failure.
+#[test]
+fn random_drill_holds_and_catches_a_wrong_model() {
+    let _turn = one_lab_at_a_time();
+    let lab = TestLab::up(&["--links", "2"]);
+    let inventory = lab.dir().join("inventory.toml");
+    let dir = scratch(&format!("{}-random", lab.name));
+    let random = |extra: &[&str]| {
+        Command::new(CORODRILL)
+            .args(["drill", "--random", "--seed", "7", "--inventory"])
+            .arg(&inventory)
+            .arg("--out")
+            .arg(&dir)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = random(&["--duration", "2m"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("all held") && stdout.contains("faults judged per minute"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.lines().filter(|l| l.starts_with("step ")).count() >= 5,
+        "{stdout}"
+    );
+    lab_clean(&lab, 3);
+
+    let out = random(&["--duration", "2m", "--model-override", "expected_votes=1"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("expected pve"), "{stdout}");
+    let shrunk = dir.join("random-seed-7-step-1-shrunk.toml");
+    assert!(stdout.contains("shrunk to 1 fault(s)"), "{stdout}");
+    let e =
+        corodrill::experiment::parse(&shrunk, &std::fs::read_to_string(&shrunk).unwrap()).unwrap();
+    assert_eq!(e.faults.len(), 1);
+    assert!(dir.join("random-seed-7-step-1.toml").is_file());
+    lab_clean(&lab, 3);
+
+    let rerun = |extra: &[&str]| {
+        Command::new(CORODRILL)
+            .arg("run")
+            .arg(&shrunk)
+            .arg("--inventory")
+            .arg(&inventory)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = rerun(&["--model-override", "expected_votes=1"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = rerun(&[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    lab_clean(&lab, 3);
+    lab.down();
+    assert_nothing_left(&lab.name);
+}
+
 #[test]
 fn two_node_drills() {
     let _turn = one_lab_at_a_time();
@@ -560,6 +624,40 @@ fn five_node_drill() {
     let _turn = one_lab_at_a_time();
     let lab = TestLab::up(&["--nodes", "5"]);
     assert_all_pass(&lab, &shipped(&["five-nodes-split-two-three"]));
+    lab_clean(&lab, 5);
+
+    // Every way of splitting five nodes in two (15), one at a time, with
+    // run --oracle: the model's prediction for every node after every split
+    // and every heal equals what corosync did, in state and in time.
+    let dir = scratch(&format!("{}-splits", lab.name));
+    let nodes: Vec<String> = (1..=5).map(|i| format!("pve{i}")).collect();
+    let file = dir.join("every-split.toml");
+    std::fs::write(
+        &file,
+        corodrill::predict::every_split_drill(&nodes, Duration::from_secs(9)),
+    )
+    .unwrap();
+    let junit = dir.join("junit.xml");
+    let out = Command::new(CORODRILL)
+        .args(["run", "--oracle", "--inventory"])
+        .arg(lab.dir().join("inventory.toml"))
+        .arg(&file)
+        .arg("--junit")
+        .arg(&junit)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let report = Report::deserialize_from_str(&std::fs::read_to_string(&junit).unwrap()).unwrap();
+    let oracle: Vec<_> = report.test_suites[0]
+        .test_cases
+        .iter()
+        .filter(|c| c.name.as_str().starts_with("oracle: "))
+        .collect();
+    // 15 splits and 15 heals, five nodes each.
+    assert_eq!(oracle.len(), 150, "{}", text(&out));
+    assert!(oracle
+        .iter()
+        .all(|c| matches!(c.status, quick_junit::TestCaseStatus::Success { .. })));
     lab_clean(&lab, 5);
     lab.down();
     assert_nothing_left(&lab.name);

@@ -75,6 +75,7 @@ fn main() {
         power_timeout: Duration::from_secs(120),
         boot_timeout: Duration::from_secs(600),
         oracle: false,
+        model_override: Default::default(),
         progress: &|_| {},
         cancel: &cancel,
     };

@@ -1,6 +1,7 @@
 //! `corodrill run`, `check` and `demo`: the pipeline wired together.
 //! experiment -> plan -> run (event log) -> judge -> report.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -23,6 +24,7 @@ pub struct RunArgs {
     pub repeat: usize,
     pub lease: Duration,
     pub oracle: bool,
+    pub model_override: BTreeMap<String, String>,
 }
 
 /// Exit statuses (DESIGN.md): 0 all held, 1 a verdict failed, 2 invalid
@@ -125,15 +127,13 @@ pub fn run_command(args: &RunArgs, progress: &dyn Fn(&str), cancel: &AtomicBool)
         }
         return 0;
     }
-    let (results, code) = drill_all(
-        &planned,
-        &inventory,
-        args.repeat,
-        args.lease,
-        args.oracle,
-        progress,
-        cancel,
-    );
+    let opts = RunOptions {
+        lease: args.lease,
+        oracle: args.oracle,
+        model_override: args.model_override.clone(),
+        ..RunOptions::new(progress, cancel)
+    };
+    let (results, code) = drill_all(&planned, &inventory, args.repeat, &opts);
     finish(
         &results,
         code,
@@ -149,21 +149,9 @@ fn drill_all(
     planned: &[(Experiment, Plan)],
     inventory: &Inventory,
     repeat: usize,
-    lease: Duration,
-    oracle: bool,
-    progress: &dyn Fn(&str),
-    cancel: &AtomicBool,
+    opts: &RunOptions,
 ) -> (Vec<Vec<DrillResult>>, u8) {
-    let opts = RunOptions {
-        lease,
-        connect_timeout: Duration::from_secs(20),
-        whole_timeout: Duration::from_secs(60),
-        power_timeout: Duration::from_secs(120),
-        boot_timeout: Duration::from_secs(600),
-        oracle,
-        progress,
-        cancel,
-    };
+    let (progress, cancel) = (opts.progress, opts.cancel);
     let mut all = Vec::new();
     for (e, p) in planned {
         let mut runs = Vec::new();
@@ -179,7 +167,7 @@ fn drill_all(
                 e.file.display()
             ));
             let started = Instant::now();
-            let result = run::run(e, p, inventory, &opts);
+            let result = run::run(e, p, inventory, opts);
             let (experiment, log, error) = match result {
                 Ok(ran) => (ran.experiment, ran.log, None),
                 Err(aborted) => (e.clone(), aborted.log, Some(aborted.error)),
@@ -369,15 +357,7 @@ pub fn demo(
                 }
             }
         }
-        let (results, c) = drill_all(
-            &planned,
-            &inventory,
-            1,
-            Duration::from_secs(10),
-            false,
-            progress,
-            cancel,
-        );
+        let (results, c) = drill_all(&planned, &inventory, 1, &RunOptions::new(progress, cancel));
         for runs in &results {
             println!("{}", report::summary(runs));
         }

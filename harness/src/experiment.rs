@@ -231,6 +231,10 @@ pub struct Invariants {
     /// Every fault rolled back and the cluster whole again at the end.
     #[serde(default = "yes")]
     pub whole_at_end: bool,
+    /// Judge every node after every change of faults against the quorum
+    /// oracle, as `run --oracle` does (random drills' reproductions say it).
+    #[serde(default)]
+    pub oracle: bool,
 }
 
 fn yes() -> bool {
@@ -242,6 +246,7 @@ impl Default for Invariants {
         Invariants {
             split_brain: SplitBrain::Forbid,
             whole_at_end: true,
+            oracle: false,
         }
     }
 }

@@ -16,5 +16,6 @@ pub mod oracle;
 pub mod plan;
 pub mod power;
 pub mod predict;
+pub mod random;
 pub mod report;
 pub mod run;

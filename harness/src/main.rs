@@ -77,6 +77,36 @@ enum Command {
         /// quorum oracle (predicted state and time); a mismatch fails.
         #[arg(long)]
         oracle: bool,
+        /// A corosync setting the oracle assumes instead of the cluster's
+        /// (for example expected_votes=2): "what if" (repeatable).
+        #[arg(long = "model-override", value_name = "KEY=VALUE", value_parser = key_value)]
+        model_override: Vec<(String, String)>,
+    },
+    /// Random drills: random faults one step at a time, each judged by the
+    /// quorum oracle and the split-brain invariant; a failure is written
+    /// out as an experiment that reproduces it, then shrunk.
+    #[command(
+        after_help = "Example:\n  corodrill drill --random --inventory /var/lib/corodrill/labs/lab/inventory.toml --seed 7 --duration 10m"
+    )]
+    Drill {
+        /// The only kind of drill so far.
+        #[arg(long, required = true)]
+        random: bool,
+        #[arg(long)]
+        inventory: PathBuf,
+        /// The same seed draws the same faults (default: from the clock, printed).
+        #[arg(long)]
+        seed: Option<u64>,
+        #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+        duration: Duration,
+        /// Where a failing step and its shrunk form are written.
+        #[arg(long, default_value = "reports")]
+        out: PathBuf,
+        /// A corosync setting the oracle assumes instead of the cluster's (repeatable).
+        #[arg(long = "model-override", value_name = "KEY=VALUE", value_parser = key_value)]
+        model_override: Vec<(String, String)>,
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        lease: Duration,
     },
     /// Each node's view of quorum, live, from its agent.
     #[command(
@@ -172,6 +202,14 @@ fn catch_signals() {
     for s in [Signal::SIGINT, Signal::SIGTERM] {
         // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
         let _ = unsafe { sigaction(s, &action) };
+    }
+}
+
+/// `KEY=VALUE` on the command line.
+fn key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.trim().to_owned())),
+        _ => Err(format!("{s:?}: expected KEY=VALUE")),
     }
 }
 
@@ -284,6 +322,32 @@ fn main() -> ExitCode {
             }
         }
         Command::Check { experiments } => Ok(ExitCode::from(drills::check(&experiments))),
+        Command::Drill {
+            random: _,
+            inventory,
+            seed,
+            duration,
+            out,
+            model_override,
+            lease,
+        } => {
+            let seed = seed.unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(1, |d| d.as_secs())
+            });
+            let args = corodrill::random::RandomArgs {
+                inventory,
+                seed,
+                duration,
+                out,
+                model_override: model_override.into_iter().collect(),
+                lease,
+            };
+            Ok(ExitCode::from(corodrill::random::random_drill(
+                &args, &progress, &CANCEL,
+            )))
+        }
         Command::Status { inventory } => Ok(ExitCode::from(corodrill::ops::status(&inventory))),
         Command::Heal { inventory } => Ok(ExitCode::from(corodrill::ops::heal(&inventory))),
         Command::Plan { inventory, from } => Ok(ExitCode::from(corodrill::ops::plan(
@@ -308,6 +372,7 @@ fn main() -> ExitCode {
             repeat,
             lease,
             oracle,
+            model_override,
         } => {
             catch_signals();
             let args = RunArgs {
@@ -320,6 +385,7 @@ fn main() -> ExitCode {
                 repeat,
                 lease,
                 oracle,
+                model_override: model_override.into_iter().collect(),
             };
             Ok(ExitCode::from(drills::run_command(
                 &args, &progress, &CANCEL,

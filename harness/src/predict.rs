@@ -595,3 +595,85 @@ within = "5s"
         assert!(!names.iter().any(|n| n.contains("after blip")));
     }
 }
+
+/// Every way of splitting `nodes` into two non-empty groups (2^(n-1) - 1
+/// of them), the group holding the first node first.
+pub fn two_way_splits(nodes: &[String]) -> Vec<[Vec<String>; 2]> {
+    let n = nodes.len();
+    if !(2..=16).contains(&n) {
+        return Vec::new();
+    }
+    (1u32..(1 << (n - 1)))
+        .map(|mask| {
+            // Bit i set: node i+1 goes to the second group; node 0 stays.
+            let (mut a, mut b) = (vec![nodes[0].clone()], Vec::new());
+            for (i, node) in nodes.iter().enumerate().skip(1) {
+                if mask & (1 << (i - 1)) != 0 {
+                    b.push(node.clone());
+                } else {
+                    a.push(node.clone());
+                }
+            }
+            [a, b]
+        })
+        .collect()
+}
+
+/// A drill that splits the cluster every way in two, one split at a time:
+/// each lasts `hold`, then `hold` healed before the next. Meant for `run
+/// --oracle`, which judges every node after every split and every heal.
+pub fn every_split_drill(nodes: &[String], hold: Duration) -> String {
+    let splits = two_way_splits(nodes);
+    let quote = |g: &[String]| {
+        g.iter()
+            .map(|n| format!("{n:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let secs = hold.as_secs_f64();
+    let mut text = format!(
+        "name = \"every-split-of-{n}\"\n\
+         description = \"Every way of splitting {n} nodes in two, one at a time, judged by the oracle (run --oracle).\"\n\
+         nodes = {n}\n",
+        n = nodes.len()
+    );
+    for (i, [a, b]) in splits.iter().enumerate() {
+        text.push_str(&format!(
+            "\n[[fault]]\nid = \"split{}\"\nkind = \"partition\"\ngroups = [[{}], [{}]]\nat = \"{}ms\"\nheal_after = \"{}ms\"\n",
+            i + 1,
+            quote(a),
+            quote(b),
+            (2.0 * secs * i as f64 * 1000.0).round(),
+            (secs * 1000.0).round()
+        ));
+    }
+    text.push_str(&format!(
+        "\n[[expect]]\nname = \"whole after the last split\"\nafter = \"split{}.healed\"\nnodes = \"all\"\nquorate = true\nmembers = \"all\"\nwithin = \"{}ms\"\n",
+        splits.len(),
+        (secs * 1000.0).round()
+    ));
+    text
+}
+
+#[cfg(test)]
+mod split_tests {
+    use super::*;
+
+    #[test]
+    fn five_nodes_split_fifteen_ways() {
+        let nodes: Vec<String> = (1..=5).map(|i| format!("pve{i}")).collect();
+        let splits = two_way_splits(&nodes);
+        assert_eq!(splits.len(), 15);
+        let mut seen = std::collections::BTreeSet::new();
+        for [a, b] in &splits {
+            assert_eq!(a.len() + b.len(), 5);
+            assert!(!b.is_empty() && a[0] == "pve1");
+            assert!(seen.insert(b.clone()));
+        }
+        let text = every_split_drill(&nodes, Duration::from_secs(9));
+        let e = crate::experiment::parse(std::path::Path::new("every.toml"), &text)
+            .unwrap_or_else(|e| panic!("{e:?}\n{text}"));
+        assert_eq!(e.faults.len(), 15);
+        assert_eq!(e.faults[14].at, Duration::from_secs(14 * 18));
+    }
+}

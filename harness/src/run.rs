@@ -64,9 +64,31 @@ pub struct RunOptions<'a> {
     pub boot_timeout: Duration,
     /// Check every node after every change of faults against the oracle.
     pub oracle: bool,
+    /// corosync settings (cmap keys, `expected_votes`, `two_node`...) the
+    /// oracle assumes instead of the cluster's: "what if", and how the
+    /// oracle's own tests plant a wrong model.
+    pub model_override: BTreeMap<String, String>,
     pub progress: &'a dyn Fn(&str),
     /// Set by Ctrl-C: heal and stop.
     pub cancel: &'a AtomicBool,
+}
+
+impl<'a> RunOptions<'a> {
+    /// The defaults `run` uses: a 10 s lease, 20 s to connect, a minute to
+    /// be whole, two minutes to switch power, ten to boot.
+    pub fn new(progress: &'a dyn Fn(&str), cancel: &'a AtomicBool) -> RunOptions<'a> {
+        RunOptions {
+            lease: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(20),
+            whole_timeout: Duration::from_secs(60),
+            power_timeout: Duration::from_secs(120),
+            boot_timeout: Duration::from_secs(600),
+            oracle: false,
+            model_override: BTreeMap::new(),
+            progress,
+            cancel,
+        }
+    }
 }
 
 /// The log so far, with the error that ended the drill early.
@@ -180,7 +202,12 @@ pub fn run(
         log: Vec::new(),
     };
     let mut drill = Drill::connect(experiment, plan, inventory, opts).map_err(aborted)?;
-    let (nodes, cmap) = crate::ops::cluster_config(&drill.agents);
+    let (nodes, mut cmap) = crate::ops::cluster_config(&drill.agents);
+    cmap.extend(
+        opts.model_override
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone())),
+    );
     let model = crate::predict::Model {
         config: crate::oracle::QuorumConfig::from_cmap(nodes, &cmap),
         timing: crate::oracle::Timing::from_runtime(&cmap).unwrap_or_else(|| {
@@ -188,8 +215,9 @@ pub fn run(
         }),
         links: inventory.links(),
     };
+    let oracle = opts.oracle || experiment.invariants.oracle;
     let experiment =
-        crate::predict::resolve(experiment, plan, &model, opts.oracle).map_err(|errors| {
+        crate::predict::resolve(experiment, plan, &model, oracle).map_err(|errors| {
             aborted(RunError::Requires(format!(
                 "{}: {}",
                 experiment.file.display(),
