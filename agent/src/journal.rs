@@ -16,6 +16,18 @@ pub struct Entry {
     pub fault_id: String,
     pub kind: String,
     pub undo: Undo,
+    /// The kernel's boot id when the fault was applied: an entry from an
+    /// earlier boot describes state the reboot already wiped.
+    #[serde(default)]
+    pub boot_id: Option<String>,
+}
+
+/// This boot's id (`/proc/sys/kernel/random/boot_id`).
+pub fn boot_id() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
 }
 
 pub struct Journal {

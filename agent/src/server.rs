@@ -88,9 +88,18 @@ impl Agent {
     /// Rolls back what a previous agent journaled (it died or was killed).
     pub fn recover(&mut self) -> Vec<RollbackReport> {
         let entries = self.journal.entries.clone();
+        let this_boot = crate::journal::boot_id();
         entries
             .into_iter()
             .map(|e| {
+                // At boot (the rollback unit runs before corosync) a fault
+                // of an earlier boot is mostly gone already: acting on it
+                // (starting corosync, say) would only wait on the boot.
+                let rebooted = this_boot.is_some() && e.boot_id.is_some() && e.boot_id != this_boot;
+                if let Some(result) = rebooted.then(|| faults::after_reboot(&e.undo)).flatten() {
+                    let _ = self.journal.remove(&e.fault_id);
+                    return report(&e.fault_id, &e.kind, result);
+                }
                 let report = report(
                     &e.fault_id,
                     &e.kind,
@@ -122,6 +131,7 @@ impl Agent {
                 fault_id: fault_id.to_owned(),
                 kind: kind.clone(),
                 undo: undo.clone(),
+                boot_id: crate::journal::boot_id(),
             })
         };
         match faults::apply(&mut self.ctx, fault, allow_management_cut, &mut record) {

@@ -155,6 +155,23 @@ pub fn rollback(ctx: &mut Ctx, undo: &Undo) -> Result<String, String> {
     }
 }
 
+/// What a reboot did to a fault applied before it, if that settles it:
+/// kernel state (nftables, qdiscs, NFQUEUE rules, link state) and processes
+/// do not survive a reboot; a clock stepped before it cannot be put back
+/// from the journal (the monotonic clock restarted). None: roll it back as
+/// usual (an operator command's undo).
+pub fn after_reboot(undo: &Undo) -> Option<Result<String, String>> {
+    match undo {
+        Undo::Nft(_) | Undo::LinkUp(_) | Undo::Degrade(_) | Undo::Process(_) => {
+            Some(Ok("the node rebooted since: the fault went with it".into()))
+        }
+        Undo::Clock(_) => Some(Err(
+            "the node rebooted while its clock was skewed: check that NTP has set it right".into(),
+        )),
+        Undo::Command(_) => None,
+    }
+}
+
 fn refuse_management_cut(ctx: &Ctx, fault: &Fault) -> Result<(), String> {
     let Some(mgmt) = ctx.management else {
         return Ok(());
@@ -184,5 +201,30 @@ pub fn family(addr: &IpAddr) -> (&'static str, &'static str) {
     match addr {
         IpAddr::V4(_) => ("ip", "ipv4_addr"),
         IpAddr::V6(_) => ("ip6", "ipv6_addr"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reboot_settles_kernel_and_process_faults_but_not_commands() {
+        let command = Undo::Command(command::CommandUndo {
+            undo: Some("pvecm expected 3".into()),
+        });
+        assert_eq!(after_reboot(&command), None);
+        let clock = Undo::Clock(clock::ClockUndo {
+            target: clock::ClockTarget::Settime {
+                real_ns: 0,
+                mono_ns: 0,
+                boot_id: "an-earlier-boot".into(),
+            },
+            offset_ms: 300_000,
+            strobe_ms: None,
+            skewed: true,
+            flipped_mono_ns: 0,
+        });
+        assert!(matches!(after_reboot(&clock), Some(Err(m)) if m.contains("NTP")));
     }
 }
