@@ -21,7 +21,7 @@ test: deps
 
 bench: deps
 	$(CARGO) build --release --workspace
-	$(CARGO) bench --bench lab_up --bench agent --bench drills
+	$(CARGO) bench --bench lab_up --bench agent --bench drills --bench oracle
 
 lint:
 	$(CARGO) fmt --check
