@@ -7,6 +7,7 @@ mod nft;
 mod node;
 mod preflight;
 mod quorum;
+mod resources;
 mod server;
 
 use std::path::PathBuf;

@@ -358,6 +358,18 @@ pub fn serve(mut agent: Agent, hello_node: String, node_id: Option<u32>) -> i32 
                 }
                 Outcome::Ok { mono_ns: mono_ns() }
             }
+            Op::WatchResources {
+                resources,
+                interval_ms,
+            } => {
+                let out = out.clone();
+                let (resources, interval) = (
+                    resources.clone(),
+                    Duration::from_millis((*interval_ms).max(100)),
+                );
+                std::thread::spawn(move || crate::resources::watch(&out, resources, interval));
+                Outcome::Ok { mono_ns: mono_ns() }
+            }
             Op::Preflight { peers } => Outcome::Checks {
                 checks: crate::preflight::run(peers),
             },

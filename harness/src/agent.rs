@@ -274,6 +274,7 @@ fn op_name(op: &Op) -> &'static str {
         Op::Heal { .. } => "heal",
         Op::HealAll => "heal_all",
         Op::Watch => "watch",
+        Op::WatchResources { .. } => "watch_resources",
         Op::Shutdown => "shutdown",
         Op::Preflight { .. } => "preflight",
     }

@@ -44,6 +44,60 @@ pub struct Experiment {
     pub faults: Vec<FaultSpec>,
     pub expects: Vec<Expect>,
     pub invariants: Invariants,
+    /// Resources whose placement the agents watch (`[[watch]]`).
+    pub watches: Vec<WatchSpec>,
+}
+
+/// A resource to watch on every node: where each node's view says it runs.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchSpec {
+    pub resource: String,
+    /// Only `pacemaker` so far.
+    #[serde(default = "pacemaker")]
+    pub kind: String,
+    /// How often each node reads its view.
+    #[serde(default = "half_a_second", with = "humantime_serde_lite")]
+    pub interval: Duration,
+    /// A clone runs on several nodes by design: no double-active check.
+    #[serde(default)]
+    pub clone: bool,
+}
+
+fn pacemaker() -> String {
+    "pacemaker".into()
+}
+
+fn half_a_second() -> Duration {
+    Duration::from_millis(500)
+}
+
+/// `interval = "500ms"` as a humantime string.
+mod humantime_serde_lite {
+    use serde::{Deserialize, Deserializer};
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// What an expectation on a resource wants each listed node's view to say.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ResourceWant {
+    /// Active on exactly one node, one of these.
+    RunningOn(Vec<String>),
+    /// Active nowhere.
+    Stopped,
+    /// Active somewhere, on none of the nodes it was on at the anchor.
+    Moved,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResourceExpect {
+    pub resource: String,
+    pub want: ResourceWant,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
@@ -187,6 +241,8 @@ pub struct Expect {
     /// Fields the file left to the oracle (`"predicted"`), filled in by
     /// `predict::resolve` once the cluster's configuration is known.
     pub predicted: Predicted,
+    /// An expectation on a watched resource instead of quorum.
+    pub resource: Option<ResourceExpect>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -235,6 +291,10 @@ pub struct Invariants {
     /// oracle, as `run --oracle` does (random drills' reproductions say it).
     #[serde(default)]
     pub oracle: bool,
+    /// A watched resource (not a clone) active on two nodes at once:
+    /// forbidden, or provoked on purpose (no fencing) and expected.
+    #[serde(default)]
+    pub double_active: SplitBrain,
 }
 
 fn yes() -> bool {
@@ -247,6 +307,7 @@ impl Default for Invariants {
             split_brain: SplitBrain::Forbid,
             whole_at_end: true,
             oracle: false,
+            double_active: SplitBrain::Forbid,
         }
     }
 }
@@ -318,6 +379,8 @@ struct RawExperiment {
     #[serde(default)]
     expect: Vec<Spanned<Table>>,
     invariants: Option<Spanned<Value>>,
+    #[serde(default)]
+    watch: Vec<Spanned<Table>>,
 }
 
 /// Collects diagnostics against one file's text.
@@ -469,10 +532,35 @@ pub fn parse(file: &Path, text: &str) -> Result<Experiment, Vec<Diagnostic>> {
     if faults.is_empty() && c.errors.is_empty() {
         c.at(0, "the experiment has no [[fault]]");
     }
+    let mut watches: Vec<WatchSpec> = Vec::new();
+    for entry in raw.watch {
+        let span = entry_span(text, entry.span());
+        if let Some(w) = c.typed::<WatchSpec>(&span, "watch", Value::Table(entry.into_inner())) {
+            if w.kind != "pacemaker" {
+                c.at_key(
+                    &span,
+                    "kind",
+                    format!(
+                        "[[watch]] kind = {:?}: only \"pacemaker\" is watched so far",
+                        w.kind
+                    ),
+                );
+            } else if watches.iter().any(|x| x.resource == w.resource) {
+                c.at_key(
+                    &span,
+                    "resource",
+                    format!("resource {:?} is watched twice", w.resource),
+                );
+            } else {
+                watches.push(w);
+            }
+        }
+    }
+    let watched: Vec<String> = watches.iter().map(|w| w.resource.clone()).collect();
     let mut expects = Vec::new();
     for (i, entry) in raw.expect.into_iter().enumerate() {
         let span = entry_span(text, entry.span());
-        if let Some(e) = expect(&mut c, &span, entry.into_inner(), i, &written_ids) {
+        if let Some(e) = expect(&mut c, &span, entry.into_inner(), i, &written_ids, &watched) {
             expects.push(e);
         }
     }
@@ -486,6 +574,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Experiment, Vec<Diagnostic>> {
             faults,
             expects,
             invariants,
+            watches,
         });
     }
     c.errors.sort_by_key(|d| (d.line, d.column));
@@ -817,7 +906,9 @@ fn expect(
     mut t: Table,
     index: usize,
     faults: &[String],
+    watched: &[String],
 ) -> Option<Expect> {
+    let resource = resource_expect(c, span, &mut t, watched)?;
     let predicted = Predicted {
         quorate: take_predicted(&mut t, "quorate"),
         members: take_predicted(&mut t, "members"),
@@ -848,7 +939,7 @@ fn expect(
         None => None,
     };
     for key in t.keys() {
-        c.at_key(span, key, format!("unknown field `{key}` in [[expect]] (known: name, after, nodes, quorate, members, total_votes, within, hold)"));
+        c.at_key(span, key, format!("unknown field `{key}` in [[expect]] (known: name, after, nodes, quorate, members, total_votes, resource, running_on, running, moved, within, hold)"));
     }
     let (fault, healed) = match after.strip_suffix(".healed") {
         Some(f) => (f.to_owned(), true),
@@ -865,9 +956,17 @@ fn expect(
             ),
         );
     }
+    if resource.is_some() && (quorate.is_some() || members.is_some() || total_votes.is_some()) {
+        c.at_key(
+            span,
+            "resource",
+            "[[expect]]: an expectation is on a resource or on quorum, not both (write two)",
+        );
+    }
     if quorate.is_none()
         && members.is_none()
         && total_votes.is_none()
+        && resource.is_none()
         && !(predicted.quorate || predicted.members)
     {
         c.at(
@@ -898,7 +997,53 @@ fn expect(
         within,
         hold: hold.map_or(Duration::ZERO, |d| d.0),
         predicted,
+        resource,
     })
+}
+
+/// `resource` with one of `running_on`, `running = false`, `moved = true`.
+/// `Some(None)`: no resource expectation; `None`: an error was reported.
+fn resource_expect(
+    c: &mut Checker,
+    span: &Range<usize>,
+    t: &mut Table,
+    watched: &[String],
+) -> Option<Option<ResourceExpect>> {
+    let resource: Option<String> = take(c, span, t, "resource").ok()?;
+    let running_on: Option<Vec<String>> = take(c, span, t, "running_on").ok()?;
+    let running: Option<bool> = take(c, span, t, "running").ok()?;
+    let moved: Option<bool> = take(c, span, t, "moved").ok()?;
+    let Some(resource) = resource else {
+        if running_on.is_some() || running.is_some() || moved.is_some() {
+            c.at(
+                span.start,
+                "[[expect]]: running_on, running and moved need `resource`",
+            );
+            return None;
+        }
+        return Some(None);
+    };
+    if !watched.contains(&resource) {
+        c.at_key(
+            span,
+            "resource",
+            format!("resource {resource:?} is not watched: add a [[watch]] with resource = {resource:?}"),
+        );
+    }
+    let want = match (running_on, running, moved) {
+        (Some(nodes), None, None) if !nodes.is_empty() => ResourceWant::RunningOn(nodes),
+        (None, Some(false), None) => ResourceWant::Stopped,
+        (None, None, Some(true)) => ResourceWant::Moved,
+        _ => {
+            c.at_key(
+                span,
+                "resource",
+                "[[expect]] on a resource: give exactly one of running_on = [nodes], running = false, moved = true",
+            );
+            return None;
+        }
+    };
+    Some(Some(ResourceExpect { resource, want }))
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::experiment::{Expect, Experiment, NodeSet, SplitBrain};
+use crate::experiment::{Expect, Experiment, NodeSet, ResourceWant, SplitBrain};
 use crate::log::{LogBody, LogEvent, NodeState};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -29,6 +29,13 @@ pub fn judge(experiment: &Experiment, nodes: &[String], log: &[LogEvent]) -> Vec
         .map(|e| judge_expect(e, nodes, &log, &timeline))
         .collect();
     verdicts.push(split_brain(experiment.invariants.split_brain, &timeline));
+    for w in experiment.watches.iter().filter(|w| !w.clone) {
+        verdicts.push(double_active(
+            &w.resource,
+            experiment.invariants.double_active,
+            &timeline,
+        ));
+    }
     if experiment.invariants.whole_at_end {
         verdicts.push(whole_at_end(experiment, nodes, &log, &timeline));
     }
@@ -57,6 +64,8 @@ pub fn expectations_met(
 struct Timeline {
     /// (time, node, state it entered)
     changes: Vec<(f64, String, NodeState)>,
+    /// (time, node, resource, where the node's view says it is active)
+    resources: Vec<(f64, String, String, Option<Vec<String>>)>,
     end: f64,
 }
 
@@ -66,10 +75,35 @@ impl Timeline {
             .iter()
             .filter_map(|e| Some((e.t, e.node.clone()?, NodeState::from_event(&e.body)?)))
             .collect();
+        let resources = log
+            .iter()
+            .filter_map(|e| match &e.body {
+                LogBody::Resource {
+                    resource,
+                    active_on,
+                } => Some((e.t, e.node.clone()?, resource.clone(), active_on.clone())),
+                _ => None,
+            })
+            .collect();
         Timeline {
             changes,
+            resources,
             end: log.last().map_or(0.0, |e| e.t),
         }
+    }
+
+    /// Each node's view of `resource` at time `t` (after the events at `t`).
+    fn views_at(&self, resource: &str, t: f64) -> BTreeMap<&str, &Option<Vec<String>>> {
+        let mut views = BTreeMap::new();
+        for (at, node, r, view) in &self.resources {
+            if *at > t {
+                break;
+            }
+            if r == resource {
+                views.insert(node.as_str(), view);
+            }
+        }
+        views
     }
 
     /// Every node's state at time `t` (after the events at `t`).
@@ -84,12 +118,18 @@ impl Timeline {
         states
     }
 
-    /// The moments when some node's state changed, in (from, to].
+    /// The moments when some node's state or view changed, in (from, to],
+    /// in time order.
     fn change_times(&self, from: f64, to: f64) -> impl Iterator<Item = f64> + '_ {
-        self.changes
+        let mut times: Vec<f64> = self
+            .changes
             .iter()
             .map(|c| c.0)
+            .chain(self.resources.iter().map(|r| r.0))
             .filter(move |&t| t > from && t <= to)
+            .collect();
+        times.sort_by(f64::total_cmp);
+        times.into_iter()
     }
 }
 
@@ -100,7 +140,65 @@ fn resolve<'a>(set: &'a NodeSet, all: &'a [String]) -> Vec<&'a str> {
     }
 }
 
-/// Whether the expectation holds in these states; Err says what does not.
+/// Whether the expectation holds at `t` (`anchor`: when its window opened);
+/// Err says what does not.
+fn holds_at(
+    e: &Expect,
+    nodes: &[String],
+    timeline: &Timeline,
+    t: f64,
+    anchor: f64,
+) -> Result<(), String> {
+    let Some(r) = &e.resource else {
+        return holds(e, nodes, &timeline.states_at(t));
+    };
+    let views = timeline.views_at(&r.resource, t);
+    let before = timeline.views_at(&r.resource, anchor);
+    let mut wrong = Vec::new();
+    for node in resolve(&e.nodes, nodes) {
+        let view = match views.get(node) {
+            None => {
+                wrong.push(format!("{node}: no view of {} yet", r.resource));
+                continue;
+            }
+            Some(None) => {
+                wrong.push(format!("{node}: cannot say (Pacemaker not answering)"));
+                continue;
+            }
+            Some(Some(v)) => v,
+        };
+        let ok = match &r.want {
+            ResourceWant::RunningOn(set) => view.len() == 1 && set.contains(&view[0]),
+            ResourceWant::Stopped => view.is_empty(),
+            ResourceWant::Moved => {
+                let was: Vec<&String> = before
+                    .get(node)
+                    .and_then(|v| v.as_ref())
+                    .map(|v| v.iter().collect())
+                    .unwrap_or_default();
+                !view.is_empty() && view.iter().all(|n| !was.contains(&n))
+            }
+        };
+        if !ok {
+            wrong.push(format!(
+                "{node} sees {} {}",
+                r.resource,
+                if view.is_empty() {
+                    "stopped".to_owned()
+                } else {
+                    format!("on {}", view.join(", "))
+                }
+            ));
+        }
+    }
+    if wrong.is_empty() {
+        Ok(())
+    } else {
+        Err(wrong.join("; "))
+    }
+}
+
+/// Whether a quorum expectation holds in these states; Err says what does not.
 fn holds(e: &Expect, nodes: &[String], states: &BTreeMap<&str, &NodeState>) -> Result<(), String> {
     let mut wrong = Vec::new();
     for node in resolve(&e.nodes, nodes) {
@@ -129,6 +227,18 @@ fn holds(e: &Expect, nodes: &[String], states: &BTreeMap<&str, &NodeState>) -> R
 }
 
 fn describe_expect(e: &Expect, nodes: &[String]) -> String {
+    if let Some(r) = &e.resource {
+        let want = match &r.want {
+            ResourceWant::RunningOn(set) => format!("running on one of [{}]", set.join(", ")),
+            ResourceWant::Stopped => "stopped".to_owned(),
+            ResourceWant::Moved => "moved off the node(s) it was on".to_owned(),
+        };
+        return format!(
+            "{} to see {} {want}",
+            resolve(&e.nodes, nodes).join(", "),
+            r.resource
+        );
+    }
     let mut parts = Vec::new();
     if let Some(q) = e.quorate {
         parts.push(if q {
@@ -188,13 +298,13 @@ fn judge_expect(e: &Expect, nodes: &[String], log: &[&LogEvent], timeline: &Time
     let candidates = std::iter::once(anchor).chain(timeline.change_times(anchor, deadline));
     let mut broken: Option<String> = None;
     for start in candidates {
-        if holds(e, nodes, &timeline.states_at(start)).is_err() {
+        if holds_at(e, nodes, timeline, start, anchor).is_err() {
             continue;
         }
         // True from `start`: does it stay true for `hold`?
         let until = start + hold;
         let breach = timeline.change_times(start, until).find_map(|t| {
-            holds(e, nodes, &timeline.states_at(t))
+            holds_at(e, nodes, timeline, t, anchor)
                 .err()
                 .map(|why| (t, why))
         });
@@ -235,7 +345,7 @@ fn judge_expect(e: &Expect, nodes: &[String], log: &[&LogEvent], timeline: &Time
             }
         }
     }
-    let observed = holds(e, nodes, &timeline.states_at(deadline))
+    let observed = holds_at(e, nodes, timeline, deadline, anchor)
         .err()
         .unwrap_or_else(|| "it held only briefly".into());
     fail(format!(
@@ -245,6 +355,90 @@ fn judge_expect(e: &Expect, nodes: &[String], log: &[&LogEvent], timeline: &Time
         e.after,
         broken.map(|b| format!("; {b}")).unwrap_or_default()
     ))
+}
+
+/// A watched resource active on two nodes at once, as each of those nodes'
+/// own view says (a node's view of what it runs itself is its own
+/// resource manager's word): every such window, with the nodes.
+fn double_active_windows(resource: &str, timeline: &Timeline) -> Vec<(f64, f64, Vec<String>)> {
+    let mut claims: BTreeMap<&str, bool> = BTreeMap::new();
+    let mut windows = Vec::new();
+    let mut open: Option<(f64, Vec<String>)> = None;
+    for (t, node, r, view) in &timeline.resources {
+        if r != resource {
+            continue;
+        }
+        let runs_it = view.as_ref().is_some_and(|v| v.iter().any(|n| n == node));
+        claims.insert(node.as_str(), runs_it);
+        let holders: Vec<String> = claims
+            .iter()
+            .filter(|(_, on)| **on)
+            .map(|(n, _)| n.to_string())
+            .collect();
+        match (&mut open, holders.len() >= 2) {
+            (None, true) => open = Some((*t, holders)),
+            (Some((_, nodes)), true) => {
+                for h in holders {
+                    if !nodes.contains(&h) {
+                        nodes.push(h);
+                    }
+                }
+            }
+            (Some(_), false) => {
+                if let Some((from, nodes)) = open.take() {
+                    windows.push((from, *t, nodes));
+                }
+            }
+            (None, false) => {}
+        }
+    }
+    if let Some((from, nodes)) = open {
+        windows.push((from, timeline.end, nodes));
+    }
+    windows
+}
+
+fn double_active(resource: &str, policy: SplitBrain, timeline: &Timeline) -> Verdict {
+    let windows = double_active_windows(resource, timeline);
+    let total: f64 = windows.iter().map(|(a, b, _)| b - a).sum();
+    let listed = windows
+        .iter()
+        .map(|(a, b, nodes)| {
+            format!(
+                "on {} at once from t={a:.3}s to t={b:.3}s ({:.3}s)",
+                nodes.join(" and "),
+                b - a
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    let (name, passed, message) = match policy {
+        SplitBrain::Forbid => (
+            format!("{resource} never active on two nodes"),
+            windows.is_empty(),
+            if windows.is_empty() {
+                format!("{resource} was never active on two nodes at once")
+            } else {
+                format!("{resource} was active {listed}")
+            },
+        ),
+        SplitBrain::Expect => (
+            format!("{resource} double-active window caught"),
+            !windows.is_empty(),
+            if windows.is_empty() {
+                format!("the drill expects {resource} active on two nodes at once (no fencing), but it never was")
+            } else {
+                format!("{resource} was active {listed}: the window fencing exists to close")
+            },
+        ),
+    };
+    Verdict {
+        name,
+        invariant: true,
+        passed,
+        measured: (!windows.is_empty()).then_some(total),
+        message,
+    }
 }
 
 /// A split-brain: two quorate nodes, each outside the other's membership.
@@ -685,5 +879,153 @@ within = "15s"
         );
         let v = run(ISOLATE, &log);
         assert!(v[1].passed, "{v:#?}");
+    }
+
+    fn res(t: f64, node: &str, on: Option<&[&str]>) -> LogEvent {
+        ev(
+            t,
+            Some(node),
+            LogBody::Resource {
+                resource: "svc".into(),
+                active_on: on.map(|v| v.iter().map(|s| s.to_string()).collect()),
+            },
+        )
+    }
+
+    const FAILOVER: &str = r#"
+name = "failover"
+nodes = 3
+[[watch]]
+resource = "svc"
+[[fault]]
+id = "cut"
+kind = "isolate"
+nodes = ["pve1"]
+[[expect]]
+name = "svc moves"
+after = "cut"
+nodes = ["pve2", "pve3"]
+resource = "svc"
+moved = true
+within = "10s"
+[[expect]]
+name = "svc on a survivor"
+after = "cut"
+nodes = ["pve2", "pve3"]
+resource = "svc"
+running_on = ["pve2", "pve3"]
+within = "10s"
+hold = "1s"
+[[expect]]
+name = "the cut node stops it"
+after = "cut"
+nodes = ["pve1"]
+resource = "svc"
+running = false
+within = "10s"
+"#;
+
+    /// svc runs on pve1; pve1 is cut at t=1; the survivors start it on pve2
+    /// at t=4.6 while pve1 still runs its copy until it loses quorum at t=5.
+    fn failover_log() -> Vec<LogEvent> {
+        let mut log = vec![ev(
+            0.0,
+            None,
+            LogBody::DrillStart {
+                experiment: "f".into(),
+            },
+        )];
+        for n in ["pve1", "pve2", "pve3"] {
+            log.push(q(0.0, n, true, &["pve1", "pve2", "pve3"], "1.4"));
+            log.push(res(0.0, n, Some(&["pve1"])));
+        }
+        log.push(applied(1.0, "pve1", "cut"));
+        log.push(q(4.5, "pve2", true, &["pve2", "pve3"], "2.8"));
+        log.push(q(4.5, "pve3", true, &["pve2", "pve3"], "2.8"));
+        log.push(res(4.6, "pve2", Some(&["pve2"])));
+        log.push(res(4.7, "pve3", Some(&["pve2"])));
+        log.push(q(5.0, "pve1", false, &["pve1"], "1.8"));
+        log.push(res(5.1, "pve1", Some(&[])));
+        log.push(healed(12.0, "pve1", "cut", true));
+        log.push(ev(13.0, None, LogBody::DrillEnd {}));
+        log
+    }
+
+    #[test]
+    fn failover_is_timed_from_the_views_of_the_named_nodes() {
+        let e = parse(Path::new("f.toml"), FAILOVER).unwrap();
+        let v = judge(&e, &nodes(), &failover_log());
+        let by_name = |n: &str| v.iter().find(|x| x.name == n).unwrap();
+        let moved = by_name("svc moves");
+        assert!(moved.passed, "{moved:?}");
+        assert!((moved.measured.unwrap() - 3.7).abs() < 1e-9, "{moved:?}");
+        assert!(by_name("svc on a survivor").passed);
+        let stopped = by_name("the cut node stops it");
+        assert!(stopped.passed && (stopped.measured.unwrap() - 4.1).abs() < 1e-9);
+        // No fencing: pve1 and pve2 both ran it from 4.6 to 5.1.
+        let double = by_name("svc never active on two nodes");
+        assert!(!double.passed);
+        assert!(
+            double
+                .message
+                .contains("on pve1 and pve2 at once from t=4.600s to t=5.100s (0.500s)"),
+            "{}",
+            double.message
+        );
+    }
+
+    #[test]
+    fn a_double_active_window_can_be_expected_and_a_slow_failover_fails() {
+        let text = FAILOVER.replace(
+            "nodes = 3\n",
+            "nodes = 3\n[invariants]\ndouble_active = \"expect\"\n",
+        );
+        let e = parse(Path::new("f.toml"), &text).unwrap();
+        let v = judge(&e, &nodes(), &failover_log());
+        let double = v
+            .iter()
+            .find(|x| x.name == "svc double-active window caught")
+            .unwrap();
+        assert!(double.passed && double.measured == Some(0.5), "{double:?}");
+        let slow = FAILOVER.replacen("within = \"10s\"", "within = \"1s\"", 1);
+        let e = parse(Path::new("f.toml"), &slow).unwrap();
+        let v = judge(&e, &nodes(), &failover_log());
+        let moved = v.iter().find(|x| x.name == "svc moves").unwrap();
+        assert!(!moved.passed);
+        assert!(
+            moved.message.contains("pve2 sees svc on pve1"),
+            "{}",
+            moved.message
+        );
+    }
+
+    #[test]
+    fn resource_expectations_are_checked_when_read() {
+        let errs = |text: &str| {
+            parse(Path::new("f.toml"), text)
+                .err()
+                .unwrap_or_default()
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let unwatched = FAILOVER.replace("[[watch]]\nresource = \"svc\"\n", "");
+        assert!(
+            errs(&unwatched).contains("resource \"svc\" is not watched"),
+            "{}",
+            errs(&unwatched)
+        );
+        let both = FAILOVER.replace("moved = true", "moved = true\nrunning = false");
+        assert!(errs(&both).contains("exactly one of"), "{}", errs(&both));
+        let kind = FAILOVER.replace(
+            "resource = \"svc\"\n[[fault]]",
+            "resource = \"svc\"\nkind = \"pve-ha\"\n[[fault]]",
+        );
+        assert!(
+            errs(&kind).contains("only \"pacemaker\""),
+            "{}",
+            errs(&kind)
+        );
     }
 }

@@ -45,6 +45,13 @@ pub enum LogBody {
     /// This node's knet links: (peer, link number, connected).
     #[serde(rename = "links")]
     Links { links: Vec<(String, u8, bool)> },
+    /// Where this node's view says a watched resource is active; `None`
+    /// when the node cannot say.
+    #[serde(rename = "resource")]
+    Resource {
+        resource: String,
+        active_on: Option<Vec<String>>,
+    },
     #[serde(rename = "lease.expired")]
     LeaseExpired {
         fault: String,

@@ -251,7 +251,9 @@ pub fn status(inventory_path: &Path) -> u8 {
                     line = format!("{:<8} {:<9} corosync down: {reason}", a.node, version);
                     break;
                 }
-                EventBody::LeaseExpired { .. } | EventBody::Links { .. } => {}
+                EventBody::LeaseExpired { .. }
+                | EventBody::Links { .. }
+                | EventBody::Resource { .. } => {}
             }
         }
         println!("{line}");

@@ -349,6 +349,7 @@ pub fn oracle_expectations(experiment: &Experiment, plan: &Plan, model: &Model) 
                 within: window,
                 hold: Duration::ZERO,
                 predicted: Default::default(),
+                resource: None,
             });
         }
     }

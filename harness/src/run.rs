@@ -134,6 +134,8 @@ struct Drill<'a> {
     power: BTreeMap<String, Arc<dyn PowerDriver>>,
     /// Nodes powered off now, with the fault that did it.
     powered_off: BTreeMap<String, String>,
+    /// The experiment's watched resources and how often to read them.
+    resource_watch: Option<Op>,
 }
 
 /// Hands an agent's events to the drill's collector.
@@ -289,12 +291,26 @@ impl<'a> Drill<'a> {
                 .collect(),
             power,
             powered_off: BTreeMap::new(),
+            resource_watch: (!experiment.watches.is_empty()).then(|| Op::WatchResources {
+                resources: experiment
+                    .watches
+                    .iter()
+                    .map(|w| w.resource.clone())
+                    .collect(),
+                interval_ms: experiment
+                    .watches
+                    .iter()
+                    .map(|w| w.interval.as_millis() as u64)
+                    .min()
+                    .unwrap_or(500),
+            }),
         };
         // Watching starts the quorum stream; the reply's agent time, against
         // the round trip's midpoint here, maps agent clocks onto ours.
         for a in &mut drill.agents {
             let offset = watch(a, opts.connect_timeout)?;
             drill.offsets.insert(a.node.clone(), offset);
+            watch_resources(a, &drill.resource_watch, opts.connect_timeout)?;
         }
         Ok(drill)
     }
@@ -376,6 +392,17 @@ impl<'a> Drill<'a> {
                     .collect();
                 self.record(t, Some(&node), LogBody::Links { links });
             }
+            EventBody::Resource {
+                resource,
+                active_on,
+            } => self.record(
+                t,
+                Some(&node),
+                LogBody::Resource {
+                    resource,
+                    active_on,
+                },
+            ),
             EventBody::CorosyncDown { reason } => {
                 self.states.insert(node.clone(), NodeState::down());
                 self.record(t, Some(&node), LogBody::CorosyncDown { reason });
@@ -816,7 +843,11 @@ impl<'a> Drill<'a> {
                             agent.hello.recovered.len()
                         ));
                     }
-                    match watch(&mut agent, self.opts.connect_timeout) {
+                    let watched = watch(&mut agent, self.opts.connect_timeout).and_then(|offset| {
+                        watch_resources(&mut agent, &self.resource_watch, self.opts.connect_timeout)
+                            .map(|()| offset)
+                    });
+                    match watched {
                         Ok(offset) => {
                             self.offsets.insert(node.clone(), offset);
                             forward_events(&mut agent, &self.event_tx);
@@ -951,6 +982,22 @@ fn watch(agent: &mut AgentConn, timeout: Duration) -> Result<i64, RunError> {
         Outcome::Ok { mono_ns } => Ok((before + after) / 2 - mono_ns as i64),
         other => Err(RunError::Unreachable(format!(
             "{}: watch answered {other:?}",
+            agent.node
+        ))),
+    }
+}
+
+/// Starts the agent's resource stream, if the experiment watches any.
+fn watch_resources(
+    agent: &mut AgentConn,
+    op: &Option<Op>,
+    timeout: Duration,
+) -> Result<(), RunError> {
+    let Some(op) = op else { return Ok(()) };
+    match agent.request(op.clone(), timeout)? {
+        Outcome::Ok { .. } => Ok(()),
+        other => Err(RunError::Unreachable(format!(
+            "{}: watching resources answered {other:?}",
             agent.node
         ))),
     }

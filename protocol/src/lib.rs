@@ -46,6 +46,12 @@ pub enum Op {
     HealAll,
     /// Start streaming quorum events (the current state first).
     Watch,
+    /// Start streaming where this node's view says each resource is active
+    /// (Pacemaker's, read every `interval_ms`), the current view first.
+    WatchResources {
+        resources: Vec<String>,
+        interval_ms: u64,
+    },
     /// Roll everything back and exit.
     Shutdown,
     /// Read-only checks before clustering or drilling ("Before You Cluster").
@@ -277,6 +283,13 @@ pub enum EventBody {
     Links { links: Vec<LinkState> },
     /// A fault's lease ran out and the agent rolled it back by itself.
     LeaseExpired { reports: Vec<RollbackReport> },
+    /// Where this node's view (Pacemaker's status on this node) says a
+    /// watched resource is active, when that changes; `None` when this
+    /// node cannot say (Pacemaker not answering here).
+    Resource {
+        resource: String,
+        active_on: Option<Vec<String>>,
+    },
 }
 
 /// One knet link from this node to a peer.
