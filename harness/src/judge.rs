@@ -422,6 +422,15 @@ fn double_active(resource: &str, policy: SplitBrain, timeline: &Timeline) -> Ver
                 format!("{resource} was active {listed}")
             },
         ),
+        SplitBrain::Report => (
+            format!("{resource} on two nodes at once (reported)"),
+            true,
+            if windows.is_empty() {
+                format!("{resource} was never active on two nodes at once")
+            } else {
+                format!("{resource} was active {listed}: the window fencing exists to close")
+            },
+        ),
         SplitBrain::Expect => (
             format!("{resource} double-active window caught"),
             !windows.is_empty(),
@@ -549,6 +558,17 @@ fn split_brain(policy: SplitBrain, timeline: &Timeline) -> Verdict {
             measured: None,
             message: if spans.is_empty() {
                 "at no moment were two quorate nodes outside each other's membership".into()
+            } else {
+                format!("split-brain: {}", described.join("; "))
+            },
+        },
+        SplitBrain::Report => Verdict {
+            name: "split-brain (reported)".into(),
+            invariant: true,
+            passed: true,
+            measured: None,
+            message: if spans.is_empty() {
+                "no split-brain".into()
             } else {
                 format!("split-brain: {}", described.join("; "))
             },
