@@ -9,6 +9,7 @@
 mod common;
 
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use common::*;
 
@@ -231,4 +232,171 @@ fn proxmox_profile_runs_with_corosyncs_default_token() {
     assert!(coefficient.trim().ends_with("= 125"), "{coefficient}");
     lab.down();
     assert_nothing_left(&lab.name);
+}
+
+/// Runs a command inside a lab node, as `corodrill lab exec` does for an
+/// operator; returns its stdout.
+fn exec(lab: &TestLab, node: &str, command: &[&str]) -> String {
+    let mut args = vec!["lab", "exec", "--name", &lab.name, node, "--"];
+    args.extend_from_slice(command);
+    String::from_utf8_lossy(&corodrill(&args).stdout).into_owned()
+}
+
+/// The nodes a resource runs on in `node`'s view, from Pacemaker's own
+/// `crm_resource --locate` ("resource svc is running on: pve2", one line
+/// per node; "... is NOT running" for none).
+fn located(lab: &TestLab, node: &str, resource: &str) -> Vec<String> {
+    exec(
+        lab,
+        node,
+        &["crm_resource", "--locate", "--resource", resource],
+    )
+    .lines()
+    .filter_map(|l| l.split_once("is running on:"))
+    .map(|(_, on)| on.trim().to_owned())
+    .collect()
+}
+
+/// Polls `check` every 100 ms until it gives a value or `timeout` passes.
+fn poll<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> (T, Duration) {
+    let start = Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return (value, start.elapsed());
+        }
+        assert!(start.elapsed() < timeout, "not within {timeout:?}: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Everything under the machine's own Pacemaker directories.
+fn host_pacemaker_files() -> Vec<String> {
+    let out = Command::new("find")
+        .args(["/var/lib/pacemaker", "/var/log/pacemaker"])
+        .output()
+        .expect("cannot run find");
+    let mut files: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn pacemaker_resource_fails_over_when_its_node_is_powered_off() {
+    require_root();
+    let host_files = host_pacemaker_files();
+    let lab = TestLab::up(&["--pacemaker", "--resource", "svc"]);
+    let nodes = ["pve1", "pve2", "pve3"];
+
+    // Started on exactly one node, and every node's Pacemaker says which.
+    let mut owner = None;
+    for node in nodes {
+        let on = located(&lab, node, "svc");
+        assert_eq!(on.len(), 1, "{node} sees svc on {on:?}");
+        assert_eq!(*owner.get_or_insert(on[0].clone()), on[0], "{node}");
+    }
+    let owner = owner.unwrap();
+    // The bind mounts live only inside the nodes.
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(" /var/lib/pacemaker "), "{mounts}");
+    assert!(exec(&lab, &owner, &["findmnt", "-n", "/var/lib/pacemaker"])
+        .contains(&format!("{}/{owner}/pacemaker/lib", lab.dir().display())));
+    // corodrill's status agrees.
+    let status = corodrill(&["lab", "status", "--name", &lab.name]);
+    let stdout = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        stdout.lines().any(|l| l.starts_with("svc ")
+            && l.contains("Started")
+            && l.trim_end().ends_with(&owner)),
+        "{stdout}"
+    );
+
+    // Its node loses power: a surviving node's Pacemaker starts it elsewhere.
+    let survivor = nodes.iter().find(|n| **n != owner).unwrap();
+    let off = corodrill(&["lab", "power", "--name", &lab.name, &owner, "off"]);
+    assert!(off.status.success(), "{}", text(&off));
+    let (moved_to, took) = poll(
+        Duration::from_secs(20),
+        "svc moves off the dead node",
+        || {
+            let on = located(&lab, survivor, "svc");
+            (on.len() == 1 && on[0] != owner).then(|| on[0].clone())
+        },
+    );
+    eprintln!("svc moved from {owner} to {moved_to} in {took:.1?}");
+
+    // Power back on: the node rejoins Pacemaker, and its probe finds svc
+    // not running there (a power-off empties /run, where the Dummy agent
+    // keeps its state), so svc stays on one node.
+    let on = corodrill(&["lab", "power", "--name", &lab.name, &owner, "on"]);
+    assert!(on.status.success(), "{}", text(&on));
+    let online = format!("<node name=\"{owner}\" ");
+    let (_, took) = poll(Duration::from_secs(30), "the node is online again", || {
+        exec(
+            &lab,
+            survivor,
+            &["crm_mon", "--one-shot", "--output-as=xml"],
+        )
+        .lines()
+        .any(|l| l.trim_start().starts_with(&online) && l.contains("online=\"true\""))
+        .then_some(())
+    });
+    eprintln!("{owner} online in Pacemaker {took:.1?} after power-on");
+    let probe = format!(
+        "//node_state[@uname='{owner}']//lrm_rsc_op[@id='svc_last_0' and @operation_key='svc_monitor_0']"
+    );
+    let (probed, _) = poll(
+        Duration::from_secs(30),
+        "the returned node probes svc",
+        || {
+            let op = exec(&lab, survivor, &["cibadmin", "--query", "--xpath", &probe]);
+            op.contains("rc-code").then_some(op)
+        },
+    );
+    assert!(
+        probed.contains("rc-code=\"7\""),
+        "svc found running on {owner} after its reboot:\n{probed}"
+    );
+    for node in nodes {
+        assert_eq!(
+            located(&lab, node, "svc"),
+            std::slice::from_ref(&moved_to),
+            "{node}"
+        );
+    }
+
+    let down = lab.down();
+    assert!(down.status.success(), "{}", text(&down));
+    assert_nothing_left(&lab.name);
+    assert_eq!(
+        host_pacemaker_files(),
+        host_files,
+        "the machine's Pacemaker directories changed"
+    );
+}
+
+#[test]
+fn resource_without_pacemaker_is_invalid() {
+    require_root();
+    let name = unique_name();
+    let out = corodrill(&["lab", "up", "--name", &name, "--resource", "svc"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--pacemaker"),
+        "{}",
+        text(&out)
+    );
+    let out = corodrill(&[
+        "lab",
+        "up",
+        "--name",
+        &name,
+        "--pacemaker",
+        "--resource",
+        "a b",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_nothing_left(&name);
 }

@@ -250,6 +250,14 @@ enum LabCommand {
         /// real cluster (installs the agent on each node over it).
         #[arg(long)]
         ssh: bool,
+        /// Run Pacemaker on every node, set up for a lab without fencing
+        /// (stonith-enabled=false, no-quorum-policy=stop).
+        #[arg(long)]
+        pacemaker: bool,
+        /// Create an ocf:pacemaker:Dummy resource, monitored every 2 s, and
+        /// wait until it runs (repeatable; needs --pacemaker).
+        #[arg(long = "resource", value_name = "NAME")]
+        resources: Vec<String>,
     },
     /// Remove a lab: its processes, namespaces and files. Safe to repeat.
     #[command(after_help = "Example:\n  corodrill lab down --all")]
@@ -427,6 +435,8 @@ fn run_lab(cmd: LabCommand, progress: &dyn Fn(&str)) -> Result<ExitCode, LabErro
             quorum_options,
             inventory_out,
             ssh,
+            pacemaker,
+            resources,
         } => {
             let mut spec = LabSpec::new(
                 &name,
@@ -436,16 +446,25 @@ fn run_lab(cmd: LabCommand, progress: &dyn Fn(&str)) -> Result<ExitCode, LabErro
                 token,
                 profile,
                 &quorum_options,
-            )?;
+            )?
+            .with_pacemaker(pacemaker, &resources)?;
             spec.ssh = ssh;
             let up = lab::up(spec, inventory_out.as_deref(), progress)?;
             println!(
-                "lab {} is up: {} nodes quorate in {:.1}s",
+                "lab {} is up: {} nodes quorate{} in {:.1}s",
                 up.lab.spec().name,
                 up.lab.spec().nodes,
+                if up.pacemaker.is_some() {
+                    " and Pacemaker settled"
+                } else {
+                    ""
+                },
                 up.elapsed.as_secs_f64()
             );
             print_up_table(&up);
+            if let Some((node, view)) = &up.pacemaker {
+                print_pacemaker(node, view);
+            }
             println!("inventory: {}", up.inventory_path.display());
             Ok(ExitCode::SUCCESS)
         }
@@ -649,6 +668,57 @@ fn print_status(lab: &lab::Lab, hosts: &[lab::HostStatus]) {
             }
             None => println!("{:<6} {:<9} -", h.host, running),
         }
+    }
+    if lab.spec().pacemaker {
+        let on = |running: bool| -> Vec<&str> {
+            hosts
+                .iter()
+                .filter(|h| h.pacemakerd == Some(running))
+                .map(|h| h.host.as_str())
+                .collect()
+        };
+        let said: Vec<String> = [("running on", on(true)), ("down on", on(false))]
+            .into_iter()
+            .filter(|(_, hosts)| !hosts.is_empty())
+            .map(|(state, hosts)| format!("{state} {}", hosts.join(",")))
+            .collect();
+        println!("pacemakerd {}", said.join(", "));
+        match hosts
+            .iter()
+            .find_map(|h| Some((&h.host, h.pacemaker.as_ref()?)))
+        {
+            Some((host, view)) => print_pacemaker(host, view),
+            None => println!("pacemaker: no node answers"),
+        }
+    }
+}
+
+/// Where Pacemaker says each resource runs, as `seen_from` sees it.
+fn print_pacemaker(seen_from: &str, view: &lab::pacemaker::PacemakerView) {
+    println!(
+        "pacemaker, as {seen_from} sees it: DC {}{}, online {}",
+        view.dc.as_deref().unwrap_or("none"),
+        if view.quorate { "" } else { " (no quorum)" },
+        view.online().join(",")
+    );
+    if view.resources.is_empty() {
+        return;
+    }
+    println!("{:<16} {:<24} {:<9} node", "resource", "agent", "role");
+    for r in &view.resources {
+        let nodes = if r.nodes.is_empty() {
+            "-".to_owned()
+        } else {
+            r.nodes.join(",")
+        };
+        println!(
+            "{:<16} {:<24} {:<9} {}{}",
+            r.id,
+            r.agent,
+            r.role,
+            nodes,
+            if r.failed { " (failed)" } else { "" }
+        );
     }
 }
 

@@ -8,7 +8,7 @@ use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{setns, CloneFlags};
@@ -129,6 +129,12 @@ pub fn unmount(path: &Path) {
     while umount2(path, MntFlags::MNT_DETACH).is_ok() {}
 }
 
+/// A lab host's /run is a tmpfs of its own (each corosync takes a pid lock
+/// there) named `RUN_SOURCE`, so that `reset_run` can tell it is the node's,
+/// with the directories its daemons expect.
+const RUN_SOURCE: &str = "corodrill";
+const RUN_DIRS: &str = "mkdir -p /run/corosync-qdevice /run/corosync-qnetd /run/sshd";
+
 /// The three namespaces of a lab host: network (from `ip netns`), and a
 /// mount and a UTS namespace kept alive by files in the lab's directory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -150,9 +156,8 @@ impl HostNamespaces {
         }
         // The lab's /etc/hosts names every node, as Proxmox VE's does.
         let script = format!(
-            "mount -t tmpfs -o mode=0755 corodrill /run && \
-             mkdir -p /run/corosync-qdevice /run/corosync-qnetd /run/sshd && hostname {hostname} && \
-             mount --bind {} /etc/hosts",
+            "mount -t tmpfs -o mode=0755 {RUN_SOURCE} /run && {RUN_DIRS} && \
+             hostname {hostname} && mount --bind {} /etc/hosts",
             hosts_file.display()
         );
         run(
@@ -161,6 +166,55 @@ impl HostNamespaces {
                 .arg(format!("--uts={}", self.uts.display()))
                 .args(["--propagation", "private", "sh", "-c", &script]),
             &format!("creating the mount and UTS namespaces of {hostname}"),
+        )?;
+        Ok(())
+    }
+
+    /// Replaces the host's /run with an empty one, as a power cycle does:
+    /// whatever its daemons left there (Pacemaker's resource agents keep
+    /// their state in /run/resource-agents) must not survive a power-off.
+    /// Only for a host with no process left in it.
+    pub fn reset_run(&self, host: &str) -> Result<(), LabError> {
+        // Emptied in place rather than remounted: between an unmount and
+        // a new mount the node would see the machine's own /run. The guard
+        // makes sure it is the node's tmpfs that is emptied, and -xdev that
+        // nothing mounted below it is entered.
+        let script = format!(
+            "[ \"$(findmnt -n -o SOURCE --mountpoint /run)\" = {RUN_SOURCE} ] && \
+             find /run -xdev -mindepth 1 -delete && {RUN_DIRS}"
+        );
+        run(
+            self.command("sh")?.args(["-c", &script]),
+            &format!("emptying /run on {host}"),
+        )?;
+        Ok(())
+    }
+
+    /// Pacemaker's directories on this host: `lib` and `log` (directories
+    /// of the lab) bind-mounted over /var/lib/pacemaker and
+    /// /var/log/pacemaker inside the host's own mount namespace only (it is
+    /// private: nothing propagates to the machine's), and /run/crm, all
+    /// owned as Debian's package owns them. Safe to repeat: a directory
+    /// already mounted there is left as it is.
+    pub fn mount_pacemaker_dirs(&self, host: &str, lib: &Path, log: &Path) -> Result<(), LabError> {
+        // Paths go in as arguments, never into the script's text.
+        const SCRIPT: &str = r#"set -e
+lib=$1 log=$2
+mkdir -p "$lib/cib" "$lib/pengine" "$lib/blackbox" "$lib/cores" "$log/bundles" /run/crm
+chmod 0755 "$lib"
+chown hacluster:haclient "$lib/cib" "$lib/pengine" "$lib/blackbox" "$lib/cores" "$log" "$log/bundles" /run/crm
+chmod 0750 "$lib/cib" "$lib/pengine" "$lib/blackbox" "$lib/cores" /run/crm
+chmod 0770 "$log" "$log/bundles"
+same() { [ "$(stat -c %d:%i "$1")" = "$(stat -c %d:%i "$2")" ]; }
+same "$lib" /var/lib/pacemaker || mount --bind "$lib" /var/lib/pacemaker
+same "$log" /var/log/pacemaker || mount --bind "$log" /var/log/pacemaker
+"#;
+        run(
+            self.command("sh")?
+                .args(["-c", SCRIPT, "sh"])
+                .arg(lib)
+                .arg(log),
+            &format!("preparing Pacemaker's directories on {host}"),
         )?;
         Ok(())
     }
@@ -331,6 +385,111 @@ pub fn kill_and_wait(pids: &[i32], timeout: Duration) -> Vec<i32> {
     }
 }
 
+/// The start time of each of `pids` that is running, to hand to
+/// `remove_shm_leftovers` once they are dead.
+pub fn with_start_times(pids: &[i32]) -> Vec<(i32, u64)> {
+    pids.iter()
+        .filter_map(|&pid| Some((pid, proc_start_time(pid)?.0)))
+        .collect()
+}
+
+/// Removes what the given processes, now dead, left in the machine's
+/// /dev/shm, which lab hosts share with it: libqb keeps IPC rings
+/// (`qb-SERVER-CLIENT-...` directories) and blackboxes
+/// (`qb-NAME-PID-blackbox-*`, 8 MiB for each corosync) there, libfaketime its
+/// shared clock (`faketime_shm_PID`, `sem.faketime_sem_PID`); a SIGKILLed
+/// daemon never removes them. An entry goes only if its name carries one of
+/// the pids *and* it was written after that process started: pids wrap
+/// around, and an older process's leftovers are not the lab's to remove.
+/// `procs` are (pid, start time) as `with_start_times` gives them.
+/// Returns how many entries were removed.
+pub fn remove_shm_leftovers(procs: &[(i32, u64)]) -> usize {
+    if procs.is_empty() {
+        return 0;
+    }
+    let Ok(dir) = std::fs::read_dir("/dev/shm") else {
+        return 0;
+    };
+    let started: Vec<(i32, Option<SystemTime>)> = procs
+        .iter()
+        .map(|&(pid, ticks)| (pid, started_at(ticks)))
+        .collect();
+    let mut removed = 0;
+    for entry in dir.filter_map(|e| e.ok()) {
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        let owners = shm_owner_pids(&name);
+        let Ok(modified) = entry.metadata().and_then(|m| m.modified()) else {
+            continue;
+        };
+        // Two seconds of slack: the start time is known to 10 ms, the
+        // boot time it is counted from only to the second.
+        let ours = started.iter().any(|(pid, start)| {
+            owners.contains(pid) && start.is_some_and(|s| modified + Duration::from_secs(2) >= s)
+        });
+        if !ours {
+            continue;
+        }
+        let path = entry.path();
+        let gone = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        if gone.is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+/// /proc/PID/stat counts in USER_HZ, which is 100 on Linux's architectures.
+const USER_HZ: f64 = 100.0;
+
+/// When a process started, on the wall clock, from its start time in
+/// clock ticks since boot.
+fn started_at(start_ticks: u64) -> Option<SystemTime> {
+    let uptime: f64 = std::fs::read_to_string("/proc/uptime")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    let age = (uptime - start_ticks as f64 / USER_HZ).max(0.0);
+    SystemTime::now().checked_sub(Duration::from_secs_f64(age))
+}
+
+/// The pids a /dev/shm entry belongs to, from libqb's and libfaketime's
+/// naming; none for a name of anything else.
+fn shm_owner_pids(name: &str) -> Vec<i32> {
+    let pid = |s: &str| s.parse::<i32>().ok().filter(|&p| p > 0);
+    if let Some(p) = name
+        .strip_prefix("faketime_shm_")
+        .or_else(|| name.strip_prefix("sem.faketime_sem_"))
+    {
+        return pid(p).into_iter().collect();
+    }
+    let Some(rest) = name.strip_prefix("qb-") else {
+        return Vec::new();
+    };
+    // qb-NAME-PID-blackbox-data / -header (NAME may hold dashes).
+    if let Some(head) = rest
+        .strip_suffix("-blackbox-data")
+        .or_else(|| rest.strip_suffix("-blackbox-header"))
+    {
+        return head.rsplit('-').next().and_then(pid).into_iter().collect();
+    }
+    // qb-SERVERPID-CLIENTPID-CONNECTION-RANDOM: an IPC connection's rings.
+    let parts: Vec<&str> = rest.split('-').collect();
+    if parts.len() == 4 && parts[2].chars().all(|c| c.is_ascii_digit()) {
+        if let (Some(server), Some(client)) = (pid(parts[0]), pid(parts[1])) {
+            return vec![server, client];
+        }
+    }
+    Vec::new()
+}
+
 pub fn write_file(path: &Path, contents: &[u8]) -> Result<(), LabError> {
     std::fs::write(path, contents)
         .map_err(|e| LabError::io(format!("writing {}", path.display()), e))
@@ -366,4 +525,40 @@ pub fn which(program: &str) -> Option<PathBuf> {
     std::env::split_paths(&path)
         .map(|dir| dir.join(program))
         .find(|p| p.is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_process_start_time_on_the_wall_clock() {
+        let (start, _) = proc_start_time(std::process::id() as i32).unwrap();
+        let at = started_at(start).unwrap();
+        let age = SystemTime::now().duration_since(at).unwrap_or_default();
+        // This test process started moments ago.
+        assert!(age < Duration::from_secs(600), "{age:?}");
+    }
+
+    #[test]
+    fn shm_names_and_their_pids() {
+        assert_eq!(shm_owner_pids("faketime_shm_1002"), [1002]);
+        assert_eq!(shm_owner_pids("sem.faketime_sem_77"), [77]);
+        assert_eq!(shm_owner_pids("qb-corosync-9974-blackbox-data"), [9974]);
+        assert_eq!(
+            shm_owner_pids("qb-pacemaker-based-12-blackbox-header"),
+            [12]
+        );
+        assert_eq!(shm_owner_pids("qb-10077-10390-33-A9gh8S"), [10077, 10390]);
+        for other in [
+            "qb-corosync-x-blackbox-data",
+            "qb-10077-10390-A9gh8S",
+            "qb-a-b-33-c",
+            "faketime_shm_",
+            "pulse-shm-123",
+            "sem.other_1",
+        ] {
+            assert!(shm_owner_pids(other).is_empty(), "{other}");
+        }
+    }
 }

@@ -8,13 +8,15 @@
 //! - a directory `<root>/NAME` (a private mount of itself) holding the lab's
 //!   record `lab.toml`, the authkey, the mount and UTS namespace files in
 //!   `ns/`, one directory per host (corosync.conf, logs, state, the
-//!   libfaketime control file) and the inventory.
+//!   libfaketime control file, and with `--pacemaker` Pacemaker's
+//!   `pacemaker/lib` and `pacemaker/log`) and the inventory.
 //!
 //! This module must not know about experiments, agents or faults: it builds a
 //! cluster, reports on it, and throws it away.
 
 pub mod conf;
 pub mod host;
+pub mod pacemaker;
 pub mod spec;
 pub mod ssh;
 
@@ -236,6 +238,13 @@ pub fn check_environment(spec: &LabSpec) -> Result<(), LabError> {
         needed.push(("corosync-qnetd", "corosync-qnetd"));
         needed.push(("corosync-qdevice", "corosync-qdevice"));
     }
+    if spec.pacemaker {
+        needed.push(("pacemakerd", "pacemaker"));
+        needed.push(("crm_mon", "pacemaker-cli-utils"));
+        needed.push(("crm_attribute", "pacemaker-cli-utils"));
+        needed.push(("cibadmin", "pacemaker-cli-utils"));
+        needed.push(("findmnt", "util-linux"));
+    }
     let missing: Vec<String> = needed
         .iter()
         .filter(|(program, _)| host::which(program).is_none())
@@ -262,6 +271,9 @@ pub fn check_environment(spec: &LabSpec) -> Result<(), LabError> {
                 .into(),
         ));
     }
+    if spec.pacemaker {
+        pacemaker::check_environment(spec)?;
+    }
     Ok(())
 }
 
@@ -281,6 +293,8 @@ fn libfaketime() -> Option<PathBuf> {
 pub struct LabUp {
     pub lab: Lab,
     pub views: Vec<(String, QuorumStatus)>,
+    /// With `--pacemaker`: a node and its view once every resource runs.
+    pub pacemaker: Option<(String, pacemaker::PacemakerView)>,
     pub inventory_path: PathBuf,
     pub elapsed: Duration,
 }
@@ -317,6 +331,11 @@ pub fn up(
     lab.save()?;
     let result = build(&mut lab, progress).and_then(|()| {
         let views = wait_until_whole(&lab, started, progress)?;
+        let pacemaker = if lab.spec().pacemaker {
+            Some(pacemaker::settle(&lab, started, progress)?)
+        } else {
+            None
+        };
         if lab.spec().ssh {
             install_agents(&lab, progress)?;
         }
@@ -324,12 +343,13 @@ pub fn up(
             .map(Path::to_path_buf)
             .unwrap_or_else(|| lab.inventory_path());
         host::write_file(&inventory_path, inventory(&lab).to_toml().as_bytes())?;
-        Ok((views, inventory_path))
+        Ok((views, pacemaker, inventory_path))
     });
     match result {
-        Ok((views, inventory_path)) => Ok(LabUp {
+        Ok((views, pacemaker, inventory_path)) => Ok(LabUp {
             lab,
             views,
+            pacemaker,
             inventory_path,
             elapsed: started.elapsed(),
         }),
@@ -457,6 +477,12 @@ fn build(lab: &mut Lab, progress: &dyn Fn(&str)) -> Result<(), LabError> {
             start_node_sshd(lab, &node)?;
         }
     }
+    if spec.pacemaker {
+        progress("starting Pacemaker on every node");
+        for node in spec.node_names() {
+            pacemaker::start(lab, &node)?;
+        }
+    }
     Ok(())
 }
 
@@ -564,12 +590,14 @@ pub fn power_off(name: &str, node: &str) -> Result<(), LabError> {
     // Marked first: a status asked meanwhile must not say "on".
     host::write_file(&power_off_marker(&lab, node), b"")?;
     let pids = host::processes_in(&[ns.net.as_path()]);
+    let procs = host::with_start_times(&pids);
     let survivors = host::kill_and_wait(&pids, Duration::from_secs(10));
     if !survivors.is_empty() {
         return Err(LabError::Failed(format!(
             "processes {survivors:?} of {node} did not die after SIGKILL"
         )));
     }
+    host::remove_shm_leftovers(&procs);
     let script: String = (0..lab.spec().links)
         .map(|l| format!("link set ring{l} down\n"))
         .collect();
@@ -577,7 +605,11 @@ pub fn power_off(name: &str, node: &str) -> Result<(), LabError> {
         &lab.spec().netns(node),
         &script,
         &format!("taking {node}'s links down"),
-    )
+    )?;
+    // What was in its memory is gone: a Dummy resource's state file in
+    // /run would otherwise make Pacemaker find the resource still running
+    // there when the node comes back.
+    ns.reset_run(node)
 }
 
 /// Powers a lab node on: links up, then its daemons start as at boot.
@@ -601,6 +633,9 @@ pub fn power_on(name: &str, node: &str) -> Result<(), LabError> {
     }
     if lab.spec().ssh && !lab.running(node, "sshd") {
         start_node_sshd(&mut lab, node)?;
+    }
+    if lab.spec().pacemaker && !lab.running(node, "pacemakerd") {
+        pacemaker::start(&mut lab, node)?;
     }
     let marker = power_off_marker(&lab, node);
     if marker.exists() {
@@ -690,17 +725,8 @@ fn wait_until_whole(
             }
             confirmed = 0;
         }
-        if let Some(dead) = lab.record.processes.iter().find(|p| !p.is_alive()) {
-            let log = lab
-                .host_dir(&dead.host)
-                .join(format!("{}.out", dead.program));
-            let tail = std::fs::read_to_string(&log).unwrap_or_default();
-            return Err(LabError::Failed(format!(
-                "{} on {} exited while the lab was coming up: {}",
-                dead.program,
-                dead.host,
-                tail.lines().rev().take(3).collect::<Vec<_>>().join(" / ")
-            )));
+        if let Some(err) = dead_daemon(lab) {
+            return Err(err);
         }
         if Instant::now() >= deadline {
             return Err(LabError::Failed(format!(
@@ -718,6 +744,22 @@ fn wait_until_whole(
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// While a lab comes up: the first daemon it started that has exited, as
+/// an error carrying the last lines it wrote.
+fn dead_daemon(lab: &Lab) -> Option<LabError> {
+    let dead = lab.record.processes.iter().find(|p| !p.is_alive())?;
+    let log = lab
+        .host_dir(&dead.host)
+        .join(format!("{}.out", dead.program));
+    let tail = std::fs::read_to_string(&log).unwrap_or_default();
+    Some(LabError::Failed(format!(
+        "{} on {} exited while the lab was coming up: {}",
+        dead.program,
+        dead.host,
+        tail.lines().rev().take(3).collect::<Vec<_>>().join(" / ")
+    )))
 }
 
 /// The inventory `corodrill run` uses for this lab: each node's agent is
@@ -766,11 +808,17 @@ pub struct HostStatus {
     pub running: bool,
     pub quorum: Option<QuorumStatus>,
     pub links: Vec<LinkStatus>,
+    /// In a Pacemaker lab, whether pacemakerd runs on this node.
+    pub pacemakerd: Option<bool>,
+    /// In a Pacemaker lab, the cluster as this node's Pacemaker sees it:
+    /// read from one node only, the first that answers (one whose
+    /// partition has quorum, if any does).
+    pub pacemaker: Option<pacemaker::PacemakerView>,
 }
 
 pub fn status(name: &str) -> Result<(Lab, Vec<HostStatus>), LabError> {
     let lab = Lab::open(name)?;
-    let hosts = lab
+    let mut hosts = lab
         .hosts()
         .into_iter()
         .map(|h| {
@@ -780,17 +828,28 @@ pub fn status(name: &str) -> Result<(Lab, Vec<HostStatus>), LabError> {
                     host: h,
                     quorum: None,
                     links: Vec::new(),
+                    pacemakerd: None,
+                    pacemaker: None,
                 };
             }
             let running = lab.running(&h, "corosync");
             HostStatus {
                 quorum: running.then(|| lab.quorum(&h)).flatten(),
                 links: if running { lab.links(&h) } else { Vec::new() },
+                pacemakerd: lab.spec().pacemaker.then(|| lab.running(&h, "pacemakerd")),
+                pacemaker: None,
                 running,
                 host: h,
             }
         })
-        .collect();
+        .collect::<Vec<_>>();
+    if lab.spec().pacemaker {
+        if let Some((node, view)) = pacemaker::cluster_view(&lab) {
+            if let Some(h) = hosts.iter_mut().find(|h| h.host == node) {
+                h.pacemaker = Some(view);
+            }
+        }
+    }
     Ok((lab, hosts))
 }
 
@@ -854,8 +913,14 @@ pub fn down(name: &str) -> Result<Removed, LabError> {
             pids.push(pid);
         }
     }
+    let procs = host::with_start_times(&pids);
     let survivors = host::kill_and_wait(&pids, Duration::from_secs(10));
     removed.processes = pids.len() - survivors.len();
+    let dead: Vec<(i32, u64)> = procs
+        .into_iter()
+        .filter(|(p, _)| !survivors.contains(p))
+        .collect();
+    host::remove_shm_leftovers(&dead);
     if !survivors.is_empty() {
         return Err(LabError::Failed(format!(
             "processes {survivors:?} of lab {name} did not die after SIGKILL"

@@ -15,6 +15,8 @@ pub const MAX_LINKS: u8 = 8;
 /// characters), and the kernel's own limit for names is 15: keep to it.
 pub const MAX_LAB_NAME: usize = 9;
 pub const QNETD: &str = "qnetd";
+/// Resource names stay short enough to read in `lab status`.
+pub const MAX_RESOURCE_NAME: usize = 40;
 
 /// Which corosync.conf the lab writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -54,6 +56,12 @@ pub struct LabSpec {
     /// on a real cluster.
     #[serde(default)]
     pub ssh: bool,
+    /// Every node runs Pacemaker beside corosync (`lab up --pacemaker`).
+    #[serde(default)]
+    pub pacemaker: bool,
+    /// The `ocf:pacemaker:Dummy` resources `lab up` creates (`--resource`).
+    #[serde(default)]
+    pub resources: Vec<String>,
 }
 
 impl LabSpec {
@@ -109,7 +117,50 @@ impl LabSpec {
             profile,
             quorum_options: options,
             ssh: false,
+            pacemaker: false,
+            resources: Vec::new(),
         })
+    }
+
+    /// Adds Pacemaker (`--pacemaker`) and its resources (`--resource`,
+    /// which needs `--pacemaker`). A resource name becomes an XML id in the
+    /// CIB and a file name of the Dummy agent's state: a letter or `_`, then
+    /// letters, digits, `_`, `-` and `.`.
+    pub fn with_pacemaker(
+        mut self,
+        pacemaker: bool,
+        resources: &[String],
+    ) -> Result<LabSpec, LabError> {
+        if !pacemaker && !resources.is_empty() {
+            return Err(LabError::invalid(format!(
+                "--resource {}: resources run under Pacemaker; add --pacemaker",
+                resources[0]
+            )));
+        }
+        let mut names: Vec<String> = Vec::new();
+        for name in resources {
+            let ok = name.len() <= MAX_RESOURCE_NAME
+                && name
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+            if !ok {
+                return Err(LabError::invalid(format!(
+                    "--resource {name:?}: a resource name is 1 to {MAX_RESOURCE_NAME} characters, \
+                     a letter or '_' first, then letters, digits, '_', '-' or '.' (it becomes an id in the CIB)"
+                )));
+            }
+            if names.contains(name) {
+                return Err(LabError::invalid(format!("--resource {name}: given twice")));
+            }
+            names.push(name.clone());
+        }
+        self.pacemaker = pacemaker;
+        self.resources = names;
+        Ok(self)
     }
 
     pub fn node_names(&self) -> impl Iterator<Item = String> {
@@ -227,6 +278,42 @@ mod tests {
         assert!(spec("lab", 3, 1, &["bogus=1"]).is_err());
         assert!(spec("lab", 3, 1, &["two_node"]).is_err());
         assert!(spec("lab", 2, 1, &["two_node=1;}"]).is_err());
+    }
+
+    #[test]
+    fn pacemaker_and_resources() {
+        let base = spec("lab", 3, 1, &[]).unwrap();
+        let s = base
+            .clone()
+            .with_pacemaker(true, &["svc".into(), "db_1".into(), "web-2.a".into()])
+            .unwrap();
+        assert!(s.pacemaker);
+        assert_eq!(s.resources, ["svc", "db_1", "web-2.a"]);
+        assert!(base.clone().with_pacemaker(true, &[]).unwrap().pacemaker);
+        let without = base.clone().with_pacemaker(false, &["svc".into()]);
+        assert_eq!(without.unwrap_err().exit_code(), 2);
+        let long = "x".repeat(MAX_RESOURCE_NAME + 1);
+        for bad in ["", "1svc", "-x", "a b", "a/b", "a\"b", "<x>", long.as_str()] {
+            let err = base.clone().with_pacemaker(true, &[bad.to_string()]);
+            assert_eq!(err.unwrap_err().exit_code(), 2, "{bad:?} accepted");
+        }
+        let twice = base.with_pacemaker(true, &["svc".into(), "svc".into()]);
+        assert!(twice.is_err());
+    }
+
+    #[test]
+    fn records_without_pacemaker_still_load() {
+        // lab.toml written before --pacemaker existed.
+        let mut s = spec("lab", 3, 1, &[]).unwrap();
+        s.ssh = true;
+        let mut text = toml::to_string(&s).unwrap();
+        text = text
+            .lines()
+            .filter(|l| !l.starts_with("pacemaker") && !l.starts_with("resources"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let back: LabSpec = toml::from_str(&text).unwrap();
+        assert!(!back.pacemaker && back.resources.is_empty());
     }
 
     #[test]
