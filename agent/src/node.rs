@@ -288,3 +288,31 @@ fn corosync_version() -> Option<String> {
     // "Corosync Cluster Engine, version '3.1.7'"
     text.split('\'').nth(1).map(str::to_owned)
 }
+
+/// Removes what a dead process left in /dev/shm: libqb's blackbox and IPC
+/// files named with its pid, libfaketime's segment and semaphore.
+pub fn remove_shm_of(pid: i32) {
+    if std::path::Path::new(&format!("/proc/{pid}")).exists() && !is_zombie(pid) {
+        return;
+    }
+    let Ok(dir) = std::fs::read_dir("/dev/shm") else {
+        return;
+    };
+    let ours = |name: &str| {
+        name.starts_with(&format!("qb-corosync-{pid}-blackbox-"))
+            || name.starts_with(&format!("qb-{pid}-"))
+            || name == format!("faketime_shm_{pid}")
+            || name == format!("sem.faketime_sem_{pid}")
+    };
+    for entry in dir.filter_map(|e| e.ok()) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if ours(&name) {
+            let path = entry.path();
+            let _ = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+        }
+    }
+}

@@ -49,6 +49,12 @@ pub fn apply(
             // A clean stop leaves the membership first; give it corosync's own time.
             wait_until(Duration::from_secs(20), || !alive(pid))
                 .map_err(|()| format!("corosync ({pid}) still runs 20 s after {}", fault.kind()))?;
+            if matches!(ctx.node.kind, NodeKind::Lab { .. }) {
+                // A SIGKILLed corosync leaves its 8 MiB blackbox and IPC
+                // files in /dev/shm, the host's memory; a lab drill must
+                // not. (A real node's are left for the operator's forensics.)
+                crate::node::remove_shm_of(pid);
+            }
             Ok(undo)
         }
         Fault::Pause => {
