@@ -582,6 +582,152 @@ fn random_drill_holds_and_catches_a_wrong_model() {
     assert_nothing_left(&lab.name);
 }
 
+fn pacemaker_drills(names: &[&str]) -> Vec<String> {
+    names
+        .iter()
+        .map(|n| {
+            experiments_dir()
+                .join(format!("pacemaker/{n}.toml"))
+                .display()
+                .to_string()
+        })
+        .collect()
+}
+
+/// Failover on the Pacemaker lab: the shipped drills pass on a lab of their
+/// shape; a drill that wants failover within 1 s fails and says when it did
+/// happen; with no-quorum-policy=ignore on the cut node (no fencing) the
+/// resource runs on two nodes at once and the report says where and how long.
+#[test]
+fn pacemaker_failover_drills() {
+    let _turn = one_lab_at_a_time();
+    let lab = TestLab::up(&["--pacemaker", "--resource", "svc"]);
+    assert_all_pass(
+        &lab,
+        &pacemaker_drills(&[
+            "failover-when-its-node-is-cut",
+            "failover-when-its-node-is-powered-off",
+            "failover-when-corosync-is-killed",
+        ]),
+    );
+    lab_clean(&lab, 3);
+
+    let dir = scratch(&format!("{}-pacemaker", lab.name));
+    let cut = std::fs::read_to_string(
+        experiments_dir().join("pacemaker/failover-when-its-node-is-cut.toml"),
+    )
+    .unwrap();
+    let fast = dir.join("fast.toml");
+    std::fs::write(
+        &fast,
+        cut.replacen("within = \"15s\"", "within = \"1s\"", 1),
+    )
+    .unwrap();
+    let (out, report) = drill(&lab, &[fast.display().to_string()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let report = report.unwrap();
+    let case = report.test_suites[0]
+        .test_cases
+        .iter()
+        .find(|c| c.name.as_str() == "svc fails over to pve2 or pve3")
+        .unwrap();
+    let message = match &case.status {
+        quick_junit::TestCaseStatus::NonSuccess { message, .. } => {
+            message.as_ref().unwrap().as_str().to_owned()
+        }
+        other => panic!("{other:?}"),
+    };
+    assert!(
+        message.contains("within 1s") && message.contains("s after cut"),
+        "{message}"
+    );
+    lab_clean(&lab, 3);
+
+    // pve1 told to ignore the loss of quorum: cut off, it keeps its copy
+    // while pve2 or pve3 starts another.
+    let ignore = dir.join("ignore.toml");
+    let set = |policy: &str| {
+        format!("crm_attribute --type crm_config --name no-quorum-policy --update {policy}")
+    };
+    std::fs::write(
+        &ignore,
+        format!(
+            r#"name = "double-active-without-fencing"
+nodes = 3
+[[watch]]
+resource = "svc"
+[invariants]
+double_active = "expect"
+[[fault]]
+id = "policy"
+kind = "command"
+nodes = ["pve1"]
+run = "{}"
+undo = "{}"
+[[fault]]
+id = "cut"
+kind = "isolate"
+nodes = ["pve1"]
+at = "1s"
+heal_after = "10s"
+[[expect]]
+name = "svc fails over"
+after = "cut"
+nodes = ["pve2", "pve3"]
+resource = "svc"
+running_on = ["pve2", "pve3"]
+within = "15s"
+"#,
+            set("ignore"),
+            set("stop")
+        ),
+    )
+    .unwrap();
+    let (out, report) = drill(&lab, &[ignore.display().to_string()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let report = report.unwrap();
+    let caught = report.test_suites[0]
+        .test_cases
+        .iter()
+        .find(|c| c.name.as_str() == "svc double-active window caught")
+        .unwrap();
+    let said = caught
+        .system_out
+        .as_ref()
+        .map(|s| s.as_str().to_owned())
+        .unwrap_or_default();
+    assert!(said.contains("svc was active on pve1 and pve"), "{said}");
+    // The window lasts from the failover to the heal: seconds, not a blip.
+    let window = caught.time.unwrap().as_secs_f64();
+    assert!(window > 3.0, "{window}");
+    lab_clean(&lab, 3);
+    lab.down();
+    assert_nothing_left(&lab.name);
+}
+
+/// The two-node Pacemaker drills, without and with a QDevice.
+#[test]
+fn pacemaker_two_node_drills() {
+    let _turn = one_lab_at_a_time();
+    let lab = TestLab::up(&["--nodes", "2", "--pacemaker", "--resource", "svc"]);
+    assert_all_pass(
+        &lab,
+        &pacemaker_drills(&["two-nodes-without-qdevice-stop-it"]),
+    );
+    lab.down();
+    let lab = TestLab::up(&[
+        "--nodes",
+        "2",
+        "--qdevice",
+        "--pacemaker",
+        "--resource",
+        "svc",
+    ]);
+    assert_all_pass(&lab, &pacemaker_drills(&["two-nodes-with-qdevice-keep-it"]));
+    lab.down();
+    assert_nothing_left(&lab.name);
+}
+
 #[test]
 fn two_node_drills() {
     let _turn = one_lab_at_a_time();

@@ -32,6 +32,7 @@ pub fn judge(experiment: &Experiment, nodes: &[String], log: &[LogEvent]) -> Vec
     for w in experiment.watches.iter().filter(|w| !w.clone) {
         verdicts.push(double_active(
             &w.resource,
+            w.interval.as_secs_f64(),
             experiment.invariants.double_active,
             &timeline,
         ));
@@ -348,13 +349,25 @@ fn judge_expect(e: &Expect, nodes: &[String], log: &[&LogEvent], timeline: &Time
     let observed = holds_at(e, nodes, timeline, deadline, anchor)
         .err()
         .unwrap_or_else(|| "it held only briefly".into());
+    // Too slow is not never: say when it did become true, if it did.
+    let late = timeline
+        .change_times(deadline, timeline.end)
+        .find(|&t| holds_at(e, nodes, timeline, t, anchor).is_ok())
+        .map(|t| {
+            format!(
+                "; it was true from t={t:.3}s, {:.3}s after {}",
+                t - anchor,
+                e.after
+            )
+        })
+        .unwrap_or_default();
     fail(format!(
         "expected {} within {} of {} (t={anchor:.3}s, deadline t={deadline:.3}s); observed at the deadline: {observed}{}",
         describe_expect(e, nodes),
         humantime::format_duration(e.within),
         e.after,
         broken.map(|b| format!("; {b}")).unwrap_or_default()
-    ))
+    ) + &late)
 }
 
 /// A watched resource active on two nodes at once, as each of those nodes'
@@ -398,8 +411,20 @@ fn double_active_windows(resource: &str, timeline: &Timeline) -> Vec<(f64, f64, 
     windows
 }
 
-fn double_active(resource: &str, policy: SplitBrain, timeline: &Timeline) -> Verdict {
-    let windows = double_active_windows(resource, timeline);
+/// `interval`: how often nodes read their views. Views are read at
+/// different moments, so during an orderly move (stop here, then start
+/// there) one node's stale "still here" can overlap another's fresh "now
+/// here" for up to one interval: windows that short are not evidence.
+fn double_active(
+    resource: &str,
+    interval: f64,
+    policy: SplitBrain,
+    timeline: &Timeline,
+) -> Verdict {
+    let windows: Vec<(f64, f64, Vec<String>)> = double_active_windows(resource, timeline)
+        .into_iter()
+        .filter(|(from, to, _)| to - from > interval)
+        .collect();
     let total: f64 = windows.iter().map(|(a, b, _)| b - a).sum();
     let listed = windows
         .iter()
@@ -917,6 +942,7 @@ name = "failover"
 nodes = 3
 [[watch]]
 resource = "svc"
+interval = "100ms"
 [[fault]]
 id = "cut"
 kind = "isolate"
@@ -1007,6 +1033,16 @@ within = "10s"
             .find(|x| x.name == "svc double-active window caught")
             .unwrap();
         assert!(double.passed && double.measured == Some(0.5), "{double:?}");
+        // Read every 500 ms, a 0.5 s overlap is no evidence: one node's view
+        // may be that much older than the other's.
+        let coarse = text.replace("interval = \"100ms\"", "interval = \"500ms\"");
+        let e = parse(Path::new("f.toml"), &coarse).unwrap();
+        let v = judge(&e, &nodes(), &failover_log());
+        let double = v
+            .iter()
+            .find(|x| x.name == "svc double-active window caught")
+            .unwrap();
+        assert!(!double.passed, "{double:?}");
         let slow = FAILOVER.replacen("within = \"10s\"", "within = \"1s\"", 1);
         let e = parse(Path::new("f.toml"), &slow).unwrap();
         let v = judge(&e, &nodes(), &failover_log());
@@ -1014,6 +1050,13 @@ within = "10s"
         assert!(!moved.passed);
         assert!(
             moved.message.contains("pve2 sees svc on pve1"),
+            "{}",
+            moved.message
+        );
+        assert!(
+            moved
+                .message
+                .contains("it was true from t=4.700s, 3.700s after cut"),
             "{}",
             moved.message
         );
@@ -1030,7 +1073,8 @@ within = "10s"
                 .collect::<Vec<_>>()
                 .join("\n")
         };
-        let unwatched = FAILOVER.replace("[[watch]]\nresource = \"svc\"\n", "");
+        let unwatched =
+            FAILOVER.replace("[[watch]]\nresource = \"svc\"\ninterval = \"100ms\"\n", "");
         assert!(
             errs(&unwatched).contains("resource \"svc\" is not watched"),
             "{}",
@@ -1039,8 +1083,8 @@ within = "10s"
         let both = FAILOVER.replace("moved = true", "moved = true\nrunning = false");
         assert!(errs(&both).contains("exactly one of"), "{}", errs(&both));
         let kind = FAILOVER.replace(
-            "resource = \"svc\"\n[[fault]]",
-            "resource = \"svc\"\nkind = \"pve-ha\"\n[[fault]]",
+            "interval = \"100ms\"\n[[fault]]",
+            "interval = \"100ms\"\nkind = \"pve-ha\"\n[[fault]]",
         );
         assert!(
             errs(&kind).contains("only \"pacemaker\""),

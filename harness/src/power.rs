@@ -579,13 +579,24 @@ mod tests {
             std::fs::create_dir_all(&dir).unwrap();
             std::fs::write(dir.join("state"), format!("{state}\n")).unwrap();
             let script = format!(
-                "#!/bin/sh\nd=$(dirname \"$0\")\necho \"$*\" >> \"$d/argv\"\npwd >> \"$d/cwd\"\n\
+                "#!/bin/sh\n[ -n \"$STANDIN_PROBE\" ] && exit 0\nd=$(dirname \"$0\")\necho \"$*\" >> \"$d/argv\"\npwd >> \"$d/cwd\"\n\
                  echo \"IPMI_PASSWORD=$IPMI_PASSWORD\" >> \"$d/env\"\n{body}\n"
             );
             let tool = dir.join(name);
             std::fs::write(&tool, script).unwrap();
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+            // Another test thread forking at the moment the script was
+            // written holds its fd until that child execs: "text file
+            // busy" for a moment. Wait it out before a driver runs it.
+            for _ in 0..200 {
+                match Command::new(&tool).env("STANDIN_PROBE", "1").status() {
+                    Err(e) if e.raw_os_error() == Some(26) => {
+                        std::thread::sleep(Duration::from_millis(10))
+                    }
+                    _ => break,
+                }
+            }
             StandIn { dir }
         }
         fn tool(&self, name: &str) -> PathBuf {

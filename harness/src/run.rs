@@ -136,6 +136,8 @@ struct Drill<'a> {
     powered_off: BTreeMap<String, String>,
     /// The experiment's watched resources and how often to read them.
     resource_watch: Option<Op>,
+    /// Each node's latest view of each watched resource.
+    resource_views: BTreeMap<(String, String), Option<Vec<String>>>,
 }
 
 /// Hands an agent's events to the drill's collector.
@@ -291,6 +293,7 @@ impl<'a> Drill<'a> {
                 .collect(),
             power,
             powered_off: BTreeMap::new(),
+            resource_views: BTreeMap::new(),
             resource_watch: (!experiment.watches.is_empty()).then(|| Op::WatchResources {
                 resources: experiment
                     .watches
@@ -395,14 +398,18 @@ impl<'a> Drill<'a> {
             EventBody::Resource {
                 resource,
                 active_on,
-            } => self.record(
-                t,
-                Some(&node),
-                LogBody::Resource {
-                    resource,
-                    active_on,
-                },
-            ),
+            } => {
+                self.resource_views
+                    .insert((node.clone(), resource.clone()), active_on.clone());
+                self.record(
+                    t,
+                    Some(&node),
+                    LogBody::Resource {
+                        resource,
+                        active_on,
+                    },
+                )
+            }
             EventBody::CorosyncDown { reason } => {
                 self.states.insert(node.clone(), NodeState::down());
                 self.record(t, Some(&node), LogBody::CorosyncDown { reason });
@@ -559,6 +566,18 @@ impl<'a> Drill<'a> {
                 quorum: None,
             };
             self.record(0.0, Some(&node), body);
+        }
+        // Views only change on a change: the ones seen while waiting open
+        // the log too.
+        for ((node, resource), active_on) in self.resource_views.clone() {
+            self.record(
+                0.0,
+                Some(&node),
+                LogBody::Resource {
+                    resource,
+                    active_on,
+                },
+            );
         }
 
         enum Step<'p> {
@@ -746,6 +765,26 @@ impl<'a> Drill<'a> {
                             reason: format!("powered off (power driver {driver})"),
                         },
                     );
+                    // Its resources died with it: the last view it sent
+                    // no longer speaks for it.
+                    let watched: Vec<String> = self
+                        .resource_views
+                        .keys()
+                        .filter(|(n, _)| *n == node)
+                        .map(|(_, r)| r.clone())
+                        .collect();
+                    for resource in watched {
+                        self.resource_views
+                            .insert((node.clone(), resource.clone()), None);
+                        self.record(
+                            t,
+                            Some(&node),
+                            LogBody::Resource {
+                                resource,
+                                active_on: None,
+                            },
+                        );
+                    }
                 }
                 Err(e) => {
                     let t = self.now();

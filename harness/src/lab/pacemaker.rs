@@ -401,6 +401,13 @@ pub fn primitive_xml(name: &str) -> String {
     )
 }
 
+/// A location preference for `node` (score 100).
+pub fn prefers_xml(name: &str, node: &str) -> String {
+    format!(
+        "<rsc_location id=\"{name}-prefers-{node}\" rsc=\"{name}\" node=\"{node}\" score=\"100\"/>"
+    )
+}
+
 /// This node's view, or `None` if its Pacemaker does not answer.
 pub fn view(lab: &Lab, node: &str) -> Option<PacemakerView> {
     lab.tool_output(
@@ -497,6 +504,22 @@ pub fn settle(
                 &primitive_xml(name),
             ],
             &format!("creating resource {name}"),
+        )?;
+        // Drills need to know where a resource starts: on the first node,
+        // back there after a heal (a preference, not a requirement, and
+        // no stickiness: Pacemaker fails it over and back).
+        tool(
+            lab,
+            first,
+            "cibadmin",
+            &[
+                "--create",
+                "--scope",
+                "constraints",
+                "--xml-text",
+                &prefers_xml(name, first),
+            ],
+            &format!("placing resource {name} on {first}"),
         )?;
     }
     if spec.resources.is_empty() {
