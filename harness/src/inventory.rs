@@ -118,6 +118,18 @@ mod tests {
         assert!(Inventory::from_toml("name = \"x\"\nbogus = 1\nnode = []\n").is_err());
     }
 
+    /// An unknown power driver is refused with every driver there is.
+    #[test]
+    fn unknown_driver_names_the_known_ones() {
+        let text = "name = \"x\"\n[[node]]\nname = \"pve1\"\nconnect = \"false\"\nlinks = { ring0 = \"198.18.0.1\" }\npower = { driver = \"ilo\", host = \"10.0.1.1\" }\n";
+        let err = Inventory::from_toml(text).unwrap_err().to_string();
+        assert!(
+            err.contains("unknown variant `ilo`")
+                && err.contains("`lab`, `command`, `vagrant`, `libvirt`, `ipmi`, `proxmox`"),
+            "{err}"
+        );
+    }
+
     /// The example inventories shipped for real clusters parse.
     #[test]
     fn shipped_example_inventories_parse() {
