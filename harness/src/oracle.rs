@@ -38,6 +38,10 @@ pub struct QuorumConfig {
     pub two_node: bool,
     pub auto_tie_breaker: Option<TieBreaker>,
     pub qdevice: Option<QDeviceAlgorithm>,
+    /// `last_man_standing`, with its window in milliseconds: a quorate
+    /// partition's expected votes drop to the votes it has once the window
+    /// has passed (`predict.rs` walks a drill's changes for it).
+    pub last_man_standing: Option<u32>,
 }
 
 impl QuorumConfig {
@@ -68,7 +72,39 @@ impl QuorumConfig {
             two_node: flag("two_node"),
             auto_tie_breaker,
             qdevice,
+            last_man_standing: flag("last_man_standing").then(|| {
+                cmap.get("last_man_standing_window")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(10_000)
+            }),
         }
+    }
+
+    /// This configuration with expected votes set (an override, or
+    /// last_man_standing's recalculation).
+    pub fn with_expected(&self, expected: u32) -> QuorumConfig {
+        QuorumConfig {
+            expected_votes: Some(expected),
+            ..self.clone()
+        }
+    }
+
+    /// Node ids of these node names (unknown names are skipped).
+    pub fn ids_of(&self, names: &[String]) -> Vec<u32> {
+        self.nodes
+            .iter()
+            .filter(|n| names.contains(&n.1))
+            .map(|n| n.0)
+            .collect()
+    }
+
+    /// The votes of these nodes, by name.
+    pub fn votes_of_names(&self, names: &[String]) -> u32 {
+        self.nodes
+            .iter()
+            .filter(|n| names.contains(&n.1))
+            .map(|n| n.2)
+            .sum()
     }
 
     fn node_votes(&self) -> u32 {
@@ -266,6 +302,7 @@ mod tests {
             two_node: false,
             auto_tie_breaker: None,
             qdevice: None,
+            last_man_standing: None,
         }
     }
 

@@ -5,7 +5,7 @@
 //! --oracle`, writes one expectation per node for every change of faults
 //! long enough for the cluster to settle.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use crate::experiment::{Anchor, Expect, Experiment, FaultKind, FaultSpec, NodeSet};
@@ -164,6 +164,107 @@ pub fn situation(
     })
 }
 
+/// Each node's expected votes at `t` under `last_man_standing` (None when
+/// it is off): votequorum lowers a quorate partition's expected votes to
+/// the votes it has once the window has passed after a change, never
+/// below two without auto_tie_breaker (votequorum(5)); nodes that come
+/// together raise it again to the votes present. Walks the plan's changes
+/// before `t`.
+pub fn lms_expected(
+    experiment: &Experiment,
+    plan: &Plan,
+    model: &Model,
+    t: Duration,
+) -> Option<BTreeMap<String, u32>> {
+    let window = Duration::from_millis(u64::from(model.config.last_man_standing?));
+    let full = model.config.expected();
+    let mut expected: BTreeMap<String, u32> =
+        plan.nodes.iter().map(|n| (n.clone(), full)).collect();
+    let mut changes: Vec<Duration> = plan
+        .faults
+        .iter()
+        .flat_map(|f| [f.at, f.heal_at.unwrap_or(plan.end)])
+        .filter(|c| *c < t)
+        .collect();
+    changes.sort();
+    changes.dedup();
+    let floor = if model.config.auto_tie_breaker.is_some() {
+        1
+    } else {
+        2
+    };
+    for (i, c) in changes.iter().enumerate() {
+        let until = changes.get(i + 1).copied().unwrap_or(t).min(t);
+        let Ok(s) = situation(&plan.nodes, model.links, &active_at(experiment, plan, *c)) else {
+            continue;
+        };
+        for side in &s.sides {
+            let votes = model.config.votes_of_names(side);
+            let e = side
+                .iter()
+                .filter_map(|n| expected.get(n).copied())
+                .max()
+                .unwrap_or(full)
+                .max(votes);
+            let settled = until - *c >= model.timing.detection() + window;
+            let quorate = model
+                .config
+                .with_expected(e)
+                .outcome(&[model.config.ids_of(side)], &[true])[0];
+            let e = if settled && quorate {
+                votes.max(floor).min(e)
+            } else {
+                e
+            };
+            for n in side {
+                expected.insert(n.clone(), e);
+            }
+        }
+    }
+    Some(expected)
+}
+
+/// What each node sees in a situation; None for a frozen node.
+/// `expected`: per-node expected votes under last_man_standing.
+pub fn predict_with(
+    model: &Model,
+    situation: &Situation,
+    node: &str,
+    expected: Option<&BTreeMap<String, u32>>,
+) -> Option<Prediction> {
+    let Some(expected) = expected else {
+        return predict(model, situation, node);
+    };
+    if situation.frozen.iter().any(|n| n == node) {
+        return None;
+    }
+    if situation.down.iter().any(|n| n == node) {
+        return Some(Prediction {
+            quorate: false,
+            members: Vec::new(),
+        });
+    }
+    let side = situation
+        .sides
+        .iter()
+        .find(|s| s.iter().any(|n| n == node))?;
+    let votes = model.config.votes_of_names(side);
+    let e = side
+        .iter()
+        .filter_map(|n| expected.get(n).copied())
+        .max()
+        .unwrap_or_else(|| model.config.expected())
+        .max(votes);
+    let quorate = model
+        .config
+        .with_expected(e)
+        .outcome(&[model.config.ids_of(side)], &[true])[0];
+    Some(Prediction {
+        quorate,
+        members: side.clone(),
+    })
+}
+
 /// What each node sees in a situation; None for a frozen node.
 pub fn predict(model: &Model, situation: &Situation, node: &str) -> Option<Prediction> {
     if situation.frozen.iter().any(|n| n == node) {
@@ -239,9 +340,10 @@ pub fn resolve(
             NodeSet::All => plan.nodes.iter().collect(),
             NodeSet::Some(n) => n.iter().collect(),
         };
+        let lms = lms_expected(experiment, plan, model, t);
         let predictions: Vec<Option<Prediction>> = targets
             .iter()
-            .map(|n| predict(model, &situation, n))
+            .map(|n| predict_with(model, &situation, n, lms.as_ref()))
             .collect();
         let Some(first) = predictions.first().cloned().flatten() else {
             errors.push(format!(
@@ -327,8 +429,9 @@ pub fn oracle_expectations(experiment: &Experiment, plan: &Plan, model: &Model) 
         else {
             continue;
         };
+        let lms = lms_expected(experiment, plan, model, *t);
         for node in &plan.nodes {
-            let Some(p) = predict(model, &situation, node) else {
+            let Some(p) = predict_with(model, &situation, node, lms.as_ref()) else {
                 continue;
             };
             expects.push(Expect {
@@ -559,6 +662,85 @@ within = "predicted"
         );
         let errs = resolve(&e, &p, &model(2, 1, &[("two_node", "1")]), false).unwrap_err();
         assert!(errs[0].contains("different things"), "{errs:?}");
+    }
+
+    /// votequorum(5): with last_man_standing, after a node leaves and the
+    /// window passes, the rest recalculate expected votes, so losing
+    /// another node still leaves a quorate pair (down to two nodes; one
+    /// alone only with auto_tie_breaker).
+    #[test]
+    fn last_man_standing_lowers_expected_votes_after_its_window() {
+        let (e, p) = drill(
+            4,
+            1,
+            r#"
+[[fault]]
+id = "k1"
+kind = "kill"
+nodes = ["pve4"]
+[[fault]]
+id = "k2"
+kind = "kill"
+nodes = ["pve3"]
+at = "10s"
+[[fault]]
+id = "k3"
+kind = "kill"
+nodes = ["pve2"]
+at = "20s"
+[[expect]]
+name = "two left"
+after = "k2"
+nodes = ["pve1", "pve2"]
+quorate = "predicted"
+within = "predicted"
+[[expect]]
+name = "one left"
+after = "k3"
+nodes = ["pve1"]
+quorate = "predicted"
+within = "predicted"
+"#,
+        );
+        let plain = resolve(&e, &p, &model(4, 1, &[]), false).unwrap();
+        assert_eq!(plain.expects[0].quorate, Some(false));
+        let lms = model(
+            4,
+            1,
+            &[
+                ("last_man_standing", "1"),
+                ("last_man_standing_window", "3000"),
+            ],
+        );
+        let r = resolve(&e, &p, &lms, false).unwrap();
+        assert_eq!(r.expects[0].quorate, Some(true), "4 -> 3 -> 2 nodes");
+        assert_eq!(r.expects[1].quorate, Some(false), "never down to one");
+        let atb = model(
+            4,
+            1,
+            &[
+                ("last_man_standing", "1"),
+                ("last_man_standing_window", "3000"),
+                ("auto_tie_breaker", "1"),
+            ],
+        );
+        let r = resolve(&e, &p, &atb, false).unwrap();
+        assert_eq!(
+            r.expects[1].quorate,
+            Some(true),
+            "with auto_tie_breaker, to one"
+        );
+        // The window not yet passed: the second loss comes too soon.
+        let slow = model(
+            4,
+            1,
+            &[
+                ("last_man_standing", "1"),
+                ("last_man_standing_window", "9000"),
+            ],
+        );
+        let r = resolve(&e, &p, &slow, false).unwrap();
+        assert_eq!(r.expects[0].quorate, Some(false));
     }
 
     #[test]
