@@ -327,45 +327,23 @@ fn pacemaker_resource_fails_over_when_its_node_is_powered_off() {
     );
     eprintln!("svc moved from {owner} to {moved_to} in {took:.1?}");
 
-    // Power back on: the node rejoins Pacemaker, and its probe finds svc
-    // not running there (a power-off empties /run, where the Dummy agent
-    // keeps its state), so svc stays on one node.
+    // Power back on: the node rejoins Pacemaker and, the lab placing svc
+    // on pve1 (a preference, no stickiness), svc moves back to it and runs
+    // on that one node only (a power-off empties /run, where the Dummy
+    // agent keeps its state, so the returned node's probe finds it stopped).
     let on = corodrill(&["lab", "power", "--name", &lab.name, &owner, "on"]);
     assert!(on.status.success(), "{}", text(&on));
-    let online = format!("<node name=\"{owner}\" ");
-    let (_, took) = poll(Duration::from_secs(30), "the node is online again", || {
-        exec(
-            &lab,
-            survivor,
-            &["crm_mon", "--one-shot", "--output-as=xml"],
-        )
-        .lines()
-        .any(|l| l.trim_start().starts_with(&online) && l.contains("online=\"true\""))
-        .then_some(())
-    });
-    eprintln!("{owner} online in Pacemaker {took:.1?} after power-on");
-    let probe = format!(
-        "//node_state[@uname='{owner}']//lrm_rsc_op[@id='svc_last_0' and @operation_key='svc_monitor_0']"
-    );
-    let (probed, _) = poll(
-        Duration::from_secs(30),
-        "the returned node probes svc",
+    let (_, took) = poll(
+        Duration::from_secs(45),
+        "svc back on its node alone",
         || {
-            let op = exec(&lab, survivor, &["cibadmin", "--query", "--xpath", &probe]);
-            op.contains("rc-code").then_some(op)
+            nodes
+                .iter()
+                .all(|node| located(&lab, node, "svc") == std::slice::from_ref(&owner))
+                .then_some(())
         },
     );
-    assert!(
-        probed.contains("rc-code=\"7\""),
-        "svc found running on {owner} after its reboot:\n{probed}"
-    );
-    for node in nodes {
-        assert_eq!(
-            located(&lab, node, "svc"),
-            std::slice::from_ref(&moved_to),
-            "{node}"
-        );
-    }
+    eprintln!("svc back on {owner} {took:.1?} after power-on (moved to {moved_to} before)");
 
     let down = lab.down();
     assert!(down.status.success(), "{}", text(&down));
