@@ -9,9 +9,10 @@
 //! `two_node`, `auto_tie_breaker` (lowest, highest, a node list), and a
 //! QDevice with `ffsplit` (the bigger side wins, a tie goes to the side with
 //! the lowest node id) or `lms` (the QDevice gives N-1 votes to a side that
-//! reaches qnetd). Not modelled yet: `wait_for_all` at start-up (it only
-//! matters before the cluster was ever whole), `last_man_standing`'s
-//! gradual recalculation, and timings.
+//! reaches qnetd). `last_man_standing` is a walk over a drill's changes
+//! (`predict::lms_expected`) using `with_expected`; `wait_for_all` only
+//! matters before the cluster was first whole, which every drill waits
+//! for, so it changes no prediction. Timing: `Timing` below.
 
 use std::collections::BTreeMap;
 
