@@ -4,7 +4,7 @@
 //! whatever reaches the agent installs it.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::agent::AgentConn;
@@ -200,63 +200,9 @@ pub fn install(
     })
 }
 
-/// Runs one command with `sh -c`, feeding it `input`; its stdout, or what
-/// it said on stderr when it failed.
+/// Runs one command with `sh -c`, feeding it `input`.
 fn shell(command: &str, input: Option<&[u8]>, timeout: Duration) -> Result<String, String> {
-    use std::io::{Read, Write};
-    let mut child = Command::new("sh")
-        .args(["-c", command])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run sh: {e}"))?;
-    let mut stdin = child.stdin.take();
-    let feeder = input.map(|data| {
-        let data = data.to_vec();
-        let mut pipe = stdin.take();
-        std::thread::spawn(move || pipe.as_mut().map(|p| p.write_all(&data)))
-    });
-    drop(stdin);
-    let mut stdout = child.stdout.take();
-    let mut stderr = child.stderr.take();
-    let out = std::thread::spawn(move || {
-        let mut s = String::new();
-        if let Some(p) = stdout.as_mut() {
-            let _ = p.read_to_string(&mut s);
-        }
-        s
-    });
-    let err = std::thread::spawn(move || {
-        let mut s = String::new();
-        if let Some(p) = stderr.as_mut() {
-            let _ = p.read_to_string(&mut s);
-        }
-        s
-    });
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if Instant::now() >= deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("no answer within {timeout:?}"));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
-            Err(e) => return Err(e.to_string()),
-        }
-    };
-    if let Some(f) = feeder {
-        let _ = f.join();
-    }
-    let stdout = out.join().unwrap_or_default();
-    let stderr = err.join().unwrap_or_default();
-    if status.success() {
-        Ok(stdout)
-    } else {
-        Err(format!("{status}: {}", stderr.trim()))
-    }
+    crate::tool::run(Command::new("sh").args(["-c", command]), input, timeout)
 }
 
 #[cfg(test)]

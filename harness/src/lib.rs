@@ -19,3 +19,4 @@ pub mod predict;
 pub mod random;
 pub mod report;
 pub mod run;
+pub mod tool;

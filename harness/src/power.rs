@@ -5,11 +5,10 @@
 //! the tool through its environment or stdin, never on a command line.
 //! This module knows drivers, not drills.
 
-use std::io::{Read, Write};
 #[cfg(test)]
 use std::path::Path;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::inventory::{InventoryNode, Power};
@@ -265,7 +264,7 @@ impl PowerDriver for CommandPower {
         "command"
     }
     fn off(&self) -> Result<(), String> {
-        run(
+        crate::tool::run(
             Command::new("sh").args(["-c", &self.off]),
             None,
             self.timeout,
@@ -273,7 +272,7 @@ impl PowerDriver for CommandPower {
         .map(drop)
     }
     fn on(&self) -> Result<(), String> {
-        run(
+        crate::tool::run(
             Command::new("sh").args(["-c", &self.on]),
             None,
             self.timeout,
@@ -281,7 +280,7 @@ impl PowerDriver for CommandPower {
         .map(drop)
     }
     fn status(&self) -> Result<PowerState, String> {
-        let out = run(
+        let out = crate::tool::run(
             Command::new("sh").args(["-c", &self.status]),
             None,
             self.timeout,
@@ -313,7 +312,7 @@ impl VagrantPower {
         if let Some(dir) = &self.dir {
             cmd.current_dir(dir);
         }
-        run(&mut cmd, None, self.timeout)
+        crate::tool::run(&mut cmd, None, self.timeout)
     }
 }
 
@@ -362,7 +361,7 @@ impl LibvirtPower {
             cmd.args(["-c", uri]);
         }
         cmd.args([verb, &self.domain]);
-        run(&mut cmd, None, self.timeout)
+        crate::tool::run(&mut cmd, None, self.timeout)
     }
 }
 
@@ -403,7 +402,7 @@ impl IpmiPower {
         cmd.args(["-I", "lanplus", "-H", &self.host, "-U", &self.user, "-E"])
             .args(["chassis", "power", verb])
             .env("IPMI_PASSWORD", &self.password);
-        run(&mut cmd, None, self.timeout)
+        crate::tool::run(&mut cmd, None, self.timeout)
     }
 }
 
@@ -455,7 +454,7 @@ impl ProxmoxPower {
         cmd.args(["--silent", "--show-error", "--fail-with-body"])
             .args(["--max-time", &self.timeout.as_secs().max(1).to_string()])
             .args(["--config", "-"]);
-        let out = run(&mut cmd, Some(config.as_bytes()), self.timeout)?;
+        let out = crate::tool::run(&mut cmd, Some(config.as_bytes()), self.timeout)?;
         serde_json::from_str(&out).map_err(|e| format!("the API answered {:?}: {e}", out.trim()))
     }
 }
@@ -478,78 +477,6 @@ impl PowerDriver for ProxmoxPower {
             Some("stopped") => Ok(PowerState::Off),
             _ => Err(format!("no VM status in the API's answer {answer}")),
         }
-    }
-}
-
-/// Runs a tool with a timeout (its whole process group is killed when it
-/// runs out) and returns its stdout; a non-zero exit is an error carrying
-/// what it said on stderr.
-fn run(cmd: &mut Command, stdin: Option<&[u8]>, timeout: Duration) -> Result<String, String> {
-    use std::os::unix::process::CommandExt;
-    let program = cmd.get_program().to_string_lossy().into_owned();
-    let mut child = cmd
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .map_err(|e| format!("cannot run {program}: {e}"))?;
-    if let (Some(data), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        pipe.write_all(data)
-            .map_err(|e| format!("writing to {program}: {e}"))?;
-    }
-    let read_all = |pipe: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            if let Some(mut p) = pipe {
-                let _ = p.read_to_string(&mut text);
-            }
-            text
-        })
-    };
-    let out = read_all(
-        child
-            .stdout
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-    );
-    let err = read_all(
-        child
-            .stderr
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-    );
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if Instant::now() >= deadline => {
-                let _ = nix::sys::signal::killpg(
-                    nix::unistd::Pid::from_raw(child.id() as i32),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-                let _ = child.wait();
-                return Err(format!("{program} did not answer within {timeout:?}"));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => return Err(format!("waiting for {program}: {e}")),
-        }
-    };
-    let stdout = out.join().unwrap_or_default();
-    let stderr = err.join().unwrap_or_default();
-    if status.success() {
-        Ok(stdout)
-    } else {
-        let said = if stderr.trim().is_empty() {
-            stdout.trim()
-        } else {
-            stderr.trim()
-        };
-        Err(format!("{program} failed ({status}): {said}"))
     }
 }
 
