@@ -199,20 +199,10 @@ pub fn lms_expected(
             continue;
         };
         for side in &s.sides {
-            let votes = model.config.votes_of_names(side);
-            let e = side
-                .iter()
-                .filter_map(|n| expected.get(n).copied())
-                .max()
-                .unwrap_or(full)
-                .max(votes);
+            let (e, quorate) = lms_side(model, &expected, side);
             let settled = until - *c >= model.timing.detection() + window;
-            let quorate = model
-                .config
-                .with_expected(e)
-                .outcome(&[model.config.ids_of(side)], &[true])[0];
             let e = if settled && quorate {
-                votes.max(floor).min(e)
+                model.config.votes_of_names(side).max(floor).min(e)
             } else {
                 e
             };
@@ -224,49 +214,30 @@ pub fn lms_expected(
     Some(expected)
 }
 
-/// What each node sees in a situation; None for a frozen node.
-/// `expected`: per-node expected votes under last_man_standing.
-pub fn predict_with(
-    model: &Model,
-    situation: &Situation,
-    node: &str,
-    expected: Option<&BTreeMap<String, u32>>,
-) -> Option<Prediction> {
-    let Some(expected) = expected else {
-        return predict(model, situation, node);
-    };
-    if situation.frozen.iter().any(|n| n == node) {
-        return None;
-    }
-    if situation.down.iter().any(|n| n == node) {
-        return Some(Prediction {
-            quorate: false,
-            members: Vec::new(),
-        });
-    }
-    let side = situation
-        .sides
-        .iter()
-        .find(|s| s.iter().any(|n| n == node))?;
-    let votes = model.config.votes_of_names(side);
+/// A side's expected votes under last_man_standing (the highest any of
+/// its nodes holds, at least its own votes), and whether it is quorate so.
+fn lms_side(model: &Model, expected: &BTreeMap<String, u32>, side: &[String]) -> (u32, bool) {
     let e = side
         .iter()
         .filter_map(|n| expected.get(n).copied())
         .max()
         .unwrap_or_else(|| model.config.expected())
-        .max(votes);
+        .max(model.config.votes_of_names(side));
     let quorate = model
         .config
         .with_expected(e)
         .outcome(&[model.config.ids_of(side)], &[true])[0];
-    Some(Prediction {
-        quorate,
-        members: side.clone(),
-    })
+    (e, quorate)
 }
 
 /// What each node sees in a situation; None for a frozen node.
-pub fn predict(model: &Model, situation: &Situation, node: &str) -> Option<Prediction> {
+/// `expected`: per-node expected votes under last_man_standing.
+pub fn predict(
+    model: &Model,
+    situation: &Situation,
+    node: &str,
+    expected: Option<&BTreeMap<String, u32>>,
+) -> Option<Prediction> {
     if situation.frozen.iter().any(|n| n == node) {
         return None;
     }
@@ -276,29 +247,26 @@ pub fn predict(model: &Model, situation: &Situation, node: &str) -> Option<Predi
             members: Vec::new(),
         });
     }
-    let id = |name: &String| {
-        model
-            .config
-            .nodes
-            .iter()
-            .find(|n| &n.1 == name)
-            .map_or(0, |n| n.0)
-    };
-    let ids: Vec<Vec<u32>> = situation
-        .sides
-        .iter()
-        .map(|s| s.iter().map(id).collect())
-        .collect();
-    // Cuts drop traffic between nodes only: every side reaches qnetd.
-    let quorate = model
-        .config
-        .outcome(&ids, &vec![true; situation.sides.len()]);
     let i = situation
         .sides
         .iter()
         .position(|s| s.iter().any(|n| n == node))?;
+    let quorate = match expected {
+        Some(expected) => lms_side(model, expected, &situation.sides[i]).1,
+        None => {
+            let ids: Vec<Vec<u32>> = situation
+                .sides
+                .iter()
+                .map(|s| model.config.ids_of(s))
+                .collect();
+            // Cuts drop traffic between nodes only: every side reaches qnetd.
+            model
+                .config
+                .outcome(&ids, &vec![true; situation.sides.len()])[i]
+        }
+    };
     Some(Prediction {
-        quorate: quorate[i],
+        quorate,
         members: situation.sides[i].clone(),
     })
 }
@@ -343,7 +311,7 @@ pub fn resolve(
         let lms = lms_expected(experiment, plan, model, t);
         let predictions: Vec<Option<Prediction>> = targets
             .iter()
-            .map(|n| predict_with(model, &situation, n, lms.as_ref()))
+            .map(|n| predict(model, &situation, n, lms.as_ref()))
             .collect();
         let Some(first) = predictions.first().cloned().flatten() else {
             errors.push(format!(
@@ -431,7 +399,7 @@ pub fn oracle_expectations(experiment: &Experiment, plan: &Plan, model: &Model) 
         };
         let lms = lms_expected(experiment, plan, model, *t);
         for node in &plan.nodes {
-            let Some(p) = predict_with(model, &situation, node, lms.as_ref()) else {
+            let Some(p) = predict(model, &situation, node, lms.as_ref()) else {
                 continue;
             };
             expects.push(Expect {
