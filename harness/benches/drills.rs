@@ -11,7 +11,7 @@
 
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use corodrill::experiment;
 use corodrill::lab::{self, LabSpec, Profile};
@@ -68,17 +68,7 @@ fn main() {
     let inventory = lab::inventory(&up.lab);
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../experiments");
     let cancel = AtomicBool::new(false);
-    let opts = RunOptions {
-        lease: Duration::from_secs(10),
-        connect_timeout: Duration::from_secs(20),
-        whole_timeout: Duration::from_secs(60),
-        power_timeout: Duration::from_secs(120),
-        boot_timeout: Duration::from_secs(600),
-        oracle: false,
-        model_override: Default::default(),
-        progress: &|_| {},
-        cancel: &cancel,
-    };
+    let opts = RunOptions::new(&|_| {}, &cancel);
     let mut errors_ms = Vec::new();
     println!("drill: wall time / time corosync needs for its schedule (start to whole after the last heal)");
     for file in [
