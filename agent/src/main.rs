@@ -65,17 +65,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             println!("nothing to roll back");
         }
         for r in &reports {
-            println!(
-                "{} {} ({}): {}",
-                if r.clean {
-                    "rolled back"
-                } else {
-                    "NOT rolled back"
-                },
-                r.fault_id,
-                r.kind,
-                r.detail
-            );
+            println!("{r}");
         }
         return Ok(if reports.iter().all(|r| r.clean) {
             0

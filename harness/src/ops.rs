@@ -131,17 +131,7 @@ pub fn heal(inventory_path: &Path) -> u8 {
                 if !r.clean {
                     code = 3;
                 }
-                format!(
-                    "{} {} ({}): {}",
-                    if r.clean {
-                        "rolled back"
-                    } else {
-                        "NOT rolled back"
-                    },
-                    r.fault_id,
-                    r.kind,
-                    r.detail
-                )
+                r.to_string()
             })
             .collect();
         match a.request(Op::HealAll, Duration::from_secs(60)) {

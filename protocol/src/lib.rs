@@ -211,6 +211,25 @@ pub struct RollbackReport {
     pub detail: String,
 }
 
+/// As `corodrill heal` and `corodrill-agent --rollback` print it:
+/// "rolled back cut (cut): table gone".
+impl std::fmt::Display for RollbackReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {} ({}): {}",
+            if self.clean {
+                "rolled back"
+            } else {
+                "NOT rolled back"
+            },
+            self.fault_id,
+            self.kind,
+            self.detail
+        )
+    }
+}
+
 /// What the agent writes: the hello, replies and events.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
