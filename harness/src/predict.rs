@@ -38,6 +38,28 @@ impl Model {
         let w = d + d / 4 + Duration::from_millis(500);
         Duration::from_millis(w.as_millis() as u64)
     }
+
+    /// How long nodes may take to merge again after a heal. Rejoining is
+    /// usually quicker than losing a node (1.3 to 3.1 s over 26 three-way
+    /// splits healed with a restarted node, 3-node lab, token 1000), but
+    /// corosync can keep re-forming one-node rings while the joins of
+    /// several nodes collide: 9.8 s once on a loaded CI machine, about 20 s
+    /// after a flapping link. Five detection times bound what was seen;
+    /// a merge still missing then is a finding.
+    pub fn merge_window(&self) -> Duration {
+        let d = self.timing.detection() * 5 + Duration::from_millis(500);
+        Duration::from_millis(d.as_millis() as u64)
+    }
+
+    /// The window for a change at `anchor`: heals bring nodes back, and
+    /// merging has its own, looser bound.
+    pub fn window_after(&self, anchor: &Anchor) -> Duration {
+        if anchor.healed {
+            self.merge_window()
+        } else {
+            self.window()
+        }
+    }
 }
 
 /// When an anchor happens in the plan (a fault's start or its heal).
@@ -282,7 +304,6 @@ pub fn resolve(
 ) -> Result<Experiment, Vec<String>> {
     let mut errors = Vec::new();
     let mut resolved = experiment.clone();
-    let window = model.window();
     for e in &mut resolved.expects {
         if !e.predicted.any() {
             continue;
@@ -291,7 +312,7 @@ pub fn resolve(
             continue;
         };
         if e.predicted.within {
-            e.within = window;
+            e.within = model.window_after(&e.after);
         }
         if !(e.predicted.quorate || e.predicted.members) {
             continue;
@@ -398,6 +419,9 @@ pub fn oracle_expectations(experiment: &Experiment, plan: &Plan, model: &Model) 
             continue;
         };
         let lms = lms_expected(experiment, plan, model, *t);
+        // Judged before the next change comes, but never tighter than a
+        // loss's window.
+        let within = model.window_after(anchor).min(lasts).max(window);
         for node in &plan.nodes {
             let Some(p) = predict(model, &situation, node, lms.as_ref()) else {
                 continue;
@@ -417,7 +441,7 @@ pub fn oracle_expectations(experiment: &Experiment, plan: &Plan, model: &Model) 
                 quorate: Some(p.quorate),
                 members: Some(NodeSet::Some(p.members)),
                 total_votes: None,
-                within: window,
+                within,
                 hold: Duration::ZERO,
                 predicted: Default::default(),
                 resource: None,
@@ -744,6 +768,22 @@ within = "5s"
         assert!(names.contains(&"oracle: pve1 after cut: quorate with pve1,pve2"));
         assert!(names.contains(&"oracle: pve2 after cut.healed: quorate with pve1,pve2,pve3"));
         assert!(!names.iter().any(|n| n.contains("after blip")));
+        // A loss is judged within the detection window; a merge gets the
+        // looser merge window, cut short by the next change (the blip,
+        // 10 s after the heal).
+        let within = |name: &str| oracle.iter().find(|x| x.name == name).map(|x| x.within);
+        assert_eq!(
+            within("oracle: pve1 after cut: quorate with pve1,pve2"),
+            Some(Duration::from_millis(5037))
+        );
+        assert_eq!(
+            within("oracle: pve2 after cut.healed: quorate with pve1,pve2,pve3"),
+            Some(Duration::from_secs(10))
+        );
+        assert_eq!(
+            model(3, 1, &[]).merge_window(),
+            Duration::from_millis(18650)
+        );
     }
 }
 

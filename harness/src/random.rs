@@ -54,14 +54,20 @@ fn list(nodes: &[&String]) -> String {
 
 /// Draws one step. `hold` is how long faults stay: long enough for the
 /// cluster to settle, so that the oracle judges the state they make.
-pub fn draw(rng: &mut fastrand::Rng, nodes: &[String], links: usize, hold: Duration) -> Step {
+/// `settle` is how long the cluster may take to be whole after the heal.
+pub fn draw(
+    rng: &mut fastrand::Rng,
+    nodes: &[String],
+    links: usize,
+    hold: Duration,
+    settle: Duration,
+) -> Step {
     let pick = |rng: &mut fastrand::Rng| &nodes[rng.usize(..nodes.len())];
     let whole = |toml: String| StepFault {
         toml,
         at: Duration::ZERO,
         heal_after: hold,
     };
-    let settle = hold;
     let mut kinds = vec!["halves", "isolate", "kill", "pause", "flap", "clock-strobe"];
     if nodes.len() >= 3 {
         kinds.push("three-ways");
@@ -150,8 +156,9 @@ pub fn draw(rng: &mut fastrand::Rng, nodes: &[String], links: usize, hold: Durat
                         heal_after: Duration::from_secs(1),
                     })
                     .collect(),
-                // Measured: up to ~20 s to merge after the last flap.
-                settle: Duration::from_secs(40),
+                // Measured: up to ~20 s to merge after the last flap
+                // (token 1000), about one merge window.
+                settle: settle * 2,
             }
         }
         "clock-strobe" => {
@@ -269,13 +276,13 @@ pub fn random_drill(args: &RandomArgs, progress: &dyn Fn(&str), cancel: &AtomicB
     drop(agents);
     let timing = crate::oracle::Timing::from_runtime(&cmap)
         .unwrap_or_else(|| crate::oracle::Timing::from_totem(&Default::default(), nodes.len()));
-    let window = crate::predict::Model {
+    let model = crate::predict::Model {
         config: crate::oracle::QuorumConfig::from_cmap(Vec::new(), &cmap),
         timing,
         links: inventory.links(),
-    }
-    .window();
-    let hold = window + Duration::from_secs(1);
+    };
+    let hold = model.window() + Duration::from_secs(1);
+    let settle = model.merge_window();
     let opts = RunOptions {
         lease: args.lease,
         oracle: true,
@@ -309,7 +316,7 @@ pub fn random_drill(args: &RandomArgs, progress: &dyn Fn(&str), cancel: &AtomicB
             return 130;
         }
         steps += 1;
-        let step = draw(&mut rng, &nodes, inventory.links(), hold);
+        let step = draw(&mut rng, &nodes, inventory.links(), hold, settle);
         let name = format!("random-seed-{}-step-{steps}", args.seed);
         let file = args.out.join(format!("{name}.toml"));
         let header = format!(
@@ -442,7 +449,7 @@ mod tests {
         let draw_all = |seed| {
             let mut rng = fastrand::Rng::with_seed(seed);
             (0..200)
-                .map(|_| draw(&mut rng, &nodes, 2, Duration::from_secs(6)))
+                .map(|_| draw(&mut rng, &nodes, 2, Duration::from_secs(6), Duration::from_secs(21)))
                 .collect::<Vec<_>>()
         };
         let steps = draw_all(7);
