@@ -5,6 +5,7 @@ pub mod agent;
 pub mod corosync;
 pub mod drills;
 pub mod experiment;
+pub mod fencing;
 pub mod html;
 pub mod install;
 pub mod inventory;
