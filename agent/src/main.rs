@@ -6,6 +6,7 @@ mod journal;
 mod nft;
 mod node;
 mod preflight;
+mod pve_ha;
 mod quorum;
 mod resources;
 mod server;
