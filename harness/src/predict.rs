@@ -74,7 +74,7 @@ fn anchor_at(plan: &Plan, anchor: &Anchor) -> Option<Duration> {
 
 /// The faults in force just after `t` (applies at `t` included, heals at
 /// `t` done).
-fn active_at<'e>(experiment: &'e Experiment, plan: &Plan, t: Duration) -> Vec<&'e FaultSpec> {
+pub fn active_at<'e>(experiment: &'e Experiment, plan: &Plan, t: Duration) -> Vec<&'e FaultSpec> {
     experiment
         .faults
         .iter()
@@ -408,9 +408,9 @@ pub fn oracle_expectations(experiment: &Experiment, plan: &Plan, model: &Model) 
             .rev()
             .find(|u| *u < t)
             .is_none_or(|before| *t - *before >= window);
-        // Faults still in force at the end heal at plan.end and are
-        // watched for `after_end` more.
-        let lasts = next.map_or(plan.after_end.max(window), |n| n - *t);
+        // After the last change the run watches until the cluster is whole
+        // again, so the last heal has its whole merge window.
+        let lasts = next.map_or(plan.after_end.max(model.merge_window()), |n| n - *t);
         if !last_here || lasts < window || !settled {
             continue;
         }
@@ -784,6 +784,19 @@ within = "5s"
             model(3, 1, &[]).merge_window(),
             Duration::from_millis(18650)
         );
+        // The last heal: nothing comes after it, the whole merge window.
+        let (e, p) = drill(
+            3,
+            1,
+            "[[fault]]\nid = \"split\"\nkind = \"partition\"\ngroups = [[\"pve1\"], [\"pve2\"], [\"pve3\"]]\nheal_after = \"6s\"\n",
+        );
+        let oracle = oracle_expectations(&e, &p, &model(3, 1, &[]));
+        let healed: Vec<Duration> = oracle
+            .iter()
+            .filter(|x| x.after.healed)
+            .map(|x| x.within)
+            .collect();
+        assert_eq!(healed, vec![Duration::from_millis(18650); 3]);
     }
 }
 
