@@ -38,8 +38,14 @@ fn shipped(names: &[&str]) -> Vec<String> {
         .collect()
 }
 
+/// Where `scratch(name)` is.
+fn scratch_path(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("corodrill-test-{}-{name}", std::process::id()))
+}
+
+/// A fresh, empty scratch directory for one test's files.
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("corodrill-test-{}-{name}", std::process::id()));
+    let dir = scratch_path(name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
@@ -143,6 +149,9 @@ fn three_node_drills_and_exit_statuses() {
     lab_clean(&lab, 3);
 
     power_drivers_on_a_real_lab(&lab);
+    lab_clean(&lab, 3);
+
+    probe_watchers(&lab);
     lab_clean(&lab, 3);
 
     let dir = scratch(&format!("{}-bad", lab.name));
@@ -338,6 +347,101 @@ within = "10s"
 }
 
 /// The lab's inventory with pve3's power driver replaced.
+/// `probe` watchers run an operator's command on the nodes: here "the
+/// lowest-named member of my quorate partition" stands for a service that
+/// follows quorum. Isolating pve1 moves it to pve2 in the majority's
+/// views, pve1 stops answering (inquorate, exit 2), and one view never
+/// claims it twice. A probe past its timeout is killed with its children
+/// and its node cannot say.
+fn probe_watchers(lab: &TestLab) {
+    let dir = scratch(&format!("{}-probe", lab.name));
+    let file = dir.join("probe.toml");
+    std::fs::write(
+        &file,
+        r#"name = "probe"
+nodes = 3
+
+[[watch]]
+resource = "leader"
+kind = "probe"
+command = "corosync-quorumtool -s >/dev/null && corosync-quorumtool -l | awk '$1 ~ /^[0-9]+$/ {print $4}' | sort | head -n 1"
+interval = "200ms"
+
+[[watch]]
+resource = "slow"
+kind = "probe"
+nodes = ["pve3"]
+command = "sleep 7.25; echo pve3"
+timeout = "300ms"
+
+[[fault]]
+id = "cut"
+kind = "isolate"
+nodes = ["pve1"]
+heal_after = "8s"
+
+[[expect]]
+name = "leader moves to pve2"
+after = "cut"
+nodes = ["pve2", "pve3"]
+resource = "leader"
+running_on = ["pve2"]
+within = "6s"
+hold = "1s"
+
+[[expect]]
+name = "pve1 stops answering"
+after = "cut"
+nodes = ["pve1"]
+resource = "leader"
+running = false
+within = "6s"
+
+[[expect]]
+name = "leader back on pve1"
+after = "cut.healed"
+nodes = "all"
+resource = "leader"
+running_on = ["pve1"]
+within = "10s"
+"#,
+    )
+    .unwrap();
+    let (out, report) = drill(lab, &[file.display().to_string()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let cases: Vec<String> = report.unwrap().test_suites[0]
+        .test_cases
+        .iter()
+        .map(|c| c.name.as_str().to_owned())
+        .collect();
+    assert!(
+        cases
+            .iter()
+            .any(|c| c == "leader never active on two nodes"),
+        "{cases:?}"
+    );
+    // pve3's slow probe: killed at its timeout, so pve3 cannot say; no
+    // `sleep` of it is left running.
+    let events =
+        std::fs::read_to_string(scratch_path(&format!("{}-1", lab.name)).join("events.jsonl"))
+            .unwrap();
+    assert!(
+        events.lines().any(|l| l.contains("\"resource\":\"slow\"")
+            && l.contains("\"node\":\"pve3\"")
+            && l.contains("\"active_on\":null")),
+        "{events}"
+    );
+    assert!(
+        !events.contains("\"resource\":\"slow\",\"active_on\":["),
+        "{events}"
+    );
+    let left = Command::new("pgrep")
+        .args(["-f", "sleep 7.25"])
+        .output()
+        .unwrap();
+    assert!(left.stdout.is_empty(), "{}", text(&left));
+}
+
 fn inventory_with_power(lab: &TestLab, dir: &Path, file: &str, power: Power) -> PathBuf {
     let text = std::fs::read_to_string(lab.dir().join("inventory.toml")).unwrap();
     let mut inventory = Inventory::from_toml(&text).unwrap();

@@ -16,9 +16,6 @@
 //! `--verbose` appends `full cluster state:` and the manager's JSON, which
 //! is not read.
 
-// Wired into resources.rs next.
-#![cfg_attr(not(test), allow(dead_code))]
-
 use std::collections::BTreeMap;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
@@ -220,9 +217,41 @@ pub fn etc_pve_writable(path: &Path) -> Option<bool> {
     }
 }
 
+/// Where the HA manager's resources are configured (pmxcfs).
+pub const RESOURCES_CFG: &str = "/etc/pve/ha/resources.cfg";
+
+/// The HA services configured in `resources.cfg` (a section config: a
+/// `type: id` header per resource, its properties indented below), as
+/// service ids such as `vm:100`. Missing file: no services.
+pub fn configured_services(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .map(|text| parse_resources_cfg(&text))
+        .unwrap_or_default()
+}
+
+fn parse_resources_cfg(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|l| !l.starts_with(char::is_whitespace) && !l.starts_with('#'))
+        .filter_map(|l| {
+            let (kind, id) = l.split_once(':')?;
+            let (kind, id) = (kind.trim(), id.trim());
+            (!kind.is_empty() && !id.is_empty() && !id.contains(char::is_whitespace))
+                .then(|| format!("{kind}:{id}"))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn configured_services_from_resources_cfg() {
+        // A section config: `type: id` headers, properties indented.
+        let cfg = "vm: 501\n\tstate started\n\tmax_relocate 2\n\nct: 102\n\tgroup mygroup\n";
+        assert_eq!(parse_resources_cfg(cfg), ["vm:501", "ct:102"]);
+        assert!(configured_services(Path::new("/nonexistent/resources.cfg")).is_empty());
+    }
 
     fn parse(text: &str) -> HaStatus {
         parse_ha_status(text).unwrap()

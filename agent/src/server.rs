@@ -289,6 +289,9 @@ pub fn serve(mut agent: Agent, hello_node: String, node_id: Option<u32>) -> i32 
         utc_us: 0,
         quorum_config: crate::quorum::quorum_config(),
         recovered,
+        ha_services: crate::pve_ha::configured_services(std::path::Path::new(
+            crate::pve_ha::RESOURCES_CFG,
+        )),
     };
     // Read the clock last: the controller compares it with its own on arrival.
     hello.utc_us = utc_us();
@@ -309,6 +312,7 @@ pub fn serve(mut agent: Agent, hello_node: String, node_id: Option<u32>) -> i32 
         let agent = agent.clone();
         std::thread::spawn(move || {
             if let Ok(sig) = stop_signals().wait() {
+                crate::resources::stop_probes();
                 let reports = lock(&agent).heal_all();
                 eprintln!(
                     "corodrill-agent: {sig}: rolled back {} fault(s)",
@@ -358,22 +362,15 @@ pub fn serve(mut agent: Agent, hello_node: String, node_id: Option<u32>) -> i32 
                 }
                 Outcome::Ok { mono_ns: mono_ns() }
             }
-            Op::WatchResources {
-                resources,
-                interval_ms,
-            } => {
-                let out = out.clone();
-                let (resources, interval) = (
-                    resources.clone(),
-                    Duration::from_millis((*interval_ms).max(100)),
-                );
-                std::thread::spawn(move || crate::resources::watch(&out, resources, interval));
+            Op::WatchResources { node, watches } => {
+                crate::resources::watch_all(&out, node, watches.clone());
                 Outcome::Ok { mono_ns: mono_ns() }
             }
             Op::Preflight { peers } => Outcome::Checks {
                 checks: crate::preflight::run(peers),
             },
             Op::Shutdown => {
+                crate::resources::stop_probes();
                 let outcome = lock(&agent).heal(None);
                 out.send(&Message::Reply(Reply {
                     id: request.id,
@@ -389,6 +386,7 @@ pub fn serve(mut agent: Agent, hello_node: String, node_id: Option<u32>) -> i32 
     }
     // stdin closed: the controller is gone. Roll everything back now rather
     // than wait for the leases.
+    crate::resources::stop_probes();
     lock(&agent).heal_all();
     0
 }

@@ -25,6 +25,59 @@ pub struct RunArgs {
     pub lease: Duration,
     pub oracle: bool,
     pub model_override: BTreeMap<String, String>,
+    pub allow_fencing: bool,
+}
+
+/// The model a dry run assumes: one vote per node, corosync's default
+/// totem timing, and the operator's overrides (`two_node=1`,
+/// `totem.token=1000`, ...).
+fn assumed_model(
+    inventory: &Inventory,
+    overrides: &BTreeMap<String, String>,
+) -> crate::predict::Model {
+    let nodes: Vec<(u32, String)> = inventory
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (i as u32 + 1, n.name.clone()))
+        .collect();
+    let totem: BTreeMap<String, String> = overrides
+        .iter()
+        .filter_map(|(k, v)| Some((k.strip_prefix("totem.")?.to_owned(), v.clone())))
+        .collect();
+    crate::predict::Model {
+        config: crate::oracle::QuorumConfig::from_cmap(nodes, overrides),
+        timing: crate::oracle::Timing::from_totem(&totem, inventory.nodes.len()),
+        links: inventory.links(),
+    }
+}
+
+/// `run --dry-run`'s fencing foresight: which nodes would be reset by
+/// their watchdog if they run Proxmox VE HA services.
+fn fencing_foresight(e: &Experiment, p: &Plan, model: &crate::predict::Model) -> String {
+    let resets = crate::fencing::foresee(e, p, model);
+    let mut lines = vec![format!(
+        "  fencing foresight (if the nodes run Proxmox VE HA services; model: detection {:.1}s from token {} ms + consensus {} ms{}; --model-override changes it):",
+        model.timing.detection().as_secs_f64(),
+        model.timing.token_ms,
+        model.timing.consensus_ms,
+        if model.config.two_node { ", two_node" } else { "" },
+    )];
+    if resets.is_empty() {
+        lines.push("    no node stays out of quorum long enough to be reset".to_owned());
+    } else {
+        lines.extend(resets.iter().map(|r| format!("    {r}")));
+        lines.push(
+            "    run refuses this drill on a cluster with HA services unless --allow-fencing is given"
+                .to_owned(),
+        );
+    }
+    lines.extend(
+        crate::fencing::unforeseen(e, p, model)
+            .into_iter()
+            .map(|u| format!("    {u}")),
+    );
+    lines.join("\n")
 }
 
 /// Exit statuses (DESIGN.md): 0 all held, 1 a verdict failed, 2 invalid
@@ -122,8 +175,13 @@ pub fn run_command(args: &RunArgs, progress: &dyn Fn(&str), cancel: &AtomicBool)
         }
     };
     if args.dry_run {
+        // Touch nothing: not even the agents (starting one rolls back what
+        // a previous one journaled). The model is corosync's defaults with
+        // the operator's --model-override on top, and says so.
+        let model = assumed_model(&inventory, &args.model_override);
         for (e, p) in &planned {
-            println!("{}\n", plan::describe(e, p));
+            println!("{}", plan::describe(e, p));
+            println!("{}\n", fencing_foresight(e, p, &model));
         }
         return 0;
     }
@@ -131,6 +189,7 @@ pub fn run_command(args: &RunArgs, progress: &dyn Fn(&str), cancel: &AtomicBool)
         lease: args.lease,
         oracle: args.oracle,
         model_override: args.model_override.clone(),
+        allow_fencing: args.allow_fencing,
         ..RunOptions::new(progress, cancel)
     };
     let (results, code) = drill_all(&planned, &inventory, args.repeat, &opts);

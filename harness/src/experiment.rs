@@ -48,28 +48,59 @@ pub struct Experiment {
     pub watches: Vec<WatchSpec>,
 }
 
-/// A resource to watch on every node: where each node's view says it runs.
+/// A resource to watch: where each node's view says it runs.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WatchSpec {
     pub resource: String,
-    /// Only `pacemaker` so far.
-    #[serde(default = "pacemaker")]
-    pub kind: String,
+    #[serde(default)]
+    pub kind: WatchKind,
     /// How often each node reads its view.
     #[serde(default = "half_a_second", with = "humantime_serde_lite")]
     pub interval: Duration,
     /// A clone runs on several nodes by design: no double-active check.
     #[serde(default)]
     pub clone: bool,
+    /// `probe`: the command each node runs (`sh -c`). Exit 0: the resource
+    /// answers; the node names it prints say where it runs, no output
+    /// means the node that ran it.
+    pub command: Option<String>,
+    /// `probe`: the nodes that run the command (default: every node).
+    pub nodes: Option<Vec<String>>,
+    /// `probe`: a run that takes longer is killed, and the node cannot say.
+    #[serde(default = "five_seconds", with = "humantime_serde_lite")]
+    pub timeout: Duration,
 }
 
-fn pacemaker() -> String {
-    "pacemaker".into()
+/// Where the nodes' views of a watched resource come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WatchKind {
+    /// Pacemaker's status (`crm_mon`) on each node.
+    #[default]
+    Pacemaker,
+    /// Proxmox VE's HA manager (`ha-manager status`) on each node; the
+    /// resource is a service id such as `vm:100`.
+    PveHa,
+    /// An operator's command on chosen nodes.
+    Probe,
+}
+
+impl WatchSpec {
+    /// Whether `node` reads a view of this resource.
+    pub fn watched_on(&self, node: &str) -> bool {
+        self.nodes
+            .as_ref()
+            .is_none_or(|list| list.iter().any(|n| n == node))
+    }
 }
 
 fn half_a_second() -> Duration {
     Duration::from_millis(500)
+}
+
+fn five_seconds() -> Duration {
+    Duration::from_secs(5)
 }
 
 /// `interval = "500ms"` as a humantime string.
@@ -209,6 +240,43 @@ impl FaultKind {
 pub enum NodeSet {
     All,
     Some(Vec<String>),
+}
+
+impl NodeSet {
+    /// The nodes meant, out of `all` (the inventory's).
+    pub fn resolve<'a>(&'a self, all: &'a [String]) -> Vec<&'a str> {
+        match self {
+            NodeSet::All => all.iter().map(String::as_str).collect(),
+            NodeSet::Some(list) => list.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
+impl Expect {
+    /// What the expectation wants, in words: "pve1, pve2 quorate, members
+    /// [pve1, pve2]" or "pve2, pve3 to see svc running on one of [pve2, pve3]".
+    pub fn describe(&self, nodes: &[String]) -> String {
+        let who = self.nodes.resolve(nodes).join(", ");
+        if let Some(r) = &self.resource {
+            let want = match &r.want {
+                ResourceWant::RunningOn(set) => format!("running on one of [{}]", set.join(", ")),
+                ResourceWant::Stopped => "stopped".to_owned(),
+                ResourceWant::Moved => "moved off the node(s) it was on".to_owned(),
+            };
+            return format!("{who} to see {} {want}", r.resource);
+        }
+        let mut parts = Vec::new();
+        if let Some(q) = self.quorate {
+            parts.push(if q { "quorate" } else { "not quorate" }.to_owned());
+        }
+        if let Some(m) = &self.members {
+            parts.push(format!("members [{}]", m.resolve(nodes).join(", ")));
+        }
+        if let Some(v) = self.total_votes {
+            parts.push(format!("{v} votes"));
+        }
+        format!("{who} {}", parts.join(", "))
+    }
 }
 
 /// What an expectation is timed from: a fault's start or its heal.
@@ -425,13 +493,23 @@ impl Checker<'_> {
             Ok(v) => Some(v),
             Err(e) => {
                 let message = e.to_string().trim().to_owned();
+                // toml says which field a bad value is in on a line of its
+                // own ("...\nin `kind`"): report it where that field is.
+                let (message, field) = match message.rsplit_once("\nin `") {
+                    Some((m, f)) => (
+                        m.trim().to_owned(),
+                        Some(f.trim_end_matches('`').to_owned()),
+                    ),
+                    None => (message, None),
+                };
                 // An unknown field is reported where that field is written.
                 let culprit = message
                     .split('`')
                     .nth(1)
                     .filter(|_| message.starts_with("unknown field"))
-                    .unwrap_or(key)
-                    .to_owned();
+                    .map(str::to_owned)
+                    .or(field)
+                    .unwrap_or_else(|| key.to_owned());
                 self.at_key(span, &culprit, format!("{key}: {message}"));
                 None
             }
@@ -535,18 +613,35 @@ pub fn parse(file: &Path, text: &str) -> Result<Experiment, Vec<Diagnostic>> {
     if faults.is_empty() && c.errors.is_empty() {
         c.at(0, "the experiment has no [[fault]]");
     }
+    let raw_watched: Vec<String> = raw
+        .watch
+        .iter()
+        .filter_map(|w| w.get_ref().get("resource")?.as_str().map(str::to_owned))
+        .collect();
     let mut watches: Vec<WatchSpec> = Vec::new();
     for entry in raw.watch {
         let span = entry_span(text, entry.span());
         if let Some(w) = c.typed::<WatchSpec>(&span, "watch", Value::Table(entry.into_inner())) {
-            if w.kind != "pacemaker" {
+            let probe = w.kind == WatchKind::Probe;
+            if probe && w.command.as_deref().is_none_or(|c| c.trim().is_empty()) {
+                c.at(
+                    span.start,
+                    format!(
+                        "[[watch]] resource {:?}: kind = \"probe\" needs command = \"...\" (run with sh -c on each node)",
+                        w.resource
+                    ),
+                );
+            } else if !probe && w.command.is_some() {
                 c.at_key(
                     &span,
-                    "kind",
-                    format!(
-                        "[[watch]] kind = {:?}: only \"pacemaker\" is watched so far",
-                        w.kind
-                    ),
+                    "command",
+                    "command is for kind = \"probe\" only".to_owned(),
+                );
+            } else if !probe && w.nodes.is_some() {
+                c.at_key(
+                    &span,
+                    "nodes",
+                    "nodes is for kind = \"probe\" only: every node reports its resource manager's view".to_owned(),
                 );
             } else if watches.iter().any(|x| x.resource == w.resource) {
                 c.at_key(
@@ -559,7 +654,9 @@ pub fn parse(file: &Path, text: &str) -> Result<Experiment, Vec<Diagnostic>> {
             }
         }
     }
-    let watched: Vec<String> = watches.iter().map(|w| w.resource.clone()).collect();
+    // Every resource written in a [[watch]], valid or not: an expectation
+    // on one whose watch has errors of its own is not a second error.
+    let watched: Vec<String> = raw_watched;
     let mut expects = Vec::new();
     for (i, entry) in raw.expect.into_iter().enumerate() {
         let span = entry_span(text, entry.span());

@@ -128,20 +128,6 @@ struct Interval<'e> {
     views: Vec<View>,
 }
 
-/// The faults in force just after `t` (applies at `t` included, heals at
-/// `t` done), as predict.rs counts them.
-fn in_force<'e>(experiment: &'e Experiment, plan: &Plan, t: Duration) -> Vec<&'e FaultSpec> {
-    experiment
-        .faults
-        .iter()
-        .filter(|f| {
-            plan.faults
-                .iter()
-                .any(|p| p.id == f.id && p.at <= t && p.heal_at.unwrap_or(plan.end) > t)
-        })
-        .collect()
-}
-
 fn view_of(
     model: &Model,
     situation: &Situation,
@@ -190,7 +176,7 @@ fn timeline<'e>(experiment: &'e Experiment, plan: &Plan, model: &Model) -> Vec<I
         .iter()
         .enumerate()
         .map(|(i, &from)| {
-            let faults = in_force(experiment, plan, from);
+            let faults = predict::active_at(experiment, plan, from);
             let views = views(experiment, plan, model, &faults, from);
             Interval {
                 from,

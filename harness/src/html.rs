@@ -71,6 +71,8 @@ struct Lane {
 #[derive(Serialize)]
 struct Segment {
     state: &'static str,
+    /// Shown inside the segment (where a resource runs); empty for quorum.
+    text: String,
     title: String,
     x: String,
     w: String,
@@ -100,7 +102,7 @@ fn drill_view(r: &DrillResult, run: usize, runs: usize) -> DrillView {
         n
     };
     // Quorum bands: each node's state from one change to the next.
-    let lanes = nodes
+    let lanes: Vec<Lane> = nodes
         .iter()
         .map(|node| {
             let changes: Vec<(f64, NodeState)> = r
@@ -122,6 +124,7 @@ fn drill_view(r: &DrillResult, run: usize, runs: usize) -> DrillView {
                         } else {
                             "inquorate"
                         },
+                        text: String::new(),
                         title: format!("t={from:.3}s to {to:.3}s: {}", s.describe()),
                         x: pct(*from, end),
                         w: pct(to - from, end),
@@ -133,6 +136,10 @@ fn drill_view(r: &DrillResult, run: usize, runs: usize) -> DrillView {
                 segments,
             }
         })
+        .collect();
+    let lanes = lanes
+        .into_iter()
+        .chain(resource_lanes(r, &nodes, end))
         .collect();
     // Fault spans: first node's apply to last node's heal.
     let faults = r
@@ -246,6 +253,78 @@ fn drill_view(r: &DrillResult, run: usize, runs: usize) -> DrillView {
         lanes,
         windows,
     }
+}
+
+/// Resource placement next to quorum: for each watched resource, each
+/// node's view of where it runs over time; and, on Proxmox VE nodes,
+/// when `/etc/pve` was read-only.
+fn resource_lanes(r: &DrillResult, nodes: &[String], end: f64) -> Vec<Lane> {
+    let mut lanes = Vec::new();
+    let lane = |name: String, changes: Vec<(f64, &'static str, String)>, what: &str| Lane {
+        name,
+        segments: changes
+            .iter()
+            .enumerate()
+            .map(|(i, (from, state, text))| {
+                let to = changes.get(i + 1).map_or(end, |c| c.0);
+                Segment {
+                    state,
+                    text: text.clone(),
+                    title: format!("t={from:.3}s to {to:.3}s: {what} {text}"),
+                    x: pct(*from, end),
+                    w: pct(to - from, end),
+                }
+            })
+            .collect(),
+    };
+    for w in &r.experiment.watches {
+        for node in nodes {
+            let changes: Vec<(f64, &'static str, String)> = r
+                .log
+                .iter()
+                .filter(|e| e.node.as_deref() == Some(node.as_str()))
+                .filter_map(|e| match &e.body {
+                    LogBody::Resource {
+                        resource,
+                        active_on,
+                    } if *resource == w.resource => Some(match active_on.as_deref() {
+                        None => (e.t, "unknown", "cannot say".to_owned()),
+                        Some([]) => (e.t, "stopped", "stopped".to_owned()),
+                        Some([one]) => (e.t, "running", format!("on {one}")),
+                        Some(many) => (
+                            e.t,
+                            if w.clone { "running" } else { "double" },
+                            format!("on {}", many.join(", ")),
+                        ),
+                    }),
+                    _ => None,
+                })
+                .collect();
+            if !changes.is_empty() {
+                lanes.push(lane(
+                    format!("{} @{node}", w.resource),
+                    changes,
+                    &format!("{node} sees {}", w.resource),
+                ));
+            }
+        }
+    }
+    for node in nodes {
+        let changes: Vec<(f64, &'static str, String)> = r
+            .log
+            .iter()
+            .filter(|e| e.node.as_deref() == Some(node.as_str()))
+            .filter_map(|e| match e.body {
+                LogBody::EtcPve { writable: true } => Some((e.t, "running", "writable".into())),
+                LogBody::EtcPve { writable: false } => Some((e.t, "double", "read-only".into())),
+                _ => None,
+            })
+            .collect();
+        if !changes.is_empty() {
+            lanes.push(lane(format!("/etc/pve @{node}"), changes, "/etc/pve"));
+        }
+    }
+    lanes
 }
 
 /// The whole page for every run of every experiment.
@@ -375,5 +454,52 @@ mod tests {
         assert!(fail < pass);
         // Self-contained: nothing fetched from anywhere.
         assert!(!page.contains("src=") && !page.contains("href="));
+    }
+
+    #[test]
+    fn resource_placement_lanes_beside_quorum() {
+        let e = parse(
+            Path::new("x.toml"),
+            "name = \"failover\"\nnodes = 2\n[[watch]]\nresource = \"svc\"\n[[fault]]\nid = \"k\"\nkind = \"kill\"\nnodes = [\"pve1\"]\nheal_after = \"5s\"\n",
+        )
+        .unwrap();
+        let res = |t: f64, node: &str, on: Option<&[&str]>| {
+            ev(
+                t,
+                node,
+                LogBody::Resource {
+                    resource: "svc".into(),
+                    active_on: on.map(|v| v.iter().map(|s| s.to_string()).collect()),
+                },
+            )
+        };
+        let log = vec![
+            q(0.0, "pve1", true, &["pve1", "pve2"]),
+            q(0.0, "pve2", true, &["pve1", "pve2"]),
+            res(0.0, "pve1", Some(&["pve1"])),
+            res(0.0, "pve2", Some(&["pve1"])),
+            res(1.0, "pve1", None),
+            res(3.0, "pve2", Some(&["pve1", "pve2"])),
+            res(4.0, "pve2", Some(&[])),
+            ev(4.5, "pve2", LogBody::EtcPve { writable: false }),
+            ev(6.0, "pve2", LogBody::EtcPve { writable: true }),
+        ];
+        let nodes: Vec<String> = vec!["pve1".into(), "pve2".into()];
+        let verdicts = judge(&e, &nodes, &log);
+        let result = DrillResult {
+            experiment: e,
+            log,
+            verdicts,
+            error: None,
+            wall: Duration::from_secs(7),
+        };
+        let page = render(&[vec![result]]).unwrap();
+        assert!(page.contains(">svc @pve1<") && page.contains(">svc @pve2<"));
+        assert_eq!(page.matches("class=\"seg running\"").count(), 3, "{page}");
+        assert!(page.contains(">on pve1<") && page.contains(">cannot say<"));
+        assert!(page.contains("class=\"seg double\"") && page.contains(">on pve1, pve2<"));
+        assert!(page.contains(">stopped<"));
+        // minijinja escapes the slashes.
+        assert!(page.contains("etc&#x2f;pve @pve2<") && page.contains(">read-only<"));
     }
 }

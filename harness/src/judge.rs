@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::experiment::{Expect, Experiment, NodeSet, ResourceWant, SplitBrain};
+use crate::experiment::{Expect, Experiment, ResourceWant, SplitBrain};
 use crate::log::{LogBody, LogEvent, NodeState};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -134,13 +134,6 @@ impl Timeline {
     }
 }
 
-fn resolve<'a>(set: &'a NodeSet, all: &'a [String]) -> Vec<&'a str> {
-    match set {
-        NodeSet::All => all.iter().map(String::as_str).collect(),
-        NodeSet::Some(list) => list.iter().map(String::as_str).collect(),
-    }
-}
-
 /// Whether the expectation holds at `t` (`anchor`: when its window opened);
 /// Err says what does not.
 fn holds_at(
@@ -156,14 +149,14 @@ fn holds_at(
     let views = timeline.views_at(&r.resource, t);
     let before = timeline.views_at(&r.resource, anchor);
     let mut wrong = Vec::new();
-    for node in resolve(&e.nodes, nodes) {
+    for node in e.nodes.resolve(nodes) {
         let view = match views.get(node) {
             None => {
                 wrong.push(format!("{node}: no view of {} yet", r.resource));
                 continue;
             }
             Some(None) => {
-                wrong.push(format!("{node}: cannot say (Pacemaker not answering)"));
+                wrong.push(format!("{node}: cannot say (no answer from its watcher)"));
                 continue;
             }
             Some(Some(v)) => v,
@@ -202,14 +195,14 @@ fn holds_at(
 /// Whether a quorum expectation holds in these states; Err says what does not.
 fn holds(e: &Expect, nodes: &[String], states: &BTreeMap<&str, &NodeState>) -> Result<(), String> {
     let mut wrong = Vec::new();
-    for node in resolve(&e.nodes, nodes) {
+    for node in e.nodes.resolve(nodes) {
         let Some(state) = states.get(node) else {
             wrong.push(format!("{node}: nothing observed"));
             continue;
         };
         let mut ok = e.quorate.is_none_or(|q| state.quorate == q);
         if let Some(members) = &e.members {
-            let mut want: Vec<&str> = resolve(members, nodes);
+            let mut want: Vec<&str> = members.resolve(nodes);
             let mut have: Vec<&str> = state.members.iter().map(String::as_str).collect();
             want.sort();
             have.sort();
@@ -225,40 +218,6 @@ fn holds(e: &Expect, nodes: &[String], states: &BTreeMap<&str, &NodeState>) -> R
     } else {
         Err(wrong.join("; "))
     }
-}
-
-fn describe_expect(e: &Expect, nodes: &[String]) -> String {
-    if let Some(r) = &e.resource {
-        let want = match &r.want {
-            ResourceWant::RunningOn(set) => format!("running on one of [{}]", set.join(", ")),
-            ResourceWant::Stopped => "stopped".to_owned(),
-            ResourceWant::Moved => "moved off the node(s) it was on".to_owned(),
-        };
-        return format!(
-            "{} to see {} {want}",
-            resolve(&e.nodes, nodes).join(", "),
-            r.resource
-        );
-    }
-    let mut parts = Vec::new();
-    if let Some(q) = e.quorate {
-        parts.push(if q {
-            "quorate".to_string()
-        } else {
-            "not quorate".to_string()
-        });
-    }
-    if let Some(m) = &e.members {
-        parts.push(format!("members [{}]", resolve(m, nodes).join(", ")));
-    }
-    if let Some(v) = e.total_votes {
-        parts.push(format!("{v} votes"));
-    }
-    format!(
-        "{} {}",
-        resolve(&e.nodes, nodes).join(", "),
-        parts.join(", ")
-    )
 }
 
 /// When the anchor happened: the first node's fault taking effect, or the
@@ -318,7 +277,7 @@ fn judge_expect(e: &Expect, nodes: &[String], log: &[&LogEvent], timeline: &Time
                     measured: Some(start - anchor),
                     message: format!(
                         "{} after {:.3}s (within {}){}",
-                        describe_expect(e, nodes),
+                        e.describe(nodes),
                         start - anchor,
                         humantime::format_duration(e.within),
                         if hold > 0.0 {
@@ -363,7 +322,7 @@ fn judge_expect(e: &Expect, nodes: &[String], log: &[&LogEvent], timeline: &Time
         .unwrap_or_default();
     fail(format!(
         "expected {} within {} of {} (t={anchor:.3}s, deadline t={deadline:.3}s); observed at the deadline: {observed}{}",
-        describe_expect(e, nodes),
+        e.describe(nodes),
         humantime::format_duration(e.within),
         e.after,
         broken.map(|b| format!("; {b}")).unwrap_or_default()
@@ -1082,14 +1041,31 @@ within = "10s"
         );
         let both = FAILOVER.replace("moved = true", "moved = true\nrunning = false");
         assert!(errs(&both).contains("exactly one of"), "{}", errs(&both));
-        let kind = FAILOVER.replace(
-            "interval = \"100ms\"\n[[fault]]",
-            "interval = \"100ms\"\nkind = \"pve-ha\"\n[[fault]]",
+        let with = |extra: &str| {
+            FAILOVER.replace(
+                "interval = \"100ms\"\n[[fault]]",
+                &format!("interval = \"100ms\"\n{extra}\n[[fault]]"),
+            )
+        };
+        assert_eq!(errs(&with("kind = \"pve-ha\"")), "");
+        assert!(
+            errs(&with("kind = \"crm\"")).contains("f.toml:7:1: watch: unknown variant `crm`, expected one of `pacemaker`, `pve-ha`, `probe`")
+                && !errs(&with("kind = \"crm\"")).contains("not watched"),
+            "{}",
+            errs(&with("kind = \"crm\""))
         );
         assert!(
-            errs(&kind).contains("only \"pacemaker\""),
+            errs(&with("kind = \"probe\"")).contains("needs command"),
             "{}",
-            errs(&kind)
+            errs(&with("kind = \"probe\""))
         );
+        assert_eq!(
+            errs(&with(
+                "kind = \"probe\"\ncommand = \"true\"\nnodes = [\"pve1\"]"
+            )),
+            ""
+        );
+        assert!(errs(&with("command = \"true\"")).contains("command is for kind = \"probe\" only"));
+        assert!(errs(&with("nodes = [\"pve1\"]")).contains("nodes is for kind = \"probe\" only"));
     }
 }

@@ -52,6 +52,10 @@ pub enum LogBody {
         resource: String,
         active_on: Option<Vec<String>>,
     },
+    /// Whether `/etc/pve` takes writes on this node (Proxmox VE's pmxcfs
+    /// is read-only while the node is inquorate).
+    #[serde(rename = "etc_pve")]
+    EtcPve { writable: bool },
     #[serde(rename = "lease.expired")]
     LeaseExpired {
         fault: String,

@@ -81,6 +81,10 @@ enum Command {
         /// (for example expected_votes=2): "what if" (repeatable).
         #[arg(long = "model-override", value_name = "KEY=VALUE", value_parser = key_value)]
         model_override: Vec<(String, String)>,
+        /// Run drills that will get Proxmox VE HA nodes reset by their
+        /// watchdog (out of quorum for 60 s or more); refused otherwise.
+        #[arg(long)]
+        allow_fencing: bool,
     },
     /// Random drills: random faults one step at a time, each judged by the
     /// quorum oracle and the split-brain invariant; a failure is written
@@ -381,6 +385,7 @@ fn main() -> ExitCode {
             lease,
             oracle,
             model_override,
+            allow_fencing,
         } => {
             catch_signals();
             let args = RunArgs {
@@ -394,6 +399,7 @@ fn main() -> ExitCode {
                 lease,
                 oracle,
                 model_override: model_override.into_iter().collect(),
+                allow_fencing,
             };
             Ok(ExitCode::from(drills::run_command(
                 &args, &progress, &CANCEL,

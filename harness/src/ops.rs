@@ -69,6 +69,24 @@ pub fn cluster_config(
     (nodes, cmap)
 }
 
+/// The quorum and timing model of the cluster the agents are on, with the
+/// operator's "what if" overrides (`--model-override`) on top.
+pub fn cluster_model(
+    agents: &[AgentConn],
+    inventory: &crate::inventory::Inventory,
+    overrides: &std::collections::BTreeMap<String, String>,
+) -> crate::predict::Model {
+    let (nodes, mut cmap) = cluster_config(agents);
+    cmap.extend(overrides.clone());
+    crate::predict::Model {
+        config: crate::oracle::QuorumConfig::from_cmap(nodes, &cmap),
+        timing: crate::oracle::Timing::from_runtime(&cmap).unwrap_or_else(|| {
+            crate::oracle::Timing::from_totem(&Default::default(), inventory.nodes.len())
+        }),
+        links: inventory.links(),
+    }
+}
+
 /// `corodrill install-agent`: the agent binary onto every node, each
 /// checked; exit 0 when every node has it, 2 for bad input, 3 otherwise.
 pub fn install_agent(inventory_path: &Path, agent: Option<&Path>) -> u8 {
@@ -243,7 +261,8 @@ pub fn status(inventory_path: &Path) -> u8 {
                 }
                 EventBody::LeaseExpired { .. }
                 | EventBody::Links { .. }
-                | EventBody::Resource { .. } => {}
+                | EventBody::Resource { .. }
+                | EventBody::EtcPve { .. } => {}
             }
         }
         println!("{line}");
@@ -577,6 +596,17 @@ pub fn plan(inventory_path: Option<&Path>, conf_path: Option<&Path>) -> u8 {
     }
     if links < 2 {
         println!("warning: a single corosync link: add a second on a separate network");
+    }
+    if let Some(timing) = timing {
+        println!("Proxmox VE HA fencing (nodes with active HA services):");
+        let model = crate::predict::Model {
+            config: cfg,
+            timing,
+            links,
+        };
+        for note in crate::fencing::cluster_notes(&model) {
+            println!("  {note}");
+        }
     }
     0
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use corodrill_protocol::{Direction, Fault};
 
-use crate::experiment::{Anchor, Experiment, FaultKind, NodeSet};
+use crate::experiment::{Anchor, Experiment, FaultKind, NodeSet, WatchKind};
 use crate::inventory::Inventory;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -104,6 +104,11 @@ pub fn plan(experiment: &Experiment, inventory: &Inventory) -> Result<Plan, Vec<
             ));
         }
     };
+    for w in &experiment.watches {
+        for n in w.nodes.iter().flatten() {
+            known(n, &mut errors, &format!("[[watch]] of {:?}", w.resource));
+        }
+    }
     for e in &experiment.expects {
         for set in std::iter::once(&e.nodes).chain(e.members.as_ref()) {
             if let NodeSet::Some(list) = set {
@@ -340,11 +345,36 @@ pub fn describe(experiment: &Experiment, plan: &Plan) -> String {
             None => timeline.push((plan.end, format!("heal {} (end of drill)", f.id))),
         }
     }
+    for w in &experiment.watches {
+        lines.push(format!(
+            "  watch {} ({}) every {} on {}",
+            w.resource,
+            match w.kind {
+                WatchKind::Pacemaker => "Pacemaker's view".to_owned(),
+                WatchKind::PveHa => "the HA manager's view".to_owned(),
+                WatchKind::Probe => format!("probe {:?}", w.command.as_deref().unwrap_or("")),
+            },
+            humantime::format_duration(w.interval),
+            w.nodes
+                .as_ref()
+                .map_or("every node".to_owned(), |n| n.join(", "))
+        ));
+    }
+    // Expectations at their deadlines, so that what should be where (quorum
+    // and resources) reads in time order with the faults.
     for e in &experiment.expects {
+        let anchor = plan.faults.iter().find(|f| f.id == e.after.fault).map(|f| {
+            if e.after.healed {
+                f.heal_at.unwrap_or(plan.end)
+            } else {
+                f.at
+            }
+        });
         timeline.push((
-            Duration::MAX,
+            anchor.map_or(Duration::MAX, |a| a + e.within),
             format!(
-                "expect {:?}: within {} of {}",
+                "by then: {} ({:?}, within {} of {})",
+                e.describe(&plan.nodes),
                 e.name,
                 humantime::format_duration(e.within),
                 e.after

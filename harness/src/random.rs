@@ -272,15 +272,8 @@ pub fn random_drill(args: &RandomArgs, progress: &dyn Fn(&str), cancel: &AtomicB
         eprintln!("agents unreachable: {}", failures.join("; "));
         return 3;
     }
-    let (_, cmap) = crate::ops::cluster_config(&agents);
+    let model = crate::ops::cluster_model(&agents, &inventory, &Default::default());
     drop(agents);
-    let timing = crate::oracle::Timing::from_runtime(&cmap)
-        .unwrap_or_else(|| crate::oracle::Timing::from_totem(&Default::default(), nodes.len()));
-    let model = crate::predict::Model {
-        config: crate::oracle::QuorumConfig::from_cmap(Vec::new(), &cmap),
-        timing,
-        links: inventory.links(),
-    };
     let hold = model.window() + Duration::from_secs(1);
     let settle = model.merge_window();
     let opts = RunOptions {
@@ -449,7 +442,15 @@ mod tests {
         let draw_all = |seed| {
             let mut rng = fastrand::Rng::with_seed(seed);
             (0..200)
-                .map(|_| draw(&mut rng, &nodes, 2, Duration::from_secs(6), Duration::from_secs(21)))
+                .map(|_| {
+                    draw(
+                        &mut rng,
+                        &nodes,
+                        2,
+                        Duration::from_secs(6),
+                        Duration::from_secs(21),
+                    )
+                })
                 .collect::<Vec<_>>()
         };
         let steps = draw_all(7);

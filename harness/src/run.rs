@@ -9,10 +9,12 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use corodrill_protocol::{Event, EventBody, Op, Outcome, RollbackReport};
+use corodrill_protocol::{
+    Event, EventBody, Op, Outcome, ResourceSource, ResourceWatch, RollbackReport,
+};
 
 use crate::agent::{AgentConn, AgentError};
-use crate::experiment::Experiment;
+use crate::experiment::{Experiment, WatchKind, WatchSpec};
 use crate::inventory::Inventory;
 use crate::log::{LogBody, LogEvent, NodeState};
 use crate::plan::{Plan, PlannedFault};
@@ -39,12 +41,16 @@ pub enum RunError {
     Power(#[from] PowerError),
     #[error("interrupted; every fault was healed")]
     Cancelled,
+    /// Nodes run Proxmox VE HA services and the drill would get some reset
+    /// by their watchdog: exit 2 unless `--allow-fencing`.
+    #[error("{0}")]
+    WouldFence(String),
 }
 
 impl RunError {
     pub fn exit_code(&self) -> u8 {
         match self {
-            RunError::Requires(_) => 2,
+            RunError::Requires(_) | RunError::WouldFence(_) => 2,
             RunError::Cancelled => 130,
             RunError::Power(e) => e.exit_code(),
             _ => 3,
@@ -68,6 +74,9 @@ pub struct RunOptions<'a> {
     /// oracle assumes instead of the cluster's: "what if", and how the
     /// oracle's own tests plant a wrong model.
     pub model_override: BTreeMap<String, String>,
+    /// Run a drill that will get Proxmox VE HA nodes reset by their
+    /// watchdog (the fencing foresight); refused otherwise.
+    pub allow_fencing: bool,
     pub progress: &'a dyn Fn(&str),
     /// Set by Ctrl-C: heal and stop.
     pub cancel: &'a AtomicBool,
@@ -85,6 +94,7 @@ impl<'a> RunOptions<'a> {
             boot_timeout: Duration::from_secs(600),
             oracle: false,
             model_override: BTreeMap::new(),
+            allow_fencing: false,
             progress,
             cancel,
         }
@@ -134,8 +144,8 @@ struct Drill<'a> {
     power: BTreeMap<String, Arc<dyn PowerDriver>>,
     /// Nodes powered off now, with the fault that did it.
     powered_off: BTreeMap<String, String>,
-    /// The experiment's watched resources and how often to read them.
-    resource_watch: Option<Op>,
+    /// The experiment's watched resources and how each node reads them.
+    watches: Vec<WatchSpec>,
     /// Each node's latest view of each watched resource.
     resource_views: BTreeMap<(String, String), Option<Vec<String>>>,
 }
@@ -206,19 +216,33 @@ pub fn run(
         log: Vec::new(),
     };
     let mut drill = Drill::connect(experiment, plan, inventory, opts).map_err(aborted)?;
-    let (nodes, mut cmap) = crate::ops::cluster_config(&drill.agents);
-    cmap.extend(
-        opts.model_override
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone())),
-    );
-    let model = crate::predict::Model {
-        config: crate::oracle::QuorumConfig::from_cmap(nodes, &cmap),
-        timing: crate::oracle::Timing::from_runtime(&cmap).unwrap_or_else(|| {
-            crate::oracle::Timing::from_totem(&Default::default(), plan.nodes.len())
-        }),
-        links: inventory.links(),
-    };
+    let model = crate::ops::cluster_model(&drill.agents, inventory, &opts.model_override);
+    // Fencing foresight: on a cluster with HA services, a drill that keeps
+    // nodes out of quorum long enough gets them reset. Refused before any
+    // fault unless the operator says so.
+    let ha_services: Vec<&str> = drill
+        .agents
+        .iter()
+        .flat_map(|a| a.hello.ha_services.iter().map(String::as_str))
+        .collect();
+    if !ha_services.is_empty() {
+        let resets = crate::fencing::foresee(experiment, plan, &model);
+        if !resets.is_empty() {
+            let listed: Vec<String> = resets.iter().map(|r| format!("  {r}")).collect();
+            if !opts.allow_fencing {
+                return Err(aborted(RunError::WouldFence(format!(
+                    "{}: refused: the cluster has Proxmox VE HA services ({}) and this drill would get node(s) reset by their watchdog:\n{}\nshorten the faults below the 60 s watchdog client timeout, or pass --allow-fencing to drill fencing itself",
+                    experiment.file.display(),
+                    ha_services.join(", "),
+                    listed.join("\n")
+                ))));
+            }
+            (opts.progress)(&format!(
+                "--allow-fencing: expect these resets:\n{}",
+                listed.join("\n")
+            ));
+        }
+    }
     let oracle = opts.oracle || experiment.invariants.oracle;
     let experiment =
         crate::predict::resolve(experiment, plan, &model, oracle).map_err(|errors| {
@@ -294,26 +318,14 @@ impl<'a> Drill<'a> {
             power,
             powered_off: BTreeMap::new(),
             resource_views: BTreeMap::new(),
-            resource_watch: (!experiment.watches.is_empty()).then(|| Op::WatchResources {
-                resources: experiment
-                    .watches
-                    .iter()
-                    .map(|w| w.resource.clone())
-                    .collect(),
-                interval_ms: experiment
-                    .watches
-                    .iter()
-                    .map(|w| w.interval.as_millis() as u64)
-                    .min()
-                    .unwrap_or(500),
-            }),
+            watches: experiment.watches.clone(),
         };
         // Watching starts the quorum stream; the reply's agent time, against
         // the round trip's midpoint here, maps agent clocks onto ours.
         for a in &mut drill.agents {
             let offset = watch(a, opts.connect_timeout)?;
             drill.offsets.insert(a.node.clone(), offset);
-            watch_resources(a, &drill.resource_watch, opts.connect_timeout)?;
+            watch_resources(a, &drill.watches, opts.connect_timeout)?;
         }
         Ok(drill)
     }
@@ -413,6 +425,9 @@ impl<'a> Drill<'a> {
             EventBody::CorosyncDown { reason } => {
                 self.states.insert(node.clone(), NodeState::down());
                 self.record(t, Some(&node), LogBody::CorosyncDown { reason });
+            }
+            EventBody::EtcPve { writable } => {
+                self.record(t, Some(&node), LogBody::EtcPve { writable });
             }
             EventBody::LeaseExpired { reports } => {
                 for r in reports {
@@ -883,7 +898,7 @@ impl<'a> Drill<'a> {
                         ));
                     }
                     let watched = watch(&mut agent, self.opts.connect_timeout).and_then(|offset| {
-                        watch_resources(&mut agent, &self.resource_watch, self.opts.connect_timeout)
+                        watch_resources(&mut agent, &self.watches, self.opts.connect_timeout)
                             .map(|()| offset)
                     });
                     match watched {
@@ -1029,17 +1044,43 @@ fn watch(agent: &mut AgentConn, timeout: Duration) -> Result<i64, RunError> {
 /// Starts the agent's resource stream, if the experiment watches any.
 fn watch_resources(
     agent: &mut AgentConn,
-    op: &Option<Op>,
+    watches: &[WatchSpec],
     timeout: Duration,
 ) -> Result<(), RunError> {
-    let Some(op) = op else { return Ok(()) };
-    match agent.request(op.clone(), timeout)? {
+    let Some(op) = watch_op(watches, &agent.node) else {
+        return Ok(());
+    };
+    match agent.request(op, timeout)? {
         Outcome::Ok { .. } => Ok(()),
         other => Err(RunError::Unreachable(format!(
             "{}: watching resources answered {other:?}",
             agent.node
         ))),
     }
+}
+
+/// What `node`'s agent watches of the experiment's resources, if anything.
+fn watch_op(watches: &[WatchSpec], node: &str) -> Option<Op> {
+    let watches: Vec<ResourceWatch> = watches
+        .iter()
+        .filter(|w| w.watched_on(node))
+        .map(|w| ResourceWatch {
+            resource: w.resource.clone(),
+            interval_ms: w.interval.as_millis() as u64,
+            source: match w.kind {
+                WatchKind::Pacemaker => ResourceSource::Pacemaker,
+                WatchKind::PveHa => ResourceSource::PveHa,
+                WatchKind::Probe => ResourceSource::Probe {
+                    command: w.command.clone().unwrap_or_default(),
+                    timeout_ms: w.timeout.as_millis() as u64,
+                },
+            },
+        })
+        .collect();
+    (!watches.is_empty()).then(|| Op::WatchResources {
+        node: node.to_owned(),
+        watches,
+    })
 }
 
 /// Switches nodes' power in parallel; each result carries when the driver

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 /// Bumped on every incompatible change of the wire format. Controller and
 /// agent refuse to talk across different versions.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// What the controller sends: a request id (echoed in the reply) and the op.
 /// (`deny_unknown_fields` does not combine with `flatten`; the faults inside
@@ -46,16 +46,40 @@ pub enum Op {
     HealAll,
     /// Start streaming quorum events (the current state first).
     Watch,
-    /// Start streaming where this node's view says each resource is active
-    /// (Pacemaker's, read every `interval_ms`), the current view first.
+    /// Start streaming where this node's view says each resource is active,
+    /// the current view first. `node` is this node's name in the
+    /// inventory (a probe that prints nothing speaks for it).
     WatchResources {
-        resources: Vec<String>,
-        interval_ms: u64,
+        node: String,
+        watches: Vec<ResourceWatch>,
     },
     /// Roll everything back and exit.
     Shutdown,
     /// Read-only checks before clustering or drilling ("Before You Cluster").
     Preflight { peers: Vec<Peer> },
+}
+
+/// One resource to watch on a node, and how its view is read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceWatch {
+    pub resource: String,
+    pub interval_ms: u64,
+    pub source: ResourceSource,
+}
+
+/// Where a node's view of a resource comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum ResourceSource {
+    /// `crm_mon --output-as=xml` on the node.
+    Pacemaker,
+    /// `ha-manager status` on the node (Proxmox VE's HA manager); the
+    /// resource is a service id such as `vm:100`.
+    PveHa,
+    /// An operator's command, run with `sh -c` on the node: exit 0 means
+    /// the resource answers; the words it prints name the nodes it runs
+    /// on, and no output means this node. Killed after `timeout_ms`.
+    Probe { command: String, timeout_ms: u64 },
 }
 
 /// Another node as corosync knows it: its name and its link addresses.
@@ -198,6 +222,12 @@ pub struct Hello {
     pub quorum_config: std::collections::BTreeMap<String, String>,
     /// Faults a previous agent journaled and this one rolled back at start.
     pub recovered: Vec<RollbackReport>,
+    /// Proxmox VE HA services configured on the cluster, as this node's
+    /// `/etc/pve/ha/resources.cfg` lists them (`vm:100`); empty elsewhere.
+    /// With any, a long enough loss of quorum gets nodes reset by their
+    /// watchdog.
+    #[serde(default)]
+    pub ha_services: Vec<String>,
 }
 
 /// What the agent found after rolling a fault back. A state it could not
@@ -309,6 +339,10 @@ pub enum EventBody {
         resource: String,
         active_on: Option<Vec<String>>,
     },
+    /// Whether Proxmox VE's cluster file system at `/etc/pve` takes writes
+    /// on this node (pmxcfs turns it read-only while the node is
+    /// inquorate), when that changes; sent by the `pve-ha` watcher.
+    EtcPve { writable: bool },
 }
 
 /// One knet link from this node to a peer.
@@ -391,6 +425,24 @@ mod tests {
     }
 
     #[test]
+    fn resource_watches_travel_with_their_source() {
+        let op = Op::WatchResources {
+            node: "pve2".into(),
+            watches: vec![ResourceWatch {
+                resource: "vip".into(),
+                interval_ms: 500,
+                source: ResourceSource::Probe {
+                    command: "curl -sf http://192.0.2.10/".into(),
+                    timeout_ms: 2000,
+                },
+            }],
+        };
+        let line = serde_json::to_string(&op).unwrap();
+        assert!(line.contains(r#""kind":"probe""#), "{line}");
+        assert_eq!(serde_json::from_str::<Op>(&line).unwrap(), op);
+    }
+
+        #[test]
     fn version_mismatch_is_explained() {
         let hello = Hello {
             protocol_version: PROTOCOL_VERSION + 1,
@@ -405,6 +457,7 @@ mod tests {
             utc_us: 0,
             quorum_config: Default::default(),
             recovered: vec![],
+            ha_services: vec![],
         };
         let err = hello.check_version().unwrap_err().to_string();
         assert!(err.contains("version mismatch"), "{err}");
