@@ -21,7 +21,7 @@ test: deps
 
 bench: deps
 	$(CARGO) build --release --workspace
-	$(CARGO) bench --bench lab_up --bench agent --bench drills --bench oracle
+	$(CARGO) bench --bench lab_up --bench agent --bench drills --bench oracle --bench failover
 
 lint:
 	$(CARGO) fmt --check
