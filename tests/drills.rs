@@ -154,6 +154,9 @@ fn three_node_drills_and_exit_statuses() {
     probe_watchers(&lab);
     lab_clean(&lab, 3);
 
+    fencing_foresight_on_a_lab(&lab);
+    lab_clean(&lab, 3);
+
     let dir = scratch(&format!("{}-bad", lab.name));
     // A deliberately wrong expectation: exit 1, the JUnit failure names it
     // and says expected, observed and when.
@@ -364,7 +367,7 @@ nodes = 3
 [[watch]]
 resource = "leader"
 kind = "probe"
-command = "corosync-quorumtool -s >/dev/null && corosync-quorumtool -l | awk '$1 ~ /^[0-9]+$/ {print $4}' | sort | head -n 1"
+command = "corosync-quorumtool -s >/dev/null && corosync-quorumtool -l | sed 's/ (local)//' | awk '$1 ~ /^[0-9]+$/ {print $NF}' | sort | head -n 1"
 interval = "200ms"
 
 [[watch]]
@@ -440,6 +443,100 @@ within = "10s"
         .output()
         .unwrap();
     assert!(left.stdout.is_empty(), "{}", text(&left));
+}
+
+/// Fencing foresight: with Proxmox VE HA services configured (staged in
+/// the lab nodes' own /etc/pve/ha/resources.cfg), a 62 s isolate would get
+/// pve3 reset by its watchdog. --dry-run says so; run refuses it (exit 2,
+/// nothing applied); with --allow-fencing it runs, and pve3 going silent
+/// (here: its plug pulled mid-drill, as a watchdog reset would) is taken
+/// as that reset, and pve3 is reconnected once it is back.
+fn fencing_foresight_on_a_lab(lab: &TestLab) {
+    for node in ["pve1", "pve2", "pve3"] {
+        let ha = lab.dir().join(node).join("etc/pve/ha");
+        std::fs::create_dir_all(&ha).unwrap();
+        std::fs::write(ha.join("resources.cfg"), "vm: 100\n\tstate started\n").unwrap();
+    }
+    let dir = scratch(&format!("{}-fencing", lab.name));
+    let file = dir.join("long-cut.toml");
+    std::fs::write(
+        &file,
+        r#"name = "long-cut"
+nodes = 3
+
+[[fault]]
+id = "cut"
+kind = "isolate"
+nodes = ["pve3"]
+heal_after = "62s"
+
+[[expect]]
+name = "pve3 loses quorum"
+after = "cut"
+nodes = ["pve3"]
+quorate = false
+within = "10s"
+"#,
+    )
+    .unwrap();
+    let inventory = lab.dir().join("inventory.toml");
+    let run = |extra: &[&str]| {
+        Command::new(CORODRILL)
+            .arg("run")
+            .arg(&file)
+            .arg("--inventory")
+            .arg(&inventory)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["--dry-run", "--model-override", "totem.token=1000"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("pve3: out of the quorate partition from t=3.6s")
+            && !stdout.contains("pve1: out of"),
+        "{stdout}"
+    );
+    let out = run(&[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let all = text(&out);
+    assert!(
+        all.contains("refused") && all.contains("vm:100") && all.contains("--allow-fencing"),
+        "{all}"
+    );
+    assert!(!lab
+        .tool("pve3", &["nft", "list", "ruleset"])
+        .contains("corodrill"));
+
+    // The "watchdog": pve3's plug pulled 20 s in, back 10 s later.
+    let name = lab.name.clone();
+    let reset = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(20));
+        let off = corodrill(&["lab", "power", "--name", &name, "pve3", "off"]);
+        std::thread::sleep(std::time::Duration::from_secs(10));
+        let on = corodrill(&["lab", "power", "--name", &name, "pve3", "on"]);
+        (off, on)
+    });
+    let json = dir.join("events.jsonl");
+    let out = run(&["--allow-fencing", "--json", json.to_str().unwrap()]);
+    let (off, on) = reset.join().unwrap();
+    assert!(
+        off.status.success() && on.status.success(),
+        "{}{}",
+        text(&off),
+        text(&on)
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let events = std::fs::read_to_string(&json).unwrap();
+    assert!(
+        events.contains("reset by its watchdog, as foreseen"),
+        "{events}"
+    );
+    assert!(events.contains("\"kind\":\"node.back\""), "{events}");
+    for node in ["pve1", "pve2", "pve3"] {
+        std::fs::remove_dir_all(lab.dir().join(node).join("etc")).unwrap();
+    }
 }
 
 fn inventory_with_power(lab: &TestLab, dir: &Path, file: &str, power: Power) -> PathBuf {
@@ -915,6 +1012,18 @@ fn five_node_drill() {
 
 #[test]
 fn check_reports_every_error_with_its_position() {
+    // Every shipped drill parses, those in subdirectories too.
+    let dirs = ["", "pacemaker", "pve"].map(|d| experiments_dir().join(d));
+    let out = Command::new(CORODRILL)
+        .arg("check")
+        .args(&dirs)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("pve-ha-vm-recovers-when-its-node-is-cut")
+    );
+
     let dir = scratch("check");
     std::fs::write(dir.join("a.toml"), "name = \"a\"\nnodes = 3\n[[fault]]\nid = \"x\"\nkind = \"explode\"\n[[expect]]\nafter = \"y\"\nnodes = \"all\"\nquorate = true\nwithin = \"10q\"\n").unwrap();
     std::fs::write(dir.join("b.toml"), "name = \"b\"\nnodes = \n").unwrap();

@@ -47,6 +47,16 @@ impl Node {
         })
     }
 
+    /// Where a Proxmox VE file (`/etc/pve/...`) is on this node. A lab
+    /// node keeps its own under its directory: the lab has no pmxcfs, and
+    /// tests stage an HA configuration there.
+    pub fn pve_file(&self, path: &str) -> PathBuf {
+        match &self.kind {
+            NodeKind::Lab { dir } => dir.join(path.trim_start_matches('/')),
+            NodeKind::Real => PathBuf::from(path),
+        }
+    }
+
     pub fn hostname(&self) -> String {
         nix::unistd::gethostname()
             .ok()

@@ -289,9 +289,9 @@ pub fn serve(mut agent: Agent, hello_node: String, node_id: Option<u32>) -> i32 
         utc_us: 0,
         quorum_config: crate::quorum::quorum_config(),
         recovered,
-        ha_services: crate::pve_ha::configured_services(std::path::Path::new(
-            crate::pve_ha::RESOURCES_CFG,
-        )),
+        ha_services: crate::pve_ha::configured_services(
+            &agent.ctx.node.pve_file(crate::pve_ha::RESOURCES_CFG),
+        ),
     };
     // Read the clock last: the controller compares it with its own on arrival.
     hello.utc_us = utc_us();

@@ -51,6 +51,17 @@ pub fn expectations_met(
     log: &[LogEvent],
     now: f64,
 ) -> bool {
+    open_expectations(experiment, nodes, log, now).is_empty()
+}
+
+/// The expectations not (yet) met by the log up to `now`, by name: what a
+/// long wait is waiting for.
+pub fn open_expectations<'e>(
+    experiment: &'e Experiment,
+    nodes: &[String],
+    log: &[LogEvent],
+    now: f64,
+) -> Vec<&'e str> {
     let mut log: Vec<&LogEvent> = log.iter().collect();
     log.sort_by(|a, b| a.t.total_cmp(&b.t));
     let mut timeline = Timeline::new(&log);
@@ -58,7 +69,9 @@ pub fn expectations_met(
     experiment
         .expects
         .iter()
-        .all(|e| judge_expect(e, nodes, &log, &timeline).passed)
+        .filter(|e| !judge_expect(e, nodes, &log, &timeline).passed)
+        .map(|e| e.name.as_str())
+        .collect()
 }
 
 /// Every node's state after each quorum-changing event, in time order.

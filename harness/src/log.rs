@@ -52,6 +52,10 @@ pub enum LogBody {
         resource: String,
         active_on: Option<Vec<String>>,
     },
+    /// A node that went down unplanned-for by the schedule (reset by its
+    /// watchdog, as the fencing foresight said) answers again.
+    #[serde(rename = "node.back")]
+    NodeBack { detail: String },
     /// Whether `/etc/pve` takes writes on this node (Proxmox VE's pmxcfs
     /// is read-only while the node is inquorate).
     #[serde(rename = "etc_pve")]

@@ -370,13 +370,19 @@ pub fn describe(experiment: &Experiment, plan: &Plan) -> String {
                 f.at
             }
         });
+        // A "predicted" window is known only once the run reads the
+        // cluster's timing: listed at its anchor.
+        let within = if e.predicted.within {
+            "the predicted window".to_owned()
+        } else {
+            humantime::format_duration(e.within).to_string()
+        };
         timeline.push((
             anchor.map_or(Duration::MAX, |a| a + e.within),
             format!(
-                "by then: {} ({:?}, within {} of {})",
+                "by then: {} ({:?}, within {within} of {})",
                 e.describe(&plan.nodes),
                 e.name,
-                humantime::format_duration(e.within),
                 e.after
             ),
         ));

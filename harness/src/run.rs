@@ -144,8 +144,16 @@ struct Drill<'a> {
     power: BTreeMap<String, Arc<dyn PowerDriver>>,
     /// Nodes powered off now, with the fault that did it.
     powered_off: BTreeMap<String, String>,
+    /// Nodes the fencing foresight says their watchdog may reset (only
+    /// with --allow-fencing): their agent falling silent is that reset,
+    /// not a failure of the drill.
+    may_reset: Vec<String>,
+    /// Nodes whose agent fell silent as foreseen: reset, expected back.
+    reset: Vec<String>,
     /// The experiment's watched resources and how each node reads them.
     watches: Vec<WatchSpec>,
+    /// When the last progress line was said (long waits speak every 10 s).
+    last_said: Instant,
     /// Each node's latest view of each watched resource.
     resource_views: BTreeMap<(String, String), Option<Vec<String>>>,
 }
@@ -220,10 +228,13 @@ pub fn run(
     // Fencing foresight: on a cluster with HA services, a drill that keeps
     // nodes out of quorum long enough gets them reset. Refused before any
     // fault unless the operator says so.
+    // Every node reads the same resources.cfg (pmxcfs): list each once.
     let ha_services: Vec<&str> = drill
         .agents
         .iter()
         .flat_map(|a| a.hello.ha_services.iter().map(String::as_str))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
         .collect();
     if !ha_services.is_empty() {
         let resets = crate::fencing::foresee(experiment, plan, &model);
@@ -241,6 +252,7 @@ pub fn run(
                 "--allow-fencing: expect these resets:\n{}",
                 listed.join("\n")
             ));
+            drill.may_reset = resets.into_iter().map(|r| r.node).collect();
         }
     }
     let oracle = opts.oracle || experiment.invariants.oracle;
@@ -308,6 +320,7 @@ impl<'a> Drill<'a> {
             states: BTreeMap::new(),
             opts,
             last_renew: Instant::now(),
+            last_said: Instant::now(),
             nodes: plan.nodes.clone(),
             event_tx,
             connects: inventory
@@ -317,6 +330,8 @@ impl<'a> Drill<'a> {
                 .collect(),
             power,
             powered_off: BTreeMap::new(),
+            may_reset: Vec::new(),
+            reset: Vec::new(),
             resource_views: BTreeMap::new(),
             watches: experiment.watches.clone(),
         };
@@ -481,6 +496,7 @@ impl<'a> Drill<'a> {
         while self.now() < deadline {
             let step = (self.now() + 0.2).min(deadline);
             self.pump_until(step)?;
+            self.say_waiting(experiment, &format!("deadline t={deadline:.1}s"));
             let now = self.now();
             if crate::judge::expectations_met(experiment, &self.nodes, &self.log, now - SETTLE) {
                 return self.pump_until((now + SETTLE).min(deadline));
@@ -489,20 +505,93 @@ impl<'a> Drill<'a> {
         Ok(())
     }
 
+    /// On a long wait (Proxmox VE HA recovers in minutes), a progress line
+    /// every 10 s: what is still awaited and what comes next.
+    fn say_waiting(&mut self, experiment: &Experiment, next: &str) {
+        if self.last_said.elapsed() < Duration::from_secs(10) {
+            return;
+        }
+        self.last_said = Instant::now();
+        let now = self.now();
+        let open = crate::judge::open_expectations(experiment, &self.nodes, &self.log, now);
+        (self.opts.progress)(&format!(
+            "t={now:.1}s waiting ({next}){}",
+            if open.is_empty() {
+                String::new()
+            } else {
+                format!("; not yet: {}", open.join("; "))
+            }
+        ));
+    }
+
     fn renew(&mut self) -> Result<(), RunError> {
         self.last_renew = Instant::now();
         let lease_ms = self.opts.lease.as_millis() as u64;
+        let mut silent = Vec::new();
         for a in &mut self.agents {
-            if let Outcome::Error { message } =
-                a.request(Op::Renew { lease_ms }, Duration::from_secs(5))?
-            {
-                return Err(RunError::Unreachable(format!(
-                    "{}: lease renewal failed: {message}",
-                    a.node
-                )));
+            match a.request(Op::Renew { lease_ms }, Duration::from_secs(5)) {
+                Ok(Outcome::Error { message }) => {
+                    return Err(RunError::Unreachable(format!(
+                        "{}: lease renewal failed: {message}",
+                        a.node
+                    )))
+                }
+                Ok(_) => {}
+                Err(e) if self.may_reset.contains(&a.node) => silent.push((a.node.clone(), e)),
+                Err(e) => return Err(e.into()),
             }
         }
+        for (node, why) in silent {
+            self.node_reset(&node, &why.to_string());
+        }
         Ok(())
+    }
+
+    /// A node the fencing foresight named went silent: its watchdog reset
+    /// it. It is down until it boots; its faults went with it (its agent
+    /// rolls back its journal at boot) and it is reconnected at the heal.
+    fn node_reset(&mut self, node: &str, why: &str) {
+        let t = self.now();
+        (self.opts.progress)(&format!(
+            "t={t:.1}s {node} went silent, as the fencing foresight expected: taken as reset by its watchdog ({why})"
+        ));
+        let (gone, live): (Vec<AgentConn>, Vec<AgentConn>) = std::mem::take(&mut self.agents)
+            .into_iter()
+            .partition(|a| a.node == node);
+        self.agents = live;
+        // Its transport may take long to notice the node is gone.
+        std::thread::spawn(move || drop(gone));
+        self.reset.push(node.to_owned());
+        self.node_down(
+            node,
+            t,
+            format!("reset by its watchdog, as foreseen (its agent went silent: {why})"),
+        );
+    }
+
+    /// A node went down with everything on it (power-off, reset): corosync
+    /// down, and the views of resources it sent no longer speak for it.
+    fn node_down(&mut self, node: &str, t: f64, reason: String) {
+        self.states.insert(node.to_owned(), NodeState::down());
+        self.record(t, Some(node), LogBody::CorosyncDown { reason });
+        let watched: Vec<String> = self
+            .resource_views
+            .keys()
+            .filter(|(n, _)| n == node)
+            .map(|(_, r)| r.clone())
+            .collect();
+        for resource in watched {
+            self.resource_views
+                .insert((node.to_owned(), resource.clone()), None);
+            self.record(
+                t,
+                Some(node),
+                LogBody::Resource {
+                    resource,
+                    active_on: None,
+                },
+            );
+        }
     }
 
     /// Whether every node sees every node, quorate; or what is missing.
@@ -609,7 +698,14 @@ impl<'a> Drill<'a> {
         // Stable: at equal times, applies and heals keep the file's order.
         steps.sort_by_key(|(t, _)| *t);
         for (at, step) in steps {
-            self.pump_until(at.as_secs_f64())?;
+            let next = match &step {
+                Step::Apply(f) => format!("apply {} at t={:.1}s", f.id, at.as_secs_f64()),
+                Step::Heal(f) => format!("heal {} at t={:.1}s", f.id, at.as_secs_f64()),
+            };
+            while self.now() < at.as_secs_f64() {
+                self.pump_until((self.now() + 1.0).min(at.as_secs_f64()))?;
+                self.say_waiting(experiment, &next);
+            }
             match step {
                 Step::Apply(f) => self.apply(f)?,
                 Step::Heal(f) => self.heal(Some(f))?,
@@ -764,7 +860,6 @@ impl<'a> Drill<'a> {
             match result {
                 Ok(at_ns) => {
                     let t = self.t(at_ns);
-                    self.states.insert(node.clone(), NodeState::down());
                     self.record(
                         t,
                         Some(&node),
@@ -773,33 +868,7 @@ impl<'a> Drill<'a> {
                             fault_kind: f.kind.into(),
                         },
                     );
-                    self.record(
-                        t,
-                        Some(&node),
-                        LogBody::CorosyncDown {
-                            reason: format!("powered off (power driver {driver})"),
-                        },
-                    );
-                    // Its resources died with it: the last view it sent
-                    // no longer speaks for it.
-                    let watched: Vec<String> = self
-                        .resource_views
-                        .keys()
-                        .filter(|(n, _)| *n == node)
-                        .map(|(_, r)| r.clone())
-                        .collect();
-                    for resource in watched {
-                        self.resource_views
-                            .insert((node.clone(), resource.clone()), None);
-                        self.record(
-                            t,
-                            Some(&node),
-                            LogBody::Resource {
-                                resource,
-                                active_on: None,
-                            },
-                        );
-                    }
+                    self.node_down(&node, t, format!("powered off (power driver {driver})"));
                 }
                 Err(e) => {
                     let t = self.now();
@@ -819,6 +888,64 @@ impl<'a> Drill<'a> {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+
+    /// An agent back after its node went down: watched as before.
+    fn rejoin(&mut self, mut agent: AgentConn) -> Result<(), RunError> {
+        if !agent.hello.recovered.is_empty() {
+            (self.opts.progress)(&format!(
+                "{}: its agent rolled back {} fault(s) journaled before the node went down",
+                agent.node,
+                agent.hello.recovered.len()
+            ));
+        }
+        let offset = watch(&mut agent, self.opts.connect_timeout)?;
+        watch_resources(&mut agent, &self.watches, self.opts.connect_timeout)?;
+        self.offsets.insert(agent.node.clone(), offset);
+        forward_events(&mut agent, &self.event_tx);
+        self.agents.push(agent);
+        Ok(())
+    }
+
+    /// Reconnects to nodes reset by their watchdog once they have booted.
+    fn reconnect_reset(&mut self) -> Result<(), RunError> {
+        let nodes = std::mem::take(&mut self.reset);
+        if nodes.is_empty() {
+            return Ok(());
+        }
+        let jobs: Vec<(String, String)> = nodes
+            .iter()
+            .filter_map(|n| Some((n.clone(), self.connects.get(n)?.clone())))
+            .collect();
+        let (connect_timeout, boot_timeout) = (self.opts.connect_timeout, self.opts.boot_timeout);
+        let results = self.in_background(
+            &format!("waiting for {} to boot after its reset", nodes.join(", ")),
+            move || {
+                jobs.into_iter()
+                    .map(|(node, connect)| {
+                        let agent = reconnect(&node, &connect, connect_timeout, boot_timeout);
+                        (node, agent)
+                    })
+                    .collect::<Vec<_>>()
+            },
+        )?;
+        let mut first_error = None;
+        for (node, agent) in results {
+            let t = self.now();
+            match agent.and_then(|a| self.rejoin(a)) {
+                Ok(()) => self.record(
+                    t,
+                    Some(&node),
+                    LogBody::NodeBack {
+                        detail: "its agent answers again after the reset".into(),
+                    },
+                ),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
     /// Powers nodes on, waits until each one's agent answers again and
@@ -879,7 +1006,7 @@ impl<'a> Drill<'a> {
         let mut first_error = None;
         for (node, result) in results {
             match result {
-                Ok((on_ns, driver, mut agent)) => {
+                Ok((on_ns, driver, agent)) => {
                     let fault = self.powered_off.remove(&node).unwrap_or_default();
                     let t = self.t(on_ns);
                     self.record(
@@ -891,25 +1018,8 @@ impl<'a> Drill<'a> {
                             detail: format!("powered on (power driver {driver})"),
                         },
                     );
-                    if !agent.hello.recovered.is_empty() {
-                        (self.opts.progress)(&format!(
-                            "{node}: its agent rolled back {} fault(s) journaled before the power-off",
-                            agent.hello.recovered.len()
-                        ));
-                    }
-                    let watched = watch(&mut agent, self.opts.connect_timeout).and_then(|offset| {
-                        watch_resources(&mut agent, &self.watches, self.opts.connect_timeout)
-                            .map(|()| offset)
-                    });
-                    match watched {
-                        Ok(offset) => {
-                            self.offsets.insert(node.clone(), offset);
-                            forward_events(&mut agent, &self.event_tx);
-                            self.agents.push(agent);
-                        }
-                        Err(e) => {
-                            first_error.get_or_insert(e);
-                        }
+                    if let Err(e) = self.rejoin(agent) {
+                        first_error.get_or_insert(e);
                     }
                 }
                 Err(e) => {
@@ -936,7 +1046,8 @@ impl<'a> Drill<'a> {
             .map(|(node, _)| node.clone())
             .collect();
         let power_result = self.power_on(&to_power_on);
-        agents_result.and(power_result)
+        let reset_result = self.reconnect_reset();
+        agents_result.and(power_result).and(reset_result)
     }
 
     fn heal_agents(&mut self, f: Option<&PlannedFault>) -> Result<(), RunError> {
@@ -947,7 +1058,7 @@ impl<'a> Drill<'a> {
                 .actions
                 .iter()
                 .map(|(n, _)| n.clone())
-                .filter(|n| self.powered_off.contains_key(n))
+                .filter(|n| self.powered_off.contains_key(n) || self.reset.contains(n))
                 .collect();
             let t = self.now();
             for node in gone {
@@ -957,7 +1068,7 @@ impl<'a> Drill<'a> {
                     LogBody::FaultHealed {
                         fault: f.id.clone(),
                         clean: true,
-                        detail: "the node is powered off; its agent rolls the fault back from its journal when it starts".into(),
+                        detail: "the node went down (powered off or reset); its agent rolls the fault back from its journal when it starts".into(),
                     },
                 );
             }

@@ -442,7 +442,7 @@ mod tests {
         assert_eq!(serde_json::from_str::<Op>(&line).unwrap(), op);
     }
 
-        #[test]
+    #[test]
     fn version_mismatch_is_explained() {
         let hello = Hello {
             protocol_version: PROTOCOL_VERSION + 1,
