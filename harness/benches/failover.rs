@@ -17,7 +17,7 @@
 //! `cargo build --release --workspace && cargo bench --bench failover`.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use corodrill::experiment::{self, Experiment, ResourceWant};
@@ -37,28 +37,6 @@ const DRILLS: [(&str, &str); 2] = [
 /// How long svc may take to be back on pve1 before a repetition: the
 /// drills' own "back" expectations allow 30 s and 45 s after the heal.
 const HOME_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// Set by SIGINT/SIGTERM: the drill in progress heals, and the lab guard
-/// tears the lab down (the default action would kill the bench and leave
-/// the lab up).
-static CANCEL: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: i32) {
-    CANCEL.store(true, Ordering::Relaxed);
-}
-
-fn catch_signals() {
-    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-    let action = SigAction::new(
-        SigHandler::Handler(on_signal),
-        SaFlags::empty(),
-        SigSet::empty(),
-    );
-    for s in [Signal::SIGINT, Signal::SIGTERM] {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-        let _ = unsafe { sigaction(s, &action) };
-    }
-}
 
 /// A lab taken down however the bench ends (return, panic, Ctrl-C).
 struct LabGuard(String);
@@ -147,7 +125,7 @@ fn wait_home(lab: &lab::Lab) -> Result<(), String> {
                 "{RESOURCE} not back on {HOME} within {HOME_TIMEOUT:?} ({state})"
             ));
         }
-        if CANCEL.load(Ordering::Relaxed) {
+        if corodrill::run::CANCEL.load(Ordering::Relaxed) {
             return Err("interrupted".into());
         }
         if last_report.elapsed() >= Duration::from_secs(5) {
@@ -207,7 +185,7 @@ fn main() {
         }),
         Err(_) => 20,
     };
-    catch_signals();
+    corodrill::run::cancel_on_signals();
     let bench_started = Instant::now();
     // Lab names are short (network namespaces are NAME-pveN); the pid keeps
     // this one apart from labs others have up.
@@ -233,7 +211,7 @@ fn main() {
     // Only now is the lab ours to take down: `up` refuses a name in use.
     let _guard = LabGuard(name.clone());
     let inventory = lab::inventory(&up.lab);
-    let opts = RunOptions::new(&|_| {}, &CANCEL);
+    let opts = RunOptions::new(&|_| {}, &corodrill::run::CANCEL);
 
     let mut results: Vec<(&str, Figures)> = Vec::new();
     let mut stopped: Option<String> = None;
@@ -257,7 +235,7 @@ fn main() {
                     );
                     eprintln!("  {why}");
                     fig.failures.push(why);
-                    if CANCEL.load(Ordering::Relaxed) {
+                    if corodrill::run::CANCEL.load(Ordering::Relaxed) {
                         stopped = Some("interrupted".into());
                         results.push((short, fig));
                         break 'drills;

@@ -536,51 +536,11 @@ pub fn cluster_notes(model: &Model) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inventory::{Inventory, InventoryNode, Power};
-    use crate::oracle::{QuorumConfig, Timing};
+    use crate::oracle::Timing;
 
-    fn inventory(nodes: usize, links: usize) -> Inventory {
-        Inventory {
-            name: "t".into(),
-            nodes: (1..=nodes)
-                .map(|i| InventoryNode {
-                    name: format!("pve{i}"),
-                    connect: "false".into(),
-                    links: (0..links)
-                        .map(|l| (format!("ring{l}"), format!("198.18.{l}.{i}")))
-                        .collect(),
-                    power: Power::Lab { lab: "t".into() },
-                })
-                .collect(),
-        }
-    }
-
-    /// Three nodes with a 1 s token: 1650 + 1980 ms, a 5.037 s window.
-    fn model(nodes: usize, links: usize, cmap: &[(&str, &str)]) -> Model {
-        let cmap: BTreeMap<String, String> = cmap
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Model {
-            config: QuorumConfig::from_cmap(
-                (1..=nodes as u32).map(|i| (i, format!("pve{i}"))).collect(),
-                &cmap,
-            ),
-            timing: Timing {
-                token_ms: 1650,
-                consensus_ms: 1980,
-            },
-            links,
-        }
-    }
-
-    fn drill(nodes: usize, links: usize, text: &str) -> (Experiment, Plan) {
-        let text = format!("name = \"t\"\nnodes = {nodes}\n{text}");
-        let e = crate::experiment::parse(std::path::Path::new("t.toml"), &text)
-            .unwrap_or_else(|e| panic!("{e:?}"));
-        let p = crate::plan::plan(&e, &inventory(nodes, links)).unwrap();
-        (e, p)
-    }
+    // The same small cluster as predict's tests: three nodes, a 1 s token
+    // (1650 + 1980 ms, a 5.037 s window).
+    use crate::predict::tests::{drill, model};
 
     fn one_fault(kind: &str, body: &str, heal_after: &str) -> String {
         format!("[[fault]]\nid = \"f\"\nkind = \"{kind}\"\n{body}\nheal_after = \"{heal_after}\"\n")

@@ -5,7 +5,6 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use clap::{CommandFactory, Parser, Subcommand};
@@ -189,26 +188,6 @@ enum Command {
     },
 }
 
-/// Set by SIGINT/SIGTERM: the drill heals everything, then exits 130.
-static CANCEL: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: i32) {
-    CANCEL.store(true, Ordering::Relaxed);
-}
-
-fn catch_signals() {
-    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-    let action = SigAction::new(
-        SigHandler::Handler(on_signal),
-        SaFlags::empty(),
-        SigSet::empty(),
-    );
-    for s in [Signal::SIGINT, Signal::SIGTERM] {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-        let _ = unsafe { sigaction(s, &action) };
-    }
-}
-
 /// `KEY=VALUE` on the command line.
 fn key_value(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
@@ -357,7 +336,9 @@ fn main() -> ExitCode {
                 lease,
             };
             Ok(ExitCode::from(corodrill::random::random_drill(
-                &args, &progress, &CANCEL,
+                &args,
+                &progress,
+                &corodrill::run::CANCEL,
             )))
         }
         Command::Status { inventory } => Ok(ExitCode::from(corodrill::ops::status(&inventory))),
@@ -387,7 +368,7 @@ fn main() -> ExitCode {
             model_override,
             allow_fencing,
         } => {
-            catch_signals();
+            corodrill::run::cancel_on_signals();
             let args = RunArgs {
                 paths: experiments,
                 inventory,
@@ -402,7 +383,9 @@ fn main() -> ExitCode {
                 allow_fencing,
             };
             Ok(ExitCode::from(drills::run_command(
-                &args, &progress, &CANCEL,
+                &args,
+                &progress,
+                &corodrill::run::CANCEL,
             )))
         }
         Command::Demo {
@@ -410,13 +393,13 @@ fn main() -> ExitCode {
             reports,
             lab_prefix,
         } => {
-            catch_signals();
+            corodrill::run::cancel_on_signals();
             Ok(ExitCode::from(drills::demo(
                 &experiments,
                 &reports,
                 &lab_prefix,
                 &progress,
-                &CANCEL,
+                &corodrill::run::CANCEL,
             )))
         }
     };

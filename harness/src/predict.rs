@@ -452,12 +452,12 @@ pub fn oracle_expectations(experiment: &Experiment, plan: &Plan, model: &Model) 
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::inventory::{Inventory, InventoryNode, Power};
     use std::collections::BTreeMap;
 
-    fn inventory(nodes: usize, links: usize) -> Inventory {
+    pub(crate) fn inventory(nodes: usize, links: usize) -> Inventory {
         Inventory {
             name: "t".into(),
             nodes: (1..=nodes)
@@ -473,7 +473,7 @@ mod tests {
         }
     }
 
-    fn model(nodes: usize, links: usize, cmap: &[(&str, &str)]) -> Model {
+    pub(crate) fn model(nodes: usize, links: usize, cmap: &[(&str, &str)]) -> Model {
         let cmap: BTreeMap<String, String> = cmap
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -492,7 +492,7 @@ mod tests {
         }
     }
 
-    fn drill(nodes: usize, links: usize, text: &str) -> (Experiment, Plan) {
+    pub(crate) fn drill(nodes: usize, links: usize, text: &str) -> (Experiment, Plan) {
         let text = format!("name = \"t\"\nnodes = {nodes}\n{text}");
         let e = crate::experiment::parse(std::path::Path::new("t.toml"), &text)
             .unwrap_or_else(|e| panic!("{e:?}"));

@@ -101,6 +101,29 @@ impl<'a> RunOptions<'a> {
     }
 }
 
+/// Set by SIGINT/SIGTERM once `cancel_on_signals` has run: a drill in
+/// progress heals everything and stops (exit 130).
+pub static CANCEL: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: i32) {
+    CANCEL.store(true, Ordering::Relaxed);
+}
+
+/// From now on SIGINT and SIGTERM set [`CANCEL`] instead of killing the
+/// process, so that faults are healed (and a bench's lab removed).
+pub fn cancel_on_signals() {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    let action = SigAction::new(
+        SigHandler::Handler(on_signal),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    for s in [Signal::SIGINT, Signal::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        let _ = unsafe { sigaction(s, &action) };
+    }
+}
+
 /// The log so far, with the error that ended the drill early.
 pub struct Aborted {
     pub error: RunError,
