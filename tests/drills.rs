@@ -1179,6 +1179,33 @@ fn preflight_passes_warns_and_fails_with_fixes() {
         stdout.contains("about 2.20s later (token 1000 ms + consensus 1200 ms)"),
         "{stdout}"
     );
+    // With a drill: each node's predicted quorum after each change, and
+    // who Proxmox VE HA would fence (a 70 s cut leaves no quorate side).
+    let drill = scratch(&format!("{}-plan", lab.name)).join("cut.toml");
+    std::fs::write(
+        &drill,
+        "name = \"long cut\"\nnodes = 2\n[[fault]]\nid = \"cut\"\nkind = \"isolate\"\nnodes = [\"pve2\"]\nheal_after = \"70s\"\n",
+    )
+    .unwrap();
+    let out = Command::new(CORODRILL)
+        .args(["plan", "--inventory"])
+        .arg(&inventory)
+        .arg(&drill)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("0.0s after apply cut: pve1 NOT quorate, pve2 NOT quorate")
+            && stdout.contains("70.0s after heal cut: pve1 quorate, pve2 quorate"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("this cluster has no HA services: as if it had")
+            && stdout.contains("pve1: out of the quorate partition from t=2.2s")
+            && stdout.contains("pve2: out of the quorate partition from t=2.2s"),
+        "{stdout}"
+    );
     let out = Command::new(CORODRILL)
         .args(["plan", "--from"])
         .arg(lab.dir().join("pve1/corosync.conf"))

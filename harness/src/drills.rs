@@ -52,34 +52,6 @@ fn assumed_model(
     }
 }
 
-/// `run --dry-run`'s fencing foresight: which nodes would be reset by
-/// their watchdog if they run Proxmox VE HA services.
-fn fencing_foresight(e: &Experiment, p: &Plan, model: &crate::predict::Model) -> String {
-    let resets = crate::fencing::foresee(e, p, model);
-    let mut lines = vec![format!(
-        "  fencing foresight (if the nodes run Proxmox VE HA services; model: detection {:.1}s from token {} ms + consensus {} ms{}; --model-override changes it):",
-        model.timing.detection().as_secs_f64(),
-        model.timing.token_ms,
-        model.timing.consensus_ms,
-        if model.config.two_node { ", two_node" } else { "" },
-    )];
-    if resets.is_empty() {
-        lines.push("    no node stays out of quorum long enough to be reset".to_owned());
-    } else {
-        lines.extend(resets.iter().map(|r| format!("    {r}")));
-        lines.push(
-            "    run refuses this drill on a cluster with HA services unless --allow-fencing is given"
-                .to_owned(),
-        );
-    }
-    lines.extend(
-        crate::fencing::unforeseen(e, p, model)
-            .into_iter()
-            .map(|u| format!("    {u}")),
-    );
-    lines.join("\n")
-}
-
 /// Exit statuses (DESIGN.md): 0 all held, 1 a verdict failed, 2 invalid
 /// input, 3 the drill could not be carried out, 130 interrupted.
 pub fn check(paths: &[PathBuf]) -> u8 {
@@ -181,7 +153,15 @@ pub fn run_command(args: &RunArgs, progress: &dyn Fn(&str), cancel: &AtomicBool)
         let model = assumed_model(&inventory, &args.model_override);
         for (e, p) in &planned {
             println!("{}", plan::describe(e, p));
-            println!("{}\n", fencing_foresight(e, p, &model));
+            println!(
+                "{}\n",
+                crate::fencing::foresight_text(
+                    e,
+                    p,
+                    &model,
+                    "if the nodes run Proxmox VE HA services; --model-override changes the model"
+                )
+            );
         }
         return 0;
     }

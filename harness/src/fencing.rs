@@ -467,6 +467,33 @@ pub fn unforeseen(experiment: &Experiment, plan: &Plan, model: &Model) -> Vec<St
     notes
 }
 
+/// The foresight as `run --dry-run` and `plan` print it: the model it
+/// used, each reset, what the model could not follow.
+pub fn foresight_text(experiment: &Experiment, plan: &Plan, model: &Model, note: &str) -> String {
+    let resets = foresee(experiment, plan, model);
+    let mut lines = vec![format!(
+        "  fencing foresight ({note}; detection {:.1}s from token {} ms + consensus {} ms):",
+        model.timing.detection().as_secs_f64(),
+        model.timing.token_ms,
+        model.timing.consensus_ms,
+    )];
+    if resets.is_empty() {
+        lines.push("    no node stays out of quorum long enough to be reset".to_owned());
+    } else {
+        lines.extend(resets.iter().map(|r| format!("    {r}")));
+        lines.push(
+            "    run refuses this drill on a cluster with HA services unless --allow-fencing is given"
+                .to_owned(),
+        );
+    }
+    lines.extend(
+        unforeseen(experiment, plan, model)
+            .into_iter()
+            .map(|u| format!("    {u}")),
+    );
+    lines.join("\n")
+}
+
 /// The fencing facts for this cluster, for `corodrill plan`: one short
 /// sentence each, with its figures.
 pub fn cluster_notes(model: &Model) -> Vec<String> {

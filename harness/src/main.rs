@@ -142,11 +142,15 @@ enum Command {
         #[arg(long)]
         agent: Option<PathBuf>,
     },
-    /// How many nodes the cluster can lose, and who keeps quorum on a partition.
+    /// How many nodes the cluster can lose, who keeps quorum on a partition,
+    /// when Proxmox VE HA fences; with drills, what each should do here.
     #[command(
-        after_help = "Example:\n  corodrill plan --inventory /var/lib/corodrill/labs/lab/inventory.toml\n  corodrill plan --from /etc/pve/corosync.conf"
+        after_help = "Example:\n  corodrill plan --inventory /var/lib/corodrill/labs/lab/inventory.toml\n  corodrill plan --from /etc/pve/corosync.conf\n  corodrill plan --inventory pve.toml experiments/pve/"
     )]
     Plan {
+        /// Drills to plan against the cluster: their timeline, each node's
+        /// predicted quorum after each change, and who would be fenced.
+        experiments: Vec<PathBuf>,
         #[arg(long, required_unless_present = "from")]
         inventory: Option<PathBuf>,
         /// A corosync.conf instead of a live cluster.
@@ -343,9 +347,14 @@ fn main() -> ExitCode {
         }
         Command::Status { inventory } => Ok(ExitCode::from(corodrill::ops::status(&inventory))),
         Command::Heal { inventory } => Ok(ExitCode::from(corodrill::ops::heal(&inventory))),
-        Command::Plan { inventory, from } => Ok(ExitCode::from(corodrill::ops::plan(
+        Command::Plan {
+            experiments,
+            inventory,
+            from,
+        } => Ok(ExitCode::from(corodrill::ops::plan(
             inventory.as_deref(),
             from.as_deref(),
+            &experiments,
         ))),
         Command::InstallAgent { inventory, agent } => Ok(ExitCode::from(
             corodrill::ops::install_agent(&inventory, agent.as_deref()),

@@ -483,8 +483,26 @@ fn cluster_check(
 
 /// `corodrill plan`: the quorum model's answers for this cluster, from its
 /// live configuration (through the agents) or from a corosync.conf.
-pub fn plan(inventory_path: Option<&Path>, conf_path: Option<&Path>) -> u8 {
+pub fn plan(
+    inventory_path: Option<&Path>,
+    conf_path: Option<&Path>,
+    experiments: &[std::path::PathBuf],
+) -> u8 {
     use crate::oracle::{plan_table, QuorumConfig};
+    if !experiments.is_empty() && inventory_path.is_none() {
+        eprintln!("corodrill plan: experiments are planned against an inventory: give --inventory");
+        return 2;
+    }
+    let drills = match crate::experiment::load(experiments) {
+        Ok(d) => d,
+        Err(errors) => {
+            for e in errors {
+                eprintln!("{e}");
+            }
+            return 2;
+        }
+    };
+    let mut inventory = None;
     let (name, nodes, cmap, links, timing) = match (inventory_path, conf_path) {
         (_, Some(conf)) => {
             let text = match std::fs::read_to_string(conf) {
@@ -512,11 +530,23 @@ pub fn plan(inventory_path: Option<&Path>, conf_path: Option<&Path>) -> u8 {
             }
         }
         (Some(inv), None) => {
-            let inventory = match inventory_or_report(inv) {
+            let inv = match inventory_or_report(inv) {
                 Ok(i) => i,
                 Err(code) => return code,
             };
-            let (agents, failures) = connect_all(&inventory, Duration::from_secs(20));
+            let mut planned = Vec::new();
+            for e in &drills {
+                match crate::plan::plan(e, &inv) {
+                    Ok(p) => planned.push(p),
+                    Err(errors) => {
+                        for why in errors {
+                            eprintln!("{}: {why}", e.file.display());
+                        }
+                        return 2;
+                    }
+                }
+            }
+            let (agents, failures) = connect_all(&inv, Duration::from_secs(20));
             if !failures.is_empty() {
                 for f in failures {
                     eprintln!("{f}");
@@ -524,9 +554,14 @@ pub fn plan(inventory_path: Option<&Path>, conf_path: Option<&Path>) -> u8 {
                 return 3;
             }
             let (nodes, cmap) = cluster_config(&agents);
-            let links = inventory.links();
+            let links = inv.links();
             let timing = crate::oracle::Timing::from_runtime(&cmap);
-            (inventory.name.clone(), nodes, cmap, links, timing)
+            let name = inv.name.clone();
+            inventory = Some((
+                planned,
+                agents.iter().any(|a| !a.hello.ha_services.is_empty()),
+            ));
+            (name, nodes, cmap, links, timing)
         }
         (None, None) => {
             eprintln!("corodrill plan: give --inventory or --from");
@@ -597,16 +632,58 @@ pub fn plan(inventory_path: Option<&Path>, conf_path: Option<&Path>) -> u8 {
     if links < 2 {
         println!("warning: a single corosync link: add a second on a separate network");
     }
-    if let Some(timing) = timing {
-        println!("Proxmox VE HA fencing (nodes with active HA services):");
-        let model = crate::predict::Model {
-            config: cfg,
-            timing,
-            links,
-        };
-        for note in crate::fencing::cluster_notes(&model) {
-            println!("  {note}");
+    let Some(timing) = timing else {
+        return 0;
+    };
+    println!("Proxmox VE HA fencing (nodes with active HA services):");
+    let model = crate::predict::Model {
+        config: cfg,
+        timing,
+        links,
+    };
+    for note in crate::fencing::cluster_notes(&model) {
+        println!("  {note}");
+    }
+    // Each drill against this cluster's model: the timeline, what each
+    // node should see after each change, where resources should be, and
+    // who would be fenced.
+    let (planned, has_ha) = inventory.unwrap_or_default();
+    for (e, p) in drills.iter().zip(&planned) {
+        println!("\n{}", crate::plan::describe(e, p));
+        println!(
+            "  predicted, settled (window {:.1}s after a loss, {:.1}s after a heal):",
+            model.window().as_secs_f64(),
+            model.merge_window().as_secs_f64()
+        );
+        for (t, what, views) in crate::predict::over_time(e, p, &model) {
+            let said = match views {
+                Err(why) => format!("the model cannot say: {why}"),
+                Ok(views) => views
+                    .iter()
+                    .map(|(node, v)| match v {
+                        None => format!("{node} ?"),
+                        Some(v) if v.members.is_empty() => format!("{node} down"),
+                        Some(v) if v.quorate => format!("{node} quorate"),
+                        Some(_) => format!("{node} NOT quorate"),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            };
+            println!("  {:>7.1}s after {what}: {said}", t.as_secs_f64());
         }
+        println!(
+            "{}",
+            crate::fencing::foresight_text(
+                e,
+                p,
+                &model,
+                if has_ha {
+                    "this cluster has HA services"
+                } else {
+                    "this cluster has no HA services: as if it had"
+                }
+            )
+        );
     }
     0
 }

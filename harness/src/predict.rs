@@ -293,6 +293,54 @@ pub fn predict(
     })
 }
 
+/// What the model predicts each node sees, settled, after each change of
+/// faults in the plan (time, what changed, and per node its prediction,
+/// `None` where the model cannot say); or why the model cannot say at all
+/// for that moment (a degraded link, a one-way cut, a command).
+#[allow(clippy::type_complexity)]
+pub fn over_time(
+    experiment: &Experiment,
+    plan: &Plan,
+    model: &Model,
+) -> Vec<(
+    Duration,
+    String,
+    Result<Vec<(String, Option<Prediction>)>, String>,
+)> {
+    let mut changes: Vec<(Duration, String)> = plan
+        .faults
+        .iter()
+        .flat_map(|f| {
+            [
+                (f.at, format!("apply {}", f.id)),
+                (f.heal_at.unwrap_or(plan.end), format!("heal {}", f.id)),
+            ]
+        })
+        .collect();
+    changes.sort_by_key(|(t, _)| *t);
+    let mut merged: Vec<(Duration, String)> = Vec::new();
+    for (t, what) in changes {
+        match merged.last_mut() {
+            Some((u, w)) if *u == t => *w = format!("{w}, {what}"),
+            _ => merged.push((t, what)),
+        }
+    }
+    merged
+        .into_iter()
+        .map(|(t, what)| {
+            let views =
+                situation(&plan.nodes, model.links, &active_at(experiment, plan, t)).map(|s| {
+                    let lms = lms_expected(experiment, plan, model, t);
+                    plan.nodes
+                        .iter()
+                        .map(|n| (n.clone(), predict(model, &s, n, lms.as_ref())))
+                        .collect()
+                });
+            (t, what, views)
+        })
+        .collect()
+}
+
 /// The experiment with every `"predicted"` field filled in from the model,
 /// and with `oracle` one expectation per node for every change of faults
 /// that lasts long enough to settle. Errors name the expectation.
