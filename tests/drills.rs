@@ -157,6 +157,36 @@ fn three_node_drills_and_exit_statuses() {
     fencing_foresight_on_a_lab(&lab);
     lab_clean(&lab, 3);
 
+    // A directory runs the drills that fit this cluster and skips the
+    // others, saying why; the same drill named on its own is an error.
+    let mixed = scratch(&format!("{}-mixed", lab.name));
+    for name in ["clock-skew-five-minutes", "five-nodes-split-two-three"] {
+        std::fs::copy(
+            experiments_dir().join(format!("{name}.toml")),
+            mixed.join(format!("{name}.toml")),
+        )
+        .unwrap();
+    }
+    let inventory = lab.dir().join("inventory.toml");
+    let out = run_with(&inventory, &[mixed.display().to_string()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("PASS clock-skew-five-minutes")
+            && stdout.contains("five-nodes-split-two-three.toml: the experiment needs 5 nodes")
+            && stdout.contains("SKIP "),
+        "{stdout}"
+    );
+    let out = run_with(
+        &inventory,
+        &[mixed
+            .join("five-nodes-split-two-three.toml")
+            .display()
+            .to_string()],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    lab_clean(&lab, 3);
+
     let dir = scratch(&format!("{}-bad", lab.name));
     // A deliberately wrong expectation: exit 1, the JUnit failure names it
     // and says expected, observed and when.

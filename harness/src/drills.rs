@@ -89,9 +89,14 @@ pub fn load_inventory(path: &Path) -> Result<Inventory, String> {
 
 /// Loads and plans every experiment against the inventory, or says every
 /// reason it cannot (exit 2).
+/// The drills to run, each with its plan. A drill found in a directory
+/// that cannot be planned on this inventory (another shape of cluster) is
+/// skipped (listed in `skipped`), so `run experiments/` runs what fits; a
+/// file named on its own that does not fit is an error.
 fn prepare(
     paths: &[PathBuf],
     inventory: &Inventory,
+    skipped: &mut Vec<String>,
 ) -> Result<Vec<(Experiment, Plan)>, Vec<String>> {
     let experiments = experiment::load(paths)
         .map_err(|errs| errs.iter().map(ToString::to_string).collect::<Vec<_>>())?;
@@ -99,6 +104,19 @@ fn prepare(
     let mut planned = Vec::new();
     for e in experiments {
         match plan::plan(&e, inventory) {
+            // Found in a directory and planned for another shape of
+            // cluster (node count, names, links): not this cluster's drill.
+            Err(errs) if from_directory(paths, &e) => {
+                let more = match errs.len() {
+                    0 | 1 => String::new(),
+                    n => format!(" (and {} more)", n - 1),
+                };
+                skipped.push(format!(
+                    "{}: {}{more}",
+                    e.file.display(),
+                    errs.first().map_or("", String::as_str)
+                ));
+            }
             Ok(p) => {
                 // Credentials are checked for every drill before the first
                 // runs: a missing one is bad input, not a failure halfway.
@@ -129,6 +147,11 @@ fn prepare(
     }
 }
 
+/// Whether the experiment was found in a directory rather than named.
+fn from_directory(paths: &[PathBuf], e: &Experiment) -> bool {
+    !paths.contains(&e.file)
+}
+
 pub fn run_command(args: &RunArgs, progress: &dyn Fn(&str), cancel: &AtomicBool) -> u8 {
     let inventory = match load_inventory(&args.inventory) {
         Ok(i) => i,
@@ -137,7 +160,8 @@ pub fn run_command(args: &RunArgs, progress: &dyn Fn(&str), cancel: &AtomicBool)
             return 2;
         }
     };
-    let planned = match prepare(&args.paths, &inventory) {
+    let mut skipped = Vec::new();
+    let planned = match prepare(&args.paths, &inventory, &mut skipped) {
         Ok(p) => p,
         Err(errors) => {
             for e in errors {
@@ -146,6 +170,16 @@ pub fn run_command(args: &RunArgs, progress: &dyn Fn(&str), cancel: &AtomicBool)
             return 2;
         }
     };
+    let say_skipped = |skipped: &[String]| {
+        for s in skipped {
+            println!("SKIP {s}");
+        }
+    };
+    if planned.is_empty() {
+        say_skipped(&skipped);
+        eprintln!("no drill fits this inventory");
+        return 2;
+    }
     if args.dry_run {
         // Touch nothing: not even the agents (starting one rolls back what
         // a previous one journaled). The model is corosync's defaults with
@@ -172,14 +206,24 @@ pub fn run_command(args: &RunArgs, progress: &dyn Fn(&str), cancel: &AtomicBool)
         allow_fencing: args.allow_fencing,
         ..RunOptions::new(progress, cancel)
     };
-    let (results, code) = drill_all(&planned, &inventory, args.repeat, &opts);
-    finish(
+    let skippable = |e: &Experiment| from_directory(&args.paths, e);
+    let (results, code) = drill_all(
+        &planned,
+        &inventory,
+        args.repeat,
+        &opts,
+        &skippable,
+        &mut skipped,
+    );
+    let code = finish(
         &results,
         code,
         args.junit.as_deref(),
         args.json.as_deref(),
         args.html.as_deref(),
-    )
+    );
+    say_skipped(&skipped);
+    code
 }
 
 /// Runs each experiment `repeat` times; stops at the first run that could
@@ -189,6 +233,8 @@ fn drill_all(
     inventory: &Inventory,
     repeat: usize,
     opts: &RunOptions,
+    skippable: &dyn Fn(&Experiment) -> bool,
+    skipped: &mut Vec<String>,
 ) -> (Vec<Vec<DrillResult>>, u8) {
     let (progress, cancel) = (opts.progress, opts.cancel);
     let mut all = Vec::new();
@@ -216,6 +262,14 @@ fn drill_all(
             } else {
                 Vec::new()
             };
+            // A drill from a directory whose [requires] this cluster does
+            // not meet (QDevice, quorum options) is skipped, not an error.
+            if let Some(RunError::Requires(why)) = &error {
+                if skippable(e) {
+                    skipped.push(format!("{}: {why}", e.file.display()));
+                    break;
+                }
+            }
             let code = error.as_ref().map(RunError::exit_code);
             runs.push(DrillResult {
                 experiment,
@@ -233,7 +287,10 @@ fn drill_all(
                 return (all, 130);
             }
         }
-        all.push(runs);
+        // Empty when the drill was skipped.
+        if !runs.is_empty() {
+            all.push(runs);
+        }
     }
     (all, 0)
 }
@@ -396,7 +453,14 @@ pub fn demo(
                 }
             }
         }
-        let (results, c) = drill_all(&planned, &inventory, 1, &RunOptions::new(progress, cancel));
+        let (results, c) = drill_all(
+            &planned,
+            &inventory,
+            1,
+            &RunOptions::new(progress, cancel),
+            &|_| false,
+            &mut Vec::new(),
+        );
         for runs in &results {
             println!("{}", report::summary(runs));
         }
