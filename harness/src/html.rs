@@ -359,7 +359,7 @@ pub fn render(all: &[Vec<DrillResult>]) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::experiment::parse;
+    use crate::experiment::{parse, Experiment};
     use crate::judge::judge;
     use crate::log::LogEvent;
     use std::path::Path;
@@ -372,6 +372,20 @@ mod tests {
             node: Some(node.into()),
             body,
         }
+    }
+
+    /// The page for one judged run of `e` on `nodes`.
+    fn page_of(e: Experiment, nodes: &[&str], log: Vec<LogEvent>) -> String {
+        let nodes: Vec<String> = nodes.iter().map(|s| s.to_string()).collect();
+        let verdicts = judge(&e, &nodes, &log);
+        let result = DrillResult {
+            experiment: e,
+            log,
+            verdicts,
+            error: None,
+            wall: Duration::from_secs(7),
+        };
+        render(&[vec![result]]).unwrap()
     }
 
     fn q(t: f64, node: &str, quorate: bool, members: &[&str]) -> LogEvent {
@@ -429,16 +443,7 @@ mod tests {
             q(6.5, "pve1", true, &all),
             q(6.5, "pve2", true, &all),
         ];
-        let nodes: Vec<String> = all.iter().map(|s| s.to_string()).collect();
-        let verdicts = judge(&e, &nodes, &log);
-        let result = DrillResult {
-            experiment: e,
-            log,
-            verdicts,
-            error: None,
-            wall: Duration::from_secs(7),
-        };
-        let page = render(&[vec![result]]).unwrap();
+        let page = page_of(e, &all, log);
         assert!(
             page.contains("FAIL</span> kill &lt;pve2&gt;"),
             "names are escaped"
@@ -484,16 +489,7 @@ mod tests {
             ev(4.5, "pve2", LogBody::EtcPve { writable: false }),
             ev(6.0, "pve2", LogBody::EtcPve { writable: true }),
         ];
-        let nodes: Vec<String> = vec!["pve1".into(), "pve2".into()];
-        let verdicts = judge(&e, &nodes, &log);
-        let result = DrillResult {
-            experiment: e,
-            log,
-            verdicts,
-            error: None,
-            wall: Duration::from_secs(7),
-        };
-        let page = render(&[vec![result]]).unwrap();
+        let page = page_of(e, &["pve1", "pve2"], log);
         assert!(page.contains(">svc @pve1<") && page.contains(">svc @pve2<"));
         assert_eq!(page.matches("class=\"seg running\"").count(), 3, "{page}");
         assert!(page.contains(">on pve1<") && page.contains(">cannot say<"));
