@@ -129,11 +129,10 @@ struct Interval<'e> {
 }
 
 fn view_of(
-    model: &Model,
     situation: &Situation,
     faults: &[&FaultSpec],
     node: &str,
-    lms: Option<&BTreeMap<String, u32>>,
+    prediction: Option<predict::Prediction>,
 ) -> View {
     let names = |who: &[String]| who.iter().any(|n| n == node);
     if faults
@@ -151,7 +150,7 @@ fn view_of(
             .map_or_else(String::new, |f| f.id.clone());
         return View::CorosyncDown(by);
     }
-    match predict::predict(model, situation, node, lms) {
+    match prediction {
         None => View::Unknown(format!(
             "{node} is paused: what its HA stack sees is not modelled"
         )),
@@ -197,15 +196,14 @@ fn views(
     faults: &[&FaultSpec],
     t: Duration,
 ) -> Vec<View> {
-    match predict::situation(&plan.nodes, model.links, faults) {
+    match predict::views_under(experiment, plan, model, faults, t) {
         Err(why) => vec![View::Unknown(why); plan.nodes.len()],
-        Ok(s) => {
-            let lms = predict::lms_expected(experiment, plan, model, t);
-            plan.nodes
-                .iter()
-                .map(|n| view_of(model, &s, faults, n, lms.as_ref()))
-                .collect()
-        }
+        Ok((s, predictions)) => plan
+            .nodes
+            .iter()
+            .zip(predictions)
+            .map(|(n, p)| view_of(&s, faults, n, p))
+            .collect(),
     }
 }
 

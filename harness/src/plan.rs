@@ -48,6 +48,19 @@ pub struct Plan {
     pub after_end: Duration,
 }
 
+impl Plan {
+    /// When an anchor happens in the plan: its fault's start, or its heal
+    /// (the end of the drill for a fault that lasts until then).
+    pub fn anchor_time(&self, anchor: &Anchor) -> Option<Duration> {
+        let f = self.faults.iter().find(|f| f.id == anchor.fault)?;
+        Some(if anchor.healed {
+            f.heal_at.unwrap_or(self.end)
+        } else {
+            f.at
+        })
+    }
+}
+
 /// Slack past the last deadline, so that a hold that ends exactly there is
 /// observed whole despite the milliseconds faults take to apply.
 const MARGIN: Duration = Duration::from_millis(500);
@@ -363,13 +376,7 @@ pub fn describe(experiment: &Experiment, plan: &Plan) -> String {
     // Expectations at their deadlines, so that what should be where (quorum
     // and resources) reads in time order with the faults.
     for e in &experiment.expects {
-        let anchor = plan.faults.iter().find(|f| f.id == e.after.fault).map(|f| {
-            if e.after.healed {
-                f.heal_at.unwrap_or(plan.end)
-            } else {
-                f.at
-            }
-        });
+        let anchor = plan.anchor_time(&e.after);
         // A "predicted" window is known only once the run reads the
         // cluster's timing: listed at its anchor.
         let within = if e.predicted.within {

@@ -62,16 +62,6 @@ impl Model {
     }
 }
 
-/// When an anchor happens in the plan (a fault's start or its heal).
-fn anchor_at(plan: &Plan, anchor: &Anchor) -> Option<Duration> {
-    let f = plan.faults.iter().find(|f| f.id == anchor.fault)?;
-    Some(if anchor.healed {
-        f.heal_at.unwrap_or(plan.end)
-    } else {
-        f.at
-    })
-}
-
 /// The faults in force just after `t` (applies at `t` included, heals at
 /// `t` done).
 pub fn active_at<'e>(experiment: &'e Experiment, plan: &Plan, t: Duration) -> Vec<&'e FaultSpec> {
@@ -293,6 +283,27 @@ pub fn predict(
     })
 }
 
+/// The situation `faults` make at `t` and each node's predicted view in it
+/// (in plan order; `None` where the model cannot say for that node), with
+/// last_man_standing's expected votes as they stand at `t`; Err where the
+/// faults are not modelled. The faults are usually `active_at(t)`.
+pub fn views_under(
+    experiment: &Experiment,
+    plan: &Plan,
+    model: &Model,
+    faults: &[&FaultSpec],
+    t: Duration,
+) -> Result<(Situation, Vec<Option<Prediction>>), String> {
+    let s = situation(&plan.nodes, model.links, faults)?;
+    let lms = lms_expected(experiment, plan, model, t);
+    let views = plan
+        .nodes
+        .iter()
+        .map(|n| predict(model, &s, n, lms.as_ref()))
+        .collect();
+    Ok((s, views))
+}
+
 /// What the model predicts each node sees, settled, after each change of
 /// faults in the plan (time, what changed, and per node its prediction,
 /// `None` where the model cannot say); or why the model cannot say at all
@@ -328,14 +339,8 @@ pub fn over_time(
     merged
         .into_iter()
         .map(|(t, what)| {
-            let views =
-                situation(&plan.nodes, model.links, &active_at(experiment, plan, t)).map(|s| {
-                    let lms = lms_expected(experiment, plan, model, t);
-                    plan.nodes
-                        .iter()
-                        .map(|n| (n.clone(), predict(model, &s, n, lms.as_ref())))
-                        .collect()
-                });
+            let views = views_under(experiment, plan, model, &active_at(experiment, plan, t), t)
+                .map(|(_, views)| plan.nodes.iter().cloned().zip(views).collect());
             (t, what, views)
         })
         .collect()
@@ -356,7 +361,7 @@ pub fn resolve(
         if !e.predicted.any() {
             continue;
         }
-        let Some(t) = anchor_at(plan, &e.after) else {
+        let Some(t) = plan.anchor_time(&e.after) else {
             continue;
         };
         if e.predicted.within {
@@ -365,22 +370,26 @@ pub fn resolve(
         if !(e.predicted.quorate || e.predicted.members) {
             continue;
         }
-        let active = active_at(experiment, plan, t);
-        let situation = match situation(&plan.nodes, model.links, &active) {
-            Ok(s) => s,
-            Err(why) => {
-                errors.push(format!("expectation {:?}: cannot predict: {why}", e.name));
-                continue;
-            }
-        };
+        let (_, views) =
+            match views_under(experiment, plan, model, &active_at(experiment, plan, t), t) {
+                Ok(v) => v,
+                Err(why) => {
+                    errors.push(format!("expectation {:?}: cannot predict: {why}", e.name));
+                    continue;
+                }
+            };
         let targets: Vec<&String> = match &e.nodes {
             NodeSet::All => plan.nodes.iter().collect(),
             NodeSet::Some(n) => n.iter().collect(),
         };
-        let lms = lms_expected(experiment, plan, model, t);
         let predictions: Vec<Option<Prediction>> = targets
             .iter()
-            .map(|n| predict(model, &situation, n, lms.as_ref()))
+            .map(|n| {
+                plan.nodes
+                    .iter()
+                    .position(|m| m == *n)
+                    .and_then(|i| views[i].clone())
+            })
             .collect();
         let Some(first) = predictions.first().cloned().flatten() else {
             errors.push(format!(
@@ -462,16 +471,20 @@ pub fn oracle_expectations(experiment: &Experiment, plan: &Plan, model: &Model) 
         if !last_here || lasts < window || !settled {
             continue;
         }
-        let Ok(situation) = situation(&plan.nodes, model.links, &active_at(experiment, plan, *t))
-        else {
+        let Ok((_, views)) = views_under(
+            experiment,
+            plan,
+            model,
+            &active_at(experiment, plan, *t),
+            *t,
+        ) else {
             continue;
         };
-        let lms = lms_expected(experiment, plan, model, *t);
         // Judged before the next change comes, but never tighter than a
         // loss's window.
         let within = model.window_after(anchor).min(lasts).max(window);
-        for node in &plan.nodes {
-            let Some(p) = predict(model, &situation, node, lms.as_ref()) else {
+        for (node, p) in plan.nodes.iter().zip(views) {
+            let Some(p) = p else {
                 continue;
             };
             expects.push(Expect {
