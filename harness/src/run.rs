@@ -944,12 +944,26 @@ impl<'a> Drill<'a> {
         let results = self.in_background(
             &format!("waiting for {} to boot after its reset", nodes.join(", ")),
             move || {
-                jobs.into_iter()
-                    .map(|(node, connect)| {
-                        let agent = reconnect(&node, &connect, connect_timeout, boot_timeout);
-                        (node, agent)
-                    })
-                    .collect::<Vec<_>>()
+                // In parallel: each node may take its whole boot to answer.
+                std::thread::scope(|s| {
+                    let handles: Vec<_> = jobs
+                        .iter()
+                        .map(|(node, connect)| {
+                            s.spawn(move || reconnect(node, connect, connect_timeout, boot_timeout))
+                        })
+                        .collect();
+                    jobs.iter()
+                        .zip(handles)
+                        .map(|((node, _), h)| {
+                            let agent = h.join().unwrap_or_else(|_| {
+                                Err(RunError::Unreachable(format!(
+                                    "{node}: reconnecting panicked"
+                                )))
+                            });
+                            (node.clone(), agent)
+                        })
+                        .collect::<Vec<_>>()
+                })
             },
         )?;
         let mut first_error = None;
