@@ -26,6 +26,7 @@ fn apply(conn: &mut AgentConn, id: &str, fault: Fault, lease_ms: u64) -> Outcome
             fault,
             lease_ms,
             allow_management_cut: false,
+            drill: None,
         },
         T,
     )
@@ -152,6 +153,11 @@ fn agent_pid_in(lab: &TestLab, node: &str) -> i32 {
         .filter_map(|p| p.parse::<i32>().ok())
         .find(|p| {
             std::fs::metadata(format!("/proc/{p}/ns/net")).is_ok_and(|m| m.ino() == netns.ino())
+                // The agent's guard runs the same binary.
+                && !std::fs::read(format!("/proc/{p}/cmdline"))
+                    .unwrap_or_default()
+                    .split(|b| *b == 0)
+                    .any(|a| a == b"--guard")
         })
         .expect("no agent process on the node")
 }
@@ -468,6 +474,7 @@ fn network_faults_on_three_nodes_two_links() {
                 fault: cut_controller,
                 lease_ms: 10_000,
                 allow_management_cut: true,
+                drill: None,
             },
             T,
         )
@@ -607,6 +614,7 @@ fn process_clock_and_command_faults() {
         Fault::Command {
             run: format!("touch {m}"),
             undo: Some(format!("rm {m}")),
+            timeout_ms: None,
         },
     );
     assert!(marker.exists());
@@ -632,6 +640,7 @@ fn process_clock_and_command_faults() {
             Fault::Command {
                 run: "exit 3".into(),
                 undo: None,
+                timeout_ms: None,
             },
             "exit status: 3",
         ),

@@ -317,7 +317,7 @@ within = "10s"
         "{}",
         text(&out)
     );
-    let mut pve3 = lab.agent("pve3");
+    let pve3 = lab.agent("pve3");
     let applied = pve3
         .request(
             corodrill_protocol::Op::Apply {
@@ -332,6 +332,7 @@ within = "10s"
                 },
                 lease_ms: 600_000,
                 allow_management_cut: false,
+                drill: None,
             },
             Duration::from_secs(10),
         )

@@ -20,6 +20,9 @@ pub struct Entry {
     /// earlier boot describes state the reboot already wiped.
     #[serde(default)]
     pub boot_id: Option<String>,
+    /// The drill that applied it, as the controller named it.
+    #[serde(default)]
+    pub drill: Option<String>,
 }
 
 /// This boot's id (`/proc/sys/kernel/random/boot_id`).

@@ -5,6 +5,7 @@ mod faults;
 mod journal;
 mod nft;
 mod node;
+mod owner;
 mod preflight;
 mod pve_ha;
 mod quorum;
@@ -22,14 +23,20 @@ use clap::Parser;
     version,
     about = "corodrill's agent on a cluster node"
 )]
-#[command(group = clap::ArgGroup::new("mode").required(true).args(["stdio", "rollback"]))]
+#[command(group = clap::ArgGroup::new("mode").required(true).args(["stdio", "rollback", "guard"]))]
 struct Cli {
     /// Serve the controller over stdin/stdout (JSON lines).
     #[arg(long)]
     stdio: bool,
     /// Roll back whatever the journal holds, print what was removed, exit.
+    /// An agent that holds the node now (a drill running) is made to roll
+    /// back first: this is the red button on the node itself.
     #[arg(long)]
     rollback: bool,
+    /// Internal: the dead-man of the owning agent PID; rolls its journal
+    /// back when it dies, unless a new agent has taken over.
+    #[arg(long, value_name = "PID", hide = true)]
+    guard: Option<i32>,
     /// This is a lab node whose files (corosync.conf, faketime) are in DIR.
     #[arg(long, value_name = "DIR")]
     lab_node: Option<PathBuf>,
@@ -55,12 +62,28 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<u8> {
-    let node = node::Node::new(cli.lab_node, cli.state_dir)?;
+    let node = node::Node::new(cli.lab_node.clone(), cli.state_dir)?;
+    if let Some(pid) = cli.guard {
+        return Ok(guard(node, pid, cli.lab_node));
+    }
     let journal = journal::Journal::open(&node.state_dir).map_err(anyhow::Error::msg)?;
     let hostname = node.hostname();
-    let ctx = faults::Ctx::new(node);
-    let mut agent = server::Agent::new(ctx, journal);
+    let owner = owner::try_own(&node.state_dir).map_err(anyhow::Error::msg)?;
     if cli.rollback {
+        let lock = match owner {
+            Some(lock) => lock,
+            None => {
+                eprintln!(
+                    "corodrill-agent: another agent (pid {}) holds this node: making it roll back",
+                    owner::owner_pid(&node.state_dir).map_or("unknown".into(), |p| p.to_string())
+                );
+                owner::take_over(&node, std::time::Duration::from_secs(10))
+                    .map_err(anyhow::Error::msg)?
+            }
+        };
+        // Rolled back here, in the foreground: no guard for a one-shot.
+        let ctx = faults::Ctx::new(node);
+        let mut agent = server::Agent::new(ctx, journal, Some(lock), None);
         let reports = agent.recover();
         if reports.is_empty() {
             println!("nothing to roll back");
@@ -74,6 +97,36 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             1
         });
     }
-    let node_id = quorum::own_node_id();
-    Ok(server::serve(agent, hostname, node_id) as u8)
+    let ctx = faults::Ctx::new(node);
+    let agent = server::Agent::new(ctx, journal, None, cli.lab_node);
+    Ok(server::serve(agent, hostname, owner) as u8)
+}
+
+/// The guard: waits for the owning agent to die, then rolls its journal
+/// back unless another agent holds the node by then (a reconnecting
+/// controller's new agent does that itself).
+fn guard(node: node::Node, pid: i32, lab_node: Option<PathBuf>) -> u8 {
+    // The signals that end an agent's session must not end its guard mid-rollback.
+    let _ = server::stop_signals().thread_block();
+    owner::wait_for_exit(pid);
+    let Ok(Some(lock)) = owner::try_own(&node.state_dir) else {
+        return 0;
+    };
+    let journal = match journal::Journal::open(&node.state_dir) {
+        Ok(j) => j,
+        Err(e) => {
+            eprintln!("corodrill-agent guard: {e}");
+            return 3;
+        }
+    };
+    if journal.entries.is_empty() {
+        return 0;
+    }
+    let ctx = faults::Ctx::new(node);
+    let mut agent = server::Agent::new(ctx, journal, Some(lock), lab_node);
+    let reports = agent.recover();
+    for r in &reports {
+        eprintln!("corodrill-agent guard: agent {pid} died: {r}");
+    }
+    u8::from(!reports.iter().all(|r| r.clean))
 }

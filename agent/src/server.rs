@@ -3,16 +3,20 @@
 //! takes effect and leaves the journal only once it is rolled back.
 
 use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use corodrill_protocol::{
-    parse_request, to_line, Event, EventBody, Fault, Hello, Message, Op, Outcome, Reply,
-    RollbackReport, PROTOCOL_VERSION,
+    parse_request, to_line, Event, EventBody, Fault, Hello, Message, Op, Outcome, Reply, Request,
+    Role, RollbackReport, PROTOCOL_VERSION,
 };
 
 use crate::faults::{self, clock, cut, Ctx, Undo};
 use crate::journal::{Entry, Journal};
+use crate::owner::OwnerLock;
 
 /// The agent's stdout: one whole JSON line at a time, from any thread.
 pub struct Out(Mutex<std::io::Stdout>);
@@ -61,13 +65,58 @@ struct Active {
     fault_id: String,
     kind: String,
     undo: Undo,
+    applied: Instant,
     expires: Instant,
+}
+
+/// The controller's renewals, kept apart from the agent's lock: a renewal
+/// is answered at once, even while an apply runs (a fault's command, a
+/// corosync start), so that a lease never lapses behind one.
+#[derive(Default)]
+pub struct Lease {
+    /// (when the last renewal came, until when it holds).
+    renewed: Mutex<Option<(Instant, Instant)>>,
+    /// Set by a renewal: the nftables dead-man elements want refreshing.
+    refresh: AtomicBool,
+    /// What went wrong refreshing them, told in the next renewal's answer.
+    problem: Mutex<Option<String>>,
+}
+
+impl Lease {
+    fn renew(&self, lease: Duration) -> Outcome {
+        let now = Instant::now();
+        *self.renewed.lock().unwrap_or_else(|p| p.into_inner()) = Some((now, now + lease));
+        self.refresh.store(true, Ordering::Relaxed);
+        match self
+            .problem
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            Some(message) => error(message),
+            None => Outcome::Ok { mono_ns: mono_ns() },
+        }
+    }
+
+    /// When a fault applied at `applied` with its own `expires` runs out: a
+    /// renewal covers the faults applied before it.
+    fn expiry(&self, applied: Instant, expires: Instant) -> Instant {
+        match *self.renewed.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some((at, until)) if applied <= at => expires.max(until),
+            _ => expires,
+        }
+    }
 }
 
 pub struct Agent {
     ctx: Ctx,
     journal: Journal,
     active: Vec<Active>,
+    lease: Arc<Lease>,
+    /// Held while this agent owns the node's faults; None: observing.
+    owner: Option<OwnerLock>,
+    /// The lab node directory, for the guard's command line.
+    lab_node: Option<PathBuf>,
 }
 
 /// The kernel-side expiry of cut elements: past the lease, so that only a
@@ -77,11 +126,109 @@ fn deadman(lease: Duration) -> Duration {
 }
 
 impl Agent {
-    pub fn new(ctx: Ctx, journal: Journal) -> Agent {
+    pub fn new(
+        ctx: Ctx,
+        journal: Journal,
+        owner: Option<OwnerLock>,
+        lab_node: Option<PathBuf>,
+    ) -> Agent {
         Agent {
             ctx,
             journal,
             active: Vec::new(),
+            lease: Arc::new(Lease::default()),
+            owner,
+            lab_node,
+        }
+    }
+
+    pub fn owns(&self) -> bool {
+        self.owner.is_some()
+    }
+
+    /// The observer's refusal, naming who holds the node.
+    fn observing(&self, what: &str) -> Outcome {
+        let state_dir = &self.ctx.node.state_dir;
+        let held = crate::owner::held_faults(state_dir);
+        let drills: std::collections::BTreeSet<&str> =
+            held.iter().filter_map(|h| h.drill.as_deref()).collect();
+        error(format!(
+            "refused to {what}: another corodrill agent (pid {}) holds this node{}; this one only observes. \
+             Wait for that drill to end, or end it with `corodrill heal`",
+            crate::owner::owner_pid(state_dir).map_or("unknown".into(), |p| p.to_string()),
+            if drills.is_empty() {
+                String::new()
+            } else {
+                format!(" for drill {}", drills.into_iter().collect::<Vec<_>>().join(", "))
+            }
+        ))
+    }
+
+    /// This agent's role, as its hello says it.
+    pub fn role(&self) -> Role {
+        if self.owns() {
+            Role::Owner
+        } else {
+            let state_dir = &self.ctx.node.state_dir;
+            Role::Observer {
+                owner_pid: crate::owner::owner_pid(state_dir),
+                held: crate::owner::held_faults(state_dir),
+            }
+        }
+    }
+
+    /// Becomes the owner: starts the guard that rolls back if this agent
+    /// dies, then rolls back what a previous owner left.
+    pub fn start_owning(&mut self, lock: OwnerLock) -> Vec<RollbackReport> {
+        self.owner = Some(lock);
+        if let Err(e) = crate::owner::start_guard(&self.ctx.node, self.lab_node.as_deref()) {
+            eprintln!("corodrill-agent: {e}: faults will not be rolled back if this agent dies");
+        }
+        // The journal on disk is the previous owner's, whatever it left.
+        match Journal::open(&self.ctx.node.state_dir) {
+            Ok(j) => self.journal = j,
+            Err(e) => eprintln!("corodrill-agent: {e}"),
+        }
+        self.recover()
+    }
+
+    /// The red button: ends the owning agent's faults and takes its place.
+    fn take_over(&mut self, grace: Duration) -> Outcome {
+        if self.owns() {
+            let reports = self.heal_all();
+            return Outcome::Healed {
+                mono_ns: mono_ns(),
+                reports,
+            };
+        }
+        let state_dir = self.ctx.node.state_dir.clone();
+        let held = crate::owner::held_faults(&state_dir);
+        let lock = match crate::owner::take_over(&self.ctx.node, grace) {
+            Ok(lock) => lock,
+            Err(e) => return error(e),
+        };
+        let left = self.start_owning(lock);
+        // What the owner held and rolled back itself, then what was left
+        // to roll back here (nothing, when the owner or its guard could).
+        let mut reports: Vec<RollbackReport> = held
+            .iter()
+            .filter(|h| !left.iter().any(|r| r.fault_id == h.fault_id))
+            .map(|h| RollbackReport {
+                fault_id: h.fault_id.clone(),
+                kind: h.kind.clone(),
+                clean: true,
+                detail: format!(
+                    "ended{}: rolled back by the agent that held it",
+                    h.drill
+                        .as_deref()
+                        .map_or(String::new(), |d| format!(" (drill {d})"))
+                ),
+            })
+            .collect();
+        reports.extend(left);
+        Outcome::Healed {
+            mono_ns: mono_ns(),
+            reports,
         }
     }
 
@@ -119,7 +266,11 @@ impl Agent {
         fault: &Fault,
         lease: Duration,
         allow_management_cut: bool,
+        drill: Option<&str>,
     ) -> Outcome {
+        if !self.owns() {
+            return self.observing("apply a fault");
+        }
         if self.active.iter().any(|a| a.fault_id == fault_id) {
             return error(format!("fault {fault_id:?} is already applied"));
         }
@@ -132,6 +283,7 @@ impl Agent {
                 kind: kind.clone(),
                 undo: undo.clone(),
                 boot_id: crate::journal::boot_id(),
+                drill: drill.map(str::to_owned),
             })
         };
         match faults::apply(&mut self.ctx, fault, allow_management_cut, &mut record) {
@@ -141,11 +293,13 @@ impl Agent {
                 if let Err(e) = self.journal.update(fault_id, &undo) {
                     return error(e);
                 }
+                let now = Instant::now();
                 self.active.push(Active {
                     fault_id: fault_id.to_owned(),
                     kind,
                     undo,
-                    expires: Instant::now() + lease,
+                    applied: now,
+                    expires: now + lease,
                 });
                 Outcome::Ok { mono_ns: at }
             }
@@ -157,11 +311,12 @@ impl Agent {
         }
     }
 
-    fn renew(&mut self, lease: Duration) -> Outcome {
-        self.ctx.deadman = deadman(lease);
+    /// Refreshes the nftables dead-man elements after a renewal (they
+    /// expire in the kernel a little past the lease).
+    fn refresh(&mut self, lease_ms: u64) {
+        self.ctx.deadman = deadman(Duration::from_millis(lease_ms));
         let mut problems = Vec::new();
-        for a in &mut self.active {
-            a.expires = Instant::now() + lease;
+        for a in &self.active {
             let objects = match &a.undo {
                 Undo::Nft(o) => Some(o.clone()),
                 Undo::Degrade(d) => d.nft.clone(),
@@ -173,14 +328,20 @@ impl Agent {
                 }
             }
         }
-        if problems.is_empty() {
-            Outcome::Ok { mono_ns: mono_ns() }
-        } else {
-            error(problems.join("; "))
+        if !problems.is_empty() {
+            *self.lease.problem.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some(problems.join("; "));
         }
     }
 
     fn heal(&mut self, fault_id: Option<&str>) -> Outcome {
+        if !self.owns() {
+            // An observer holds nothing; the owner's faults are not its to end.
+            return Outcome::Healed {
+                mono_ns: mono_ns(),
+                reports: Vec::new(),
+            };
+        }
         let mut reports = Vec::new();
         // Newest first: a later fault may stand on an earlier one.
         while let Some(i) = self
@@ -210,10 +371,18 @@ impl Agent {
     }
 
     /// Rolls back faults whose lease ran out, and flips clock strobes.
-    fn tick(&mut self, out: &Out) {
+    fn tick(&mut self, out: &Out, lease_ms: &std::sync::atomic::AtomicU64) {
+        if self.lease.refresh.swap(false, Ordering::Relaxed) {
+            self.refresh(lease_ms.load(Ordering::Relaxed));
+        }
         let now = Instant::now();
         let mut expired = Vec::new();
-        while let Some(i) = self.active.iter().position(|a| a.expires <= now) {
+        let lease = self.lease.clone();
+        while let Some(i) = self
+            .active
+            .iter()
+            .position(|a| lease.expiry(a.applied, a.expires) <= now)
+        {
             let a = self.active.remove(i);
             expired.push(self.roll_back(&a));
         }
@@ -274,12 +443,33 @@ fn lock(agent: &Mutex<Agent>) -> MutexGuard<'_, Agent> {
     agent.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Runs `f` on a thread of its own and waits at most `limit` for it: a
+/// corosync that is paused never answers its IPC, and nothing on the
+/// agent's request path may wait on it. A call that does not return is
+/// left behind (the process exit ends it).
+fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(limit).ok()
+}
+
+/// How long the hello waits on corosync for the node id and settings.
+const COROSYNC_DEADLINE: Duration = Duration::from_secs(2);
+
 /// Serves the controller until stdin closes or it says shutdown; every fault
-/// is rolled back before this returns.
-pub fn serve(mut agent: Agent, hello_node: String, node_id: Option<u32>) -> i32 {
+/// is rolled back before this returns. An owning agent rolls back what a
+/// previous agent journaled before anything else, corosync's IPC included.
+pub fn serve(mut agent: Agent, hello_node: String, owner: Option<OwnerLock>) -> i32 {
     let out = Arc::new(Out::new());
-    let recovered = agent.recover();
+    let recovered = match owner {
+        Some(lock) => agent.start_owning(lock),
+        None => Vec::new(),
+    };
     let capabilities = agent.ctx.node.capabilities();
+    let node_id = within(COROSYNC_DEADLINE, crate::quorum::own_node_id).flatten();
+    let quorum_config = within(COROSYNC_DEADLINE, crate::quorum::quorum_config).unwrap_or_default();
     let mut hello = Hello {
         protocol_version: PROTOCOL_VERSION,
         agent_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -287,24 +477,28 @@ pub fn serve(mut agent: Agent, hello_node: String, node_id: Option<u32>) -> i32 
         node_id,
         capabilities,
         utc_us: 0,
-        quorum_config: crate::quorum::quorum_config(),
+        quorum_config,
         recovered,
         ha_services: crate::pve_ha::configured_services(
             &agent.ctx.node.pve_file(crate::pve_ha::RESOURCES_CFG),
         ),
+        role: agent.role(),
     };
     // Read the clock last: the controller compares it with its own on arrival.
     hello.utc_us = utc_us();
     out.send(&Message::Hello(hello));
+    let lease = agent.lease.clone();
+    let lease_ms = Arc::new(std::sync::atomic::AtomicU64::new(10_000));
     let agent = Arc::new(Mutex::new(agent));
 
     // Leases and strobes.
     {
         let agent = agent.clone();
         let out = out.clone();
+        let lease_ms = lease_ms.clone();
         std::thread::spawn(move || loop {
             std::thread::sleep(Duration::from_millis(10));
-            lock(&agent).tick(&out);
+            lock(&agent).tick(&out, &lease_ms);
         });
     }
     // SIGTERM, SIGINT, SIGHUP: roll back, then exit.
@@ -323,6 +517,65 @@ pub fn serve(mut agent: Agent, hello_node: String, node_id: Option<u32>) -> i32 
         });
     }
 
+    // Requests that change or read the node run one at a time, in order, on
+    // a worker; renewals and watches are answered here at once.
+    let closing = Arc::new(AtomicBool::new(false));
+    let (work_tx, work_rx) = mpsc::channel::<Request>();
+    let worker = {
+        let agent = agent.clone();
+        let out = out.clone();
+        let closing = closing.clone();
+        std::thread::spawn(move || {
+            for request in work_rx {
+                let outcome = match &request.op {
+                    // The controller is gone: apply nothing more.
+                    Op::Apply { .. } if closing.load(Ordering::Relaxed) => {
+                        error("the controller is gone".into())
+                    }
+                    Op::Apply {
+                        fault_id,
+                        fault,
+                        lease_ms,
+                        allow_management_cut,
+                        drill,
+                    } => lock(&agent).apply(
+                        fault_id,
+                        fault,
+                        Duration::from_millis(*lease_ms),
+                        *allow_management_cut,
+                        drill.as_deref(),
+                    ),
+                    Op::Heal { fault_id } => lock(&agent).heal(Some(fault_id)),
+                    Op::HealAll => lock(&agent).heal(None),
+                    Op::TakeOver { grace_ms } => {
+                        lock(&agent).take_over(Duration::from_millis(*grace_ms))
+                    }
+                    Op::WatchResources { node, watches } => {
+                        crate::resources::watch_all(&out, node, watches.clone());
+                        Outcome::Ok { mono_ns: mono_ns() }
+                    }
+                    Op::Preflight { peers } => Outcome::Checks {
+                        checks: crate::preflight::run(peers),
+                    },
+                    Op::Shutdown => {
+                        crate::resources::stop_probes();
+                        let outcome = lock(&agent).heal(None);
+                        out.send(&Message::Reply(Reply {
+                            id: request.id,
+                            outcome,
+                        }));
+                        std::process::exit(0);
+                    }
+                    Op::Renew { .. } | Op::Watch => continue,
+                };
+                out.send(&Message::Reply(Reply {
+                    id: request.id,
+                    outcome,
+                }));
+            }
+        })
+    };
+
     let mut watching = false;
     for line in std::io::stdin().lock().lines() {
         let Ok(line) = line else { break };
@@ -340,20 +593,10 @@ pub fn serve(mut agent: Agent, hello_node: String, node_id: Option<u32>) -> i32 
             }
         };
         let outcome = match &request.op {
-            Op::Apply {
-                fault_id,
-                fault,
-                lease_ms,
-                allow_management_cut,
-            } => lock(&agent).apply(
-                fault_id,
-                fault,
-                Duration::from_millis(*lease_ms),
-                *allow_management_cut,
-            ),
-            Op::Renew { lease_ms } => lock(&agent).renew(Duration::from_millis(*lease_ms)),
-            Op::Heal { fault_id } => lock(&agent).heal(Some(fault_id)),
-            Op::HealAll => lock(&agent).heal(None),
+            Op::Renew { lease_ms: ms } => {
+                lease_ms.store(*ms, Ordering::Relaxed);
+                lease.renew(Duration::from_millis(*ms))
+            }
             Op::Watch => {
                 if !watching {
                     watching = true;
@@ -362,21 +605,9 @@ pub fn serve(mut agent: Agent, hello_node: String, node_id: Option<u32>) -> i32 
                 }
                 Outcome::Ok { mono_ns: mono_ns() }
             }
-            Op::WatchResources { node, watches } => {
-                crate::resources::watch_all(&out, node, watches.clone());
-                Outcome::Ok { mono_ns: mono_ns() }
-            }
-            Op::Preflight { peers } => Outcome::Checks {
-                checks: crate::preflight::run(peers),
-            },
-            Op::Shutdown => {
-                crate::resources::stop_probes();
-                let outcome = lock(&agent).heal(None);
-                out.send(&Message::Reply(Reply {
-                    id: request.id,
-                    outcome,
-                }));
-                return 0;
+            _ => {
+                let _ = work_tx.send(request);
+                continue;
             }
         };
         out.send(&Message::Reply(Reply {
@@ -385,8 +616,11 @@ pub fn serve(mut agent: Agent, hello_node: String, node_id: Option<u32>) -> i32 
         }));
     }
     // stdin closed: the controller is gone. Roll everything back now rather
-    // than wait for the leases.
+    // than wait for the leases (after the request in progress, if any).
+    closing.store(true, Ordering::Relaxed);
+    drop(work_tx);
     crate::resources::stop_probes();
     lock(&agent).heal_all();
+    drop(worker);
     0
 }

@@ -43,6 +43,7 @@ fn apply(conn: &mut AgentConn, id: &str, fault: Fault, lease_ms: u64) -> u64 {
             fault,
             lease_ms,
             allow_management_cut: false,
+            drill: None,
         },
         T,
     ) {

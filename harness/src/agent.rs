@@ -2,14 +2,17 @@
 //! command, reads the hello, sends requests and hands out replies and events.
 //! This module knows the protocol, not experiments.
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use corodrill_protocol::{
-    parse_message, to_line, Event, Hello, Message, Op, Outcome, ProtocolError, Reply, Request,
+    parse_message, to_line, Event, Hello, Message, Op, Outcome, ProtocolError, Reply, Request, Role,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -45,21 +48,40 @@ pub struct AgentConn {
     /// time, well under a millisecond in a lab, counts against the node).
     pub clock_offset_us: i64,
     child: Child,
-    stdin: Option<ChildStdin>,
-    replies: Receiver<Reply>,
+    link: AgentHandle,
     events: Receiver<Event>,
+}
+
+/// The request side of an agent connection, shareable between threads:
+/// replies are matched to requests by id, so a lease renewal from one
+/// thread never waits behind a slow apply from another.
+#[derive(Clone)]
+pub struct AgentHandle(Arc<Link>);
+
+struct Link {
+    node: String,
+    /// Tells this connection apart from a later one to the same node.
+    id: u64,
+    stdin: Mutex<Option<ChildStdin>>,
+    /// Requests awaiting their reply, by id; emptied when the agent's
+    /// stdout closes (every waiter then hears the agent is gone).
+    pending: Mutex<Option<HashMap<u64, Sender<Reply>>>>,
+    next_id: AtomicU64,
     stderr: Arc<Mutex<String>>,
-    next_id: u64,
 }
 
 impl AgentConn {
-    /// Runs `connect` with `sh -c` and waits for the agent's hello.
+    /// Runs `connect` with `sh -c` and waits for the agent's hello. The
+    /// command runs in a process group of its own: a Ctrl-C at the
+    /// terminal is the controller's to handle (it heals, then closes the
+    /// agents), and an agent that never says hello is killed with its group.
     pub fn connect(node: &str, connect: &str, timeout: Duration) -> Result<AgentConn, AgentError> {
         let mut child = Command::new("sh")
             .args(["-c", connect])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            .process_group(0)
             .spawn()
             .map_err(|source| AgentError::Spawn {
                 node: node.to_owned(),
@@ -67,12 +89,21 @@ impl AgentConn {
                 source,
             })?;
         let (hello_tx, hello_rx) = mpsc::channel();
-        let (reply_tx, replies) = mpsc::channel();
         let (event_tx, events) = mpsc::channel();
-        if let Some(stdout) = child.stdout.take() {
-            std::thread::spawn(move || read_messages(stdout, hello_tx, reply_tx, event_tx));
-        }
         let stderr = Arc::new(Mutex::new(String::new()));
+        static CONNECTIONS: AtomicU64 = AtomicU64::new(0);
+        let link = Arc::new(Link {
+            node: node.to_owned(),
+            id: CONNECTIONS.fetch_add(1, Ordering::Relaxed),
+            stdin: Mutex::new(child.stdin.take()),
+            pending: Mutex::new(Some(HashMap::new())),
+            next_id: AtomicU64::new(0),
+            stderr: stderr.clone(),
+        });
+        if let Some(stdout) = child.stdout.take() {
+            let link = link.clone();
+            std::thread::spawn(move || read_messages(stdout, hello_tx, &link, event_tx));
+        }
         if let Some(mut err) = child.stderr.take() {
             let stderr = stderr.clone();
             std::thread::spawn(move || {
@@ -87,18 +118,17 @@ impl AgentConn {
                 }
             });
         }
-        let stdin = child.stdin.take();
         let hello = match hello_rx.recv_timeout(timeout) {
             Ok(Ok(hello)) => hello,
             Ok(Err(source)) => {
+                kill_group(&mut child);
                 return Err(AgentError::Protocol {
                     node: node.to_owned(),
                     source,
-                })
+                });
             }
             Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
+                kill_group(&mut child);
                 // Let the stderr reader catch the agent's last words.
                 std::thread::sleep(Duration::from_millis(50));
                 return Err(AgentError::NoHello {
@@ -108,12 +138,13 @@ impl AgentConn {
                 });
             }
         };
-        hello
-            .check_version()
-            .map_err(|source| AgentError::Protocol {
+        if let Err(source) = hello.check_version() {
+            kill_group(&mut child);
+            return Err(AgentError::Protocol {
                 node: node.to_owned(),
                 source,
-            })?;
+            });
+        }
         let now_us = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_micros() as i64);
@@ -122,54 +153,30 @@ impl AgentConn {
             clock_offset_us: hello.utc_us - now_us,
             hello,
             child,
-            stdin,
-            replies,
+            link: AgentHandle(link),
             events,
-            stderr,
-            next_id: 0,
         })
     }
 
     /// Sends one request and waits for its reply.
-    pub fn request(&mut self, op: Op, timeout: Duration) -> Result<Outcome, AgentError> {
-        self.next_id += 1;
-        let id = self.next_id;
-        let name = op_name(&op);
-        let line = to_line(&Request { id, op });
-        let gone = |conn: &AgentConn| AgentError::Gone {
-            node: conn.node.clone(),
-            stderr: stderr_suffix(&conn.stderr),
-        };
-        let Some(stdin) = self.stdin.as_mut() else {
-            return Err(gone(self));
-        };
-        if writeln!(stdin, "{line}")
-            .and_then(|()| stdin.flush())
-            .is_err()
-        {
-            return Err(gone(self));
-        }
-        tracing::debug!(node = %self.node, request = %line, "request");
-        let sent = Instant::now();
-        let deadline = sent + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.replies.recv_timeout(left) {
-                Ok(reply) if reply.id == id => {
-                    tracing::debug!(node = %self.node, id, took_ms = sent.elapsed().as_secs_f64() * 1e3, outcome = ?reply.outcome, "reply");
-                    return Ok(reply.outcome);
-                }
-                Ok(_) => continue,
-                Err(RecvTimeoutError::Timeout) => {
-                    return Err(AgentError::Timeout {
-                        node: self.node.clone(),
-                        op: name.to_owned(),
-                        timeout,
-                    })
-                }
-                Err(RecvTimeoutError::Disconnected) => return Err(gone(self)),
-            }
-        }
+    pub fn request(&self, op: Op, timeout: Duration) -> Result<Outcome, AgentError> {
+        self.link.request(op, timeout)
+    }
+
+    /// A handle that sends requests from another thread.
+    pub fn handle(&self) -> AgentHandle {
+        self.link.clone()
+    }
+
+    /// Whether this agent holds its node's faults (or only observes them,
+    /// because another agent does).
+    pub fn owns(&self) -> bool {
+        matches!(self.hello.role, Role::Owner)
+    }
+
+    /// Whether the agent's process (its connect command) still runs.
+    pub fn is_alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     /// The agent's events, in the order it sent them.
@@ -192,7 +199,7 @@ impl AgentConn {
     /// Closes the agent's stdin (it rolls everything back and exits) and
     /// waits for it to go.
     pub fn close(mut self, timeout: Duration) -> bool {
-        self.stdin = None;
+        self.link.0.close_stdin();
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -204,10 +211,101 @@ impl AgentConn {
     }
 }
 
+impl AgentHandle {
+    pub fn node(&self) -> &str {
+        &self.0.node
+    }
+
+    /// This connection's number, unique in this process.
+    pub fn connection(&self) -> u64 {
+        self.0.id
+    }
+
+    /// Sends one request and waits for its reply; other threads may send
+    /// theirs meanwhile.
+    pub fn request(&self, op: Op, timeout: Duration) -> Result<Outcome, AgentError> {
+        let link = &self.0;
+        let id = link.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let name = op_name(&op);
+        let line = to_line(&Request { id, op });
+        let gone = || AgentError::Gone {
+            node: link.node.clone(),
+            stderr: stderr_suffix(&link.stderr),
+        };
+        let (tx, rx) = mpsc::channel();
+        match link
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+        {
+            Some(pending) => pending.insert(id, tx),
+            None => return Err(gone()),
+        };
+        let forget = || {
+            if let Some(p) = link
+                .pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_mut()
+            {
+                p.remove(&id);
+            }
+        };
+        let written = {
+            let mut stdin = link.stdin.lock().unwrap_or_else(|p| p.into_inner());
+            match stdin.as_mut() {
+                Some(stdin) => writeln!(stdin, "{line}")
+                    .and_then(|()| stdin.flush())
+                    .is_ok(),
+                None => false,
+            }
+        };
+        if !written {
+            forget();
+            return Err(gone());
+        }
+        tracing::debug!(node = %link.node, request = %line, "request");
+        let sent = Instant::now();
+        match rx.recv_timeout(timeout) {
+            Ok(reply) => {
+                tracing::debug!(node = %link.node, id, took_ms = sent.elapsed().as_secs_f64() * 1e3, outcome = ?reply.outcome, "reply");
+                Ok(reply.outcome)
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                forget();
+                Err(AgentError::Timeout {
+                    node: link.node.clone(),
+                    op: name.to_owned(),
+                    timeout,
+                })
+            }
+            Err(RecvTimeoutError::Disconnected) => Err(gone()),
+        }
+    }
+}
+
+impl Link {
+    /// EOF on the agent's stdin: its signal to roll back and exit.
+    fn close_stdin(&self) {
+        *self.stdin.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+}
+
+/// Kills a connect command and whatever it started (its process group).
+fn kill_group(child: &mut Child) {
+    let _ = nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 impl Drop for AgentConn {
     fn drop(&mut self) {
         // EOF on stdin is the agent's signal to roll back and exit.
-        self.stdin = None;
+        self.link.0.close_stdin();
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if !matches!(self.child.try_wait(), Ok(None)) {
@@ -215,15 +313,14 @@ impl Drop for AgentConn {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        kill_group(&mut self.child);
     }
 }
 
 fn read_messages(
     stdout: impl Read,
     hello: Sender<Result<Hello, ProtocolError>>,
-    replies: Sender<Reply>,
+    link: &Link,
     events: Sender<Event>,
 ) {
     for line in BufReader::new(stdout).lines() {
@@ -233,7 +330,15 @@ fn read_messages(
                 let _ = hello.send(Ok(h));
             }
             Ok(Message::Reply(r)) => {
-                let _ = replies.send(r);
+                let waiter = link
+                    .pending
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .as_mut()
+                    .and_then(|p| p.remove(&r.id));
+                if let Some(w) = waiter {
+                    let _ = w.send(r);
+                }
             }
             Ok(Message::Event(e)) => {
                 let _ = events.send(e);
@@ -243,6 +348,8 @@ fn read_messages(
             }
         }
     }
+    // The agent is gone: every waiter hears it now, not at its timeout.
+    *link.pending.lock().unwrap_or_else(|p| p.into_inner()) = None;
 }
 
 fn stderr_suffix(stderr: &Mutex<String>) -> String {
@@ -277,5 +384,6 @@ fn op_name(op: &Op) -> &'static str {
         Op::WatchResources { .. } => "watch_resources",
         Op::Shutdown => "shutdown",
         Op::Preflight { .. } => "preflight",
+        Op::TakeOver { .. } => "take_over",
     }
 }

@@ -126,9 +126,11 @@ pub fn install_agent(inventory_path: &Path, agent: Option<&Path>) -> u8 {
     code
 }
 
-/// `corodrill heal`: every node's agent starts, rolls back what its
-/// journal holds (a previous agent's faults), and reports it. Safe at any
-/// time; it also ends the faults of a drill still running.
+/// `corodrill heal`: the operator's red button. On each node, an agent
+/// starts; if no other holds the node it rolls back what its journal holds
+/// (a previous agent's faults); if one does (a drill running now), it makes
+/// that agent roll back and exit, and takes over. Says which drill's faults
+/// it ended. Safe at any time.
 pub fn heal(inventory_path: &Path) -> u8 {
     let inventory = match inventory_or_report(inventory_path) {
         Ok(i) => i,
@@ -140,38 +142,77 @@ pub fn heal(inventory_path: &Path) -> u8 {
         eprintln!("{f}");
         code = 3;
     }
-    for a in &mut agents {
-        let mut lines: Vec<String> = a
-            .hello
-            .recovered
-            .iter()
-            .map(|r| {
-                if !r.clean {
-                    code = 3;
-                }
-                r.to_string()
-            })
+    // In parallel: taking over waits for the other agent to let go.
+    let results: Vec<(String, Vec<String>, bool)> = std::thread::scope(|s| {
+        let handles: Vec<_> = agents
+            .iter_mut()
+            .map(|a| s.spawn(move || heal_one(a)))
             .collect();
-        match a.request(Op::HealAll, Duration::from_secs(60)) {
-            Ok(Outcome::Healed { reports, .. }) => lines.extend(
-                reports
-                    .iter()
-                    .map(|r| format!("rolled back {} ({}): {}", r.fault_id, r.kind, r.detail)),
-            ),
-            Ok(other) => lines.push(format!("heal answered {other:?}")),
-            Err(e) => {
-                lines.push(e.to_string());
-                code = 3;
-            }
+        handles.into_iter().filter_map(|h| h.join().ok()).collect()
+    });
+    for (node, lines, clean) in results {
+        if !clean {
+            code = 3;
         }
         if lines.is_empty() {
-            println!("{}: nothing to roll back", a.node);
+            println!("{node}: nothing to roll back");
         }
         for l in lines {
-            println!("{}: {l}", a.node);
+            println!("{node}: {l}");
         }
     }
     code
+}
+
+/// One node's heal: its report lines, and whether it is clean.
+fn heal_one(a: &mut AgentConn) -> (String, Vec<String>, bool) {
+    let mut clean = true;
+    let mut lines: Vec<String> = a
+        .hello
+        .recovered
+        .iter()
+        .map(|r| {
+            clean &= r.clean;
+            r.to_string()
+        })
+        .collect();
+    let op = if a.owns() {
+        Op::HealAll
+    } else {
+        if let corodrill_protocol::Role::Observer { owner_pid, held } = &a.hello.role {
+            let drills: std::collections::BTreeSet<&str> =
+                held.iter().filter_map(|h| h.drill.as_deref()).collect();
+            lines.push(format!(
+                "a running drill{} holds this node (agent pid {}): ending it",
+                if drills.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", drills.into_iter().collect::<Vec<_>>().join(", "))
+                },
+                owner_pid.map_or("unknown".into(), |p| p.to_string())
+            ));
+        }
+        Op::TakeOver { grace_ms: 10_000 }
+    };
+    match a.request(op, Duration::from_secs(90)) {
+        Ok(Outcome::Healed { reports, .. }) => lines.extend(reports.iter().map(|r| {
+            clean &= r.clean;
+            r.to_string()
+        })),
+        Ok(Outcome::Error { message }) => {
+            lines.push(message);
+            clean = false;
+        }
+        Ok(other) => {
+            lines.push(format!("heal answered {other:?}"));
+            clean = false;
+        }
+        Err(e) => {
+            lines.push(e.to_string());
+            clean = false;
+        }
+    }
+    (a.node.clone(), lines, clean)
 }
 
 /// `corodrill status`: each node's own view, read from its agent's quorum

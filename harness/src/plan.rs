@@ -286,6 +286,7 @@ pub fn plan(experiment: &Experiment, inventory: &Inventory) -> Result<Plan, Vec<
                     Fault::Command {
                         run: run.clone(),
                         undo: undo.clone(),
+                        timeout_ms: None,
                     },
                 )
             })),

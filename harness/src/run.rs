@@ -13,7 +13,7 @@ use corodrill_protocol::{
     Event, EventBody, Op, Outcome, ResourceSource, ResourceWatch, RollbackReport,
 };
 
-use crate::agent::{AgentConn, AgentError};
+use crate::agent::{AgentConn, AgentError, AgentHandle};
 use crate::experiment::{Experiment, WatchKind, WatchSpec};
 use crate::inventory::Inventory;
 use crate::log::{LogBody, LogEvent, NodeState};
@@ -41,6 +41,13 @@ pub enum RunError {
     Power(#[from] PowerError),
     #[error("interrupted; every fault was healed")]
     Cancelled,
+    /// Another agent holds a node's faults: a drill is running there now.
+    #[error("{0}")]
+    Busy(String),
+    /// A node's agent was lost mid-drill (killed, its ssh connection
+    /// dropped): its faults were rolled back on the node, the drill is void.
+    #[error("{node}: its agent was lost mid-drill ({why}); its faults were rolled back on the node and the drill was stopped")]
+    AgentLost { node: String, why: String },
     /// Nodes run Proxmox VE HA services and the drill would get some reset
     /// by their watchdog: exit 2 unless `--allow-fencing`.
     #[error("{0}")]
@@ -106,11 +113,18 @@ impl<'a> RunOptions<'a> {
 pub static CANCEL: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_signal(_: i32) {
-    CANCEL.store(true, Ordering::Relaxed);
+    if CANCEL.swap(true, Ordering::Relaxed) {
+        // The second Ctrl-C: out at once. The agents' stdin closes with
+        // this process, which is their signal to roll back everything
+        // (and each node's guard covers an agent that cannot).
+        // SAFETY: _exit is async-signal-safe.
+        unsafe { nix::libc::_exit(130) };
+    }
 }
 
 /// From now on SIGINT and SIGTERM set [`CANCEL`] instead of killing the
-/// process, so that faults are healed (and a bench's lab removed).
+/// process, so that faults are healed (and a bench's lab removed); a
+/// second one exits at once.
 pub fn cancel_on_signals() {
     use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
     let action = SigAction::new(
@@ -157,7 +171,10 @@ struct Drill<'a> {
     log: Vec<LogEvent>,
     states: BTreeMap<String, NodeState>,
     opts: &'a RunOptions<'a>,
-    last_renew: Instant,
+    /// Renews every agent's lease on threads of its own.
+    renewer: Renewer,
+    /// The drill's name, journaled with each fault on the nodes.
+    drill_name: String,
     nodes: Vec<String>,
     /// Where new agents' events go (agents reconnected after a power-on).
     event_tx: Sender<(String, Event)>,
@@ -294,6 +311,7 @@ pub fn run(
         }),
         Err(error) => {
             (opts.progress)(&format!("{error}: healing every fault"));
+            drill.reconnect_lost();
             drill.heal_all();
             let whole = drill.wait_whole(opts.whole_timeout);
             if let Err(why) = whole {
@@ -323,6 +341,24 @@ impl<'a> Drill<'a> {
                 failures.join("; ")
             )));
         }
+        let busy: Vec<String> = agents
+            .iter()
+            .filter_map(|a| match &a.hello.role {
+                corodrill_protocol::Role::Owner => None,
+                corodrill_protocol::Role::Observer { owner_pid, held } => Some(format!(
+                    "{} is held by another corodrill agent (pid {}){}",
+                    a.node,
+                    owner_pid.map_or("unknown".into(), |p| p.to_string()),
+                    held_summary(held)
+                )),
+            })
+            .collect();
+        if !busy.is_empty() {
+            return Err(RunError::Busy(format!(
+                "{}: wait for that drill to end, or end it with `corodrill heal`",
+                busy.join("; ")
+            )));
+        }
         check_requires(experiment, &agents)?;
         let names = agents
             .iter()
@@ -342,7 +378,8 @@ impl<'a> Drill<'a> {
             log: Vec::new(),
             states: BTreeMap::new(),
             opts,
-            last_renew: Instant::now(),
+            renewer: Renewer::start(opts.lease),
+            drill_name: experiment.name.clone(),
             last_said: Instant::now(),
             nodes: plan.nodes.clone(),
             event_tx,
@@ -358,6 +395,7 @@ impl<'a> Drill<'a> {
             resource_views: BTreeMap::new(),
             watches: experiment.watches.clone(),
         };
+        drill.sync_renewals();
         // Watching starts the quorum stream; the reply's agent time, against
         // the round trip's midpoint here, maps agent clocks onto ours.
         for a in &mut drill.agents {
@@ -489,21 +527,33 @@ impl<'a> Drill<'a> {
             if self.opts.cancel.load(Ordering::Relaxed) {
                 return Err(RunError::Cancelled);
             }
-            if self.last_renew.elapsed() >= self.opts.lease / 4 {
-                self.renew()?;
-            }
+            self.check_renewals()?;
             let left = deadline - self.now();
             if left <= 0.0 {
                 return Ok(());
             }
-            let wait = Duration::from_secs_f64(left.min(0.1));
-            match self.events.recv_timeout(wait) {
-                Ok((node, ev)) => self.absorb(node, ev),
-                Err(RecvTimeoutError::Timeout) => {}
-                // The drill holds a sender itself: this cannot happen.
-                Err(RecvTimeoutError::Disconnected) => {}
-            }
+            self.take_in(left.min(0.1));
         }
+    }
+
+    /// Takes in the agents' events for up to `wait` seconds. Also after a
+    /// Ctrl-C: the views that say the cluster is whole again are live ones.
+    fn take_in(&mut self, wait: f64) {
+        match self
+            .events
+            .recv_timeout(Duration::from_secs_f64(wait.max(0.0)))
+        {
+            Ok((node, ev)) => self.absorb(node, ev),
+            Err(RecvTimeoutError::Timeout) => {}
+            // The drill holds a sender itself: this cannot happen.
+            Err(RecvTimeoutError::Disconnected) => {}
+        }
+    }
+
+    /// The renewer's handles follow the drill's agents.
+    fn sync_renewals(&mut self) {
+        self.renewer
+            .set(self.agents.iter().map(|a| (a.node.clone(), a.handle())));
     }
 
     /// Like `pump_until`, but stops early once every expectation has passed:
@@ -547,25 +597,33 @@ impl<'a> Drill<'a> {
         ));
     }
 
-    fn renew(&mut self) -> Result<(), RunError> {
-        self.last_renew = Instant::now();
-        let lease_ms = self.opts.lease.as_millis() as u64;
-        let mut silent = Vec::new();
-        for a in &mut self.agents {
-            match a.request(Op::Renew { lease_ms }, Duration::from_secs(5)) {
+    /// What the renewer heard since last asked: a refusal or a silent
+    /// agent ends the drill (a node the fencing foresight named is taken as
+    /// reset instead).
+    fn check_renewals(&mut self) -> Result<(), RunError> {
+        while let Ok((connection, node, result)) = self.renewer.results.try_recv() {
+            if !self
+                .agents
+                .iter()
+                .any(|a| a.handle().connection() == connection)
+            {
+                continue; // powered off, reset or reconnected meanwhile
+            }
+            match result {
                 Ok(Outcome::Error { message }) => {
                     return Err(RunError::Unreachable(format!(
-                        "{}: lease renewal failed: {message}",
-                        a.node
+                        "{node}: lease renewal failed: {message}"
                     )))
                 }
                 Ok(_) => {}
-                Err(e) if self.may_reset.contains(&a.node) => silent.push((a.node.clone(), e)),
-                Err(e) => return Err(e.into()),
+                Err(e) if self.may_reset.contains(&node) => self.node_reset(&node, &e.to_string()),
+                Err(e) => {
+                    return Err(RunError::AgentLost {
+                        node,
+                        why: e.to_string(),
+                    })
+                }
             }
-        }
-        for (node, why) in silent {
-            self.node_reset(&node, &why.to_string());
         }
         Ok(())
     }
@@ -582,6 +640,7 @@ impl<'a> Drill<'a> {
             .into_iter()
             .partition(|a| a.node == node);
         self.agents = live;
+        self.sync_renewals();
         // Its transport may take long to notice the node is gone.
         std::thread::spawn(move || drop(gone));
         self.reset.push(node.to_owned());
@@ -652,11 +711,70 @@ impl<'a> Drill<'a> {
                     self.whole().err().unwrap_or_default()
                 ));
             }
-            let until = (self.now() + 0.1).min(deadline);
-            // Cancellation is honoured by the caller's own path; here only events matter.
-            match self.pump_until(until) {
-                Ok(()) | Err(RunError::Cancelled) => {}
-                Err(e) => return Err(e.to_string()),
+            // Live views even after a Ctrl-C (the caller honours it):
+            // "whole" must be what the nodes say now.
+            self.take_in((deadline - self.now()).min(0.1));
+            self.check_renewals().map_err(|e| e.to_string())?;
+        }
+    }
+
+    /// Agents that died mid-drill (killed, ssh dropped) are connected
+    /// again, with retries until `connect_timeout` twice over: the new
+    /// agent (or the node's guard before it) rolls the journal back, and
+    /// its views are live again for the check that the cluster is whole.
+    fn reconnect_lost(&mut self) {
+        let mut lost: Vec<String> = Vec::new();
+        self.agents.retain_mut(|a| {
+            let alive = a.is_alive();
+            if !alive {
+                lost.push(a.node.clone());
+            }
+            alive
+        });
+        for node in &self.nodes {
+            let here = self.agents.iter().any(|a| &a.node == node);
+            let away = self.powered_off.contains_key(node) || self.reset.contains(node);
+            if !here && !away && !lost.contains(node) {
+                lost.push(node.clone());
+            }
+        }
+        self.sync_renewals();
+        for node in lost {
+            let Some(connect) = self.connects.get(&node).cloned() else {
+                continue;
+            };
+            (self.opts.progress)(&format!("{node}: its agent is gone: reconnecting"));
+            let deadline = self.opts.connect_timeout * 2;
+            let agent = reconnect_owner(&node, &connect, self.opts.connect_timeout, deadline);
+            let t = self.now();
+            match agent.and_then(|a| {
+                let recovered = a.hello.recovered.clone();
+                self.rejoin(a).map(|()| recovered)
+            }) {
+                Ok(recovered) => {
+                    for r in recovered {
+                        self.record(
+                            t,
+                            Some(&node),
+                            LogBody::FaultHealed {
+                                fault: r.fault_id,
+                                clean: r.clean,
+                                detail: format!(
+                                    "rolled back by the new agent after the old one was lost: {}",
+                                    r.detail
+                                ),
+                            },
+                        );
+                    }
+                    self.record(
+                        t,
+                        Some(&node),
+                        LogBody::NodeBack {
+                            detail: "its agent answers again after it was lost".into(),
+                        },
+                    );
+                }
+                Err(e) => (self.opts.progress)(&format!("{node}: cannot reconnect: {e}")),
             }
         }
     }
@@ -767,6 +885,7 @@ impl<'a> Drill<'a> {
 
     fn apply_agents(&mut self, f: &PlannedFault) -> Result<(), RunError> {
         let lease_ms = self.opts.lease.as_millis() as u64;
+        let drill_name = &self.drill_name;
         let results: Vec<(String, Result<Outcome, AgentError>)> = std::thread::scope(|s| {
             let handles: Vec<_> = self
                 .agents
@@ -778,6 +897,7 @@ impl<'a> Drill<'a> {
                         fault,
                         lease_ms,
                         allow_management_cut: f.allow_management_cut,
+                        drill: Some(drill_name.clone()),
                     };
                     Some(s.spawn(move || (a.node.clone(), a.request(op, Duration::from_secs(60)))))
                 })
@@ -870,6 +990,7 @@ impl<'a> Drill<'a> {
             .into_iter()
             .partition(|a| f.power_off.contains(&a.node));
         self.agents = live;
+        self.sync_renewals();
         let timeout = self.opts.power_timeout;
         let results = self.in_background(
             &format!("powering off {}", f.power_off.join(", ")),
@@ -927,6 +1048,7 @@ impl<'a> Drill<'a> {
         self.offsets.insert(agent.node.clone(), offset);
         forward_events(&mut agent, &self.event_tx);
         self.agents.push(agent);
+        self.sync_renewals();
         Ok(())
     }
 
@@ -1283,6 +1405,122 @@ fn reconnect(
             }
             Err(_) => std::thread::sleep(Duration::from_millis(500)),
         }
+    }
+}
+
+/// Connects to a node's agent again after it was lost, until it owns the
+/// node: for a moment the old agent's guard may hold it, rolling back.
+fn reconnect_owner(
+    node: &str,
+    connect: &str,
+    connect_timeout: Duration,
+    within: Duration,
+) -> Result<AgentConn, RunError> {
+    let deadline = Instant::now() + within;
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let why = match AgentConn::connect(node, connect, connect_timeout) {
+            Ok(agent) if agent.owns() => return Ok(agent),
+            Ok(_) => "another agent still holds the node".to_string(),
+            Err(e) => e.to_string(),
+        };
+        if Instant::now() + delay >= deadline {
+            return Err(RunError::Unreachable(format!(
+                "{node}: its agent could not be reached again within {within:?}: {why}"
+            )));
+        }
+        std::thread::sleep(delay);
+        delay = (delay * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// "for drill X: cut (cut), skew (clock-skew)", from an observer's hello.
+fn held_summary(held: &[corodrill_protocol::HeldFault]) -> String {
+    if held.is_empty() {
+        return String::new();
+    }
+    let drills: std::collections::BTreeSet<&str> =
+        held.iter().filter_map(|h| h.drill.as_deref()).collect();
+    format!(
+        " for drill {}: {}",
+        drills.into_iter().collect::<Vec<_>>().join(", "),
+        held.iter()
+            .map(|h| format!("{} ({})", h.fault_id, h.kind))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
+/// Renews every agent's lease every quarter lease, each node on a thread
+/// of its own: a slow or lost node never delays another's renewal, and
+/// nothing the drill does (an apply, a power switch) delays any.
+struct Renewer {
+    handles: Arc<std::sync::Mutex<BTreeMap<String, AgentHandle>>>,
+    /// (connection, node, what its renewal got).
+    results: Receiver<(u64, String, Result<Outcome, AgentError>)>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Renewer {
+    fn start(lease: Duration) -> Renewer {
+        let handles: Arc<std::sync::Mutex<BTreeMap<String, AgentHandle>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, results) = mpsc::channel();
+        {
+            let (handles, stop) = (handles.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let in_flight: Arc<std::sync::Mutex<std::collections::BTreeSet<u64>>> =
+                    Arc::default();
+                let lease_ms = lease.as_millis() as u64;
+                // Long enough for a loaded node, short of the lease.
+                let patience = (lease / 2).max(Duration::from_millis(500));
+                while !stop.load(Ordering::Relaxed) {
+                    let now: Vec<(String, AgentHandle)> = handles
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .iter()
+                        .map(|(n, h)| (n.clone(), h.clone()))
+                        .collect();
+                    for (node, handle) in now {
+                        if !in_flight
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(handle.connection())
+                        {
+                            continue; // the last renewal has not come back yet
+                        }
+                        let (tx, in_flight) = (tx.clone(), in_flight.clone());
+                        std::thread::spawn(move || {
+                            let r = handle.request(Op::Renew { lease_ms }, patience);
+                            in_flight
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .remove(&handle.connection());
+                            let _ = tx.send((handle.connection(), node, r));
+                        });
+                    }
+                    let round = Instant::now();
+                    while round.elapsed() < lease / 4 && !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                }
+            });
+        }
+        Renewer {
+            handles,
+            results,
+            stop,
+        }
+    }
+
+    fn set(&self, agents: impl Iterator<Item = (String, AgentHandle)>) {
+        *self.handles.lock().unwrap_or_else(|p| p.into_inner()) = agents.collect();
+    }
+}
+
+impl Drop for Renewer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
     }
 }
 

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 /// Bumped on every incompatible change of the wire format. Controller and
 /// agent refuse to talk across different versions.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// What the controller sends: a request id (echoed in the reply) and the op.
 /// (`deny_unknown_fields` does not combine with `flatten`; the faults inside
@@ -37,6 +37,10 @@ pub enum Op {
         /// controller's own connection unless the experiment allows it.
         #[serde(default)]
         allow_management_cut: bool,
+        /// The drill the fault belongs to, journaled with it so that
+        /// `corodrill heal` can say whose faults it ended.
+        #[serde(default)]
+        drill: Option<String>,
     },
     /// Renew the lease of every applied fault for another `lease_ms`.
     Renew { lease_ms: u64 },
@@ -55,6 +59,12 @@ pub enum Op {
     },
     /// Roll everything back and exit.
     Shutdown,
+    /// The operator's red button, sent to an observer: make the agent that
+    /// owns this node's faults roll them back (SIGTERM; SIGKILL after
+    /// `grace_ms`, its guard then rolls back), take ownership, roll back
+    /// whatever is left. Answered with `Healed`; the reports name the
+    /// drill whose faults were ended.
+    TakeOver { grace_ms: u64 },
     /// Read-only checks before clustering or drilling ("Before You Cluster").
     Preflight { peers: Vec<Peer> },
 }
@@ -164,6 +174,10 @@ pub enum Fault {
         run: String,
         #[serde(default)]
         undo: Option<String>,
+        /// How long `run` (and later `undo`) may take before its process
+        /// group is killed; the agent's default when absent.
+        #[serde(default)]
+        timeout_ms: Option<u64>,
     },
 }
 
@@ -228,6 +242,34 @@ pub struct Hello {
     /// watchdog.
     #[serde(default)]
     pub ha_services: Vec<String>,
+    /// Whether this agent owns the node's faults or only observes, because
+    /// another agent (a drill running now) holds them.
+    #[serde(default)]
+    pub role: Role,
+}
+
+/// One agent per node owns its faults (it holds a lock on the journal);
+/// any other agent started meanwhile observes: it watches, reads and
+/// checks, and refuses to apply or roll back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(tag = "role", rename_all = "snake_case")]
+pub enum Role {
+    #[default]
+    Owner,
+    Observer {
+        /// The owning agent's pid on the node, if it could be read.
+        owner_pid: Option<i32>,
+        /// The faults the owner holds now, as its journal has them.
+        held: Vec<HeldFault>,
+    },
+}
+
+/// A fault in an agent's journal, as another agent reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldFault {
+    pub fault_id: String,
+    pub kind: String,
+    pub drill: Option<String>,
 }
 
 /// What the agent found after rolling a fault back. A state it could not
@@ -408,6 +450,7 @@ mod tests {
                 },
                 lease_ms: 5000,
                 allow_management_cut: false,
+                drill: None,
             },
         };
         let line = to_line(&req);
@@ -458,6 +501,10 @@ mod tests {
             quorum_config: Default::default(),
             recovered: vec![],
             ha_services: vec![],
+            role: Role::Observer {
+                owner_pid: Some(42),
+                held: vec![],
+            },
         };
         let err = hello.check_version().unwrap_err().to_string();
         assert!(err.contains("version mismatch"), "{err}");

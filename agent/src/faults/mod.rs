@@ -138,7 +138,11 @@ pub fn apply(
             offset_ms,
             strobe_ms,
         } => clock::apply(ctx, *offset_ms, *strobe_ms, journal),
-        Fault::Command { run, undo } => command::apply(run, undo.as_deref(), journal),
+        Fault::Command {
+            run,
+            undo,
+            timeout_ms,
+        } => command::apply(run, undo.as_deref(), *timeout_ms, journal),
     }
 }
 
@@ -212,6 +216,7 @@ mod tests {
     fn a_reboot_settles_kernel_and_process_faults_but_not_commands() {
         let command = Undo::Command(command::CommandUndo {
             undo: Some("pvecm expected 3".into()),
+            timeout_ms: None,
         });
         assert_eq!(after_reboot(&command), None);
         let clock = Undo::Clock(clock::ClockUndo {
