@@ -254,10 +254,13 @@ impl NodeSet {
 
 impl Expect {
     /// What the expectation wants, in words: "pve1, pve2 quorate, members
-    /// [pve1, pve2]" or "pve2, pve3 to see svc running on one of [pve2, pve3]".
+    /// [pve1, pve2]" or "pve2, pve3 to see svc running on one of [pve2, pve3]";
+    /// nodes that are to see different things are listed group by group
+    /// ("pve1, pve2 quorate, members [pve1, pve2]; pve3 not quorate, members
+    /// [pve3]").
     pub fn describe(&self, nodes: &[String]) -> String {
-        let who = self.nodes.resolve(nodes).join(", ");
         if let Some(r) = &self.resource {
+            let who = self.nodes.resolve(nodes).join(", ");
             let want = match &r.want {
                 ResourceWant::RunningOn(set) => format!("running on one of [{}]", set.join(", ")),
                 ResourceWant::Stopped => "stopped".to_owned(),
@@ -265,18 +268,67 @@ impl Expect {
             };
             return format!("{who} to see {} {want}", r.resource);
         }
-        let mut parts = Vec::new();
-        if let Some(q) = self.quorate {
-            parts.push(if q { "quorate" } else { "not quorate" }.to_owned());
+        // Nodes grouped by what they are to see, in the order named.
+        let mut groups: Vec<(String, Vec<&str>)> = Vec::new();
+        for node in self.nodes.resolve(nodes) {
+            let (quorate, members) = self.want_of(node);
+            let mut parts = Vec::new();
+            if let Some(q) = quorate {
+                parts.push(if q { "quorate" } else { "not quorate" }.to_owned());
+            }
+            if let Some(m) = members {
+                parts.push(format!("members [{}]", m.resolve(nodes).join(", ")));
+            }
+            if let Some(v) = self.total_votes {
+                parts.push(format!("{v} votes"));
+            }
+            let want = parts.join(", ");
+            match groups.iter_mut().find(|(w, _)| *w == want) {
+                Some((_, who)) => who.push(node),
+                None => groups.push((want, vec![node])),
+            }
         }
-        if let Some(m) = &self.members {
-            parts.push(format!("members [{}]", m.resolve(nodes).join(", ")));
-        }
-        if let Some(v) = self.total_votes {
-            parts.push(format!("{v} votes"));
-        }
-        format!("{who} {}", parts.join(", "))
+        groups
+            .iter()
+            .map(|(want, who)| format!("{} {want}", who.join(", ")))
+            .collect::<Vec<_>>()
+            .join("; ")
     }
+
+    /// What `node` is to see of quorum and membership: its own prediction
+    /// where the nodes differ (`per_node`), else the expectation's.
+    pub fn want_of(&self, node: &str) -> (Option<bool>, Option<&NodeSet>) {
+        match self.per_node.get(node) {
+            Some(w) => (
+                w.quorate.or(self.quorate),
+                w.members.as_ref().or(self.members.as_ref()),
+            ),
+            None => (self.quorate, self.members.as_ref()),
+        }
+    }
+}
+
+/// One node's own share of an expectation whose nodes are predicted to see
+/// different things (a `"predicted"` expectation across a split): what
+/// the model says this node sees.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeWant {
+    pub quorate: Option<bool>,
+    pub members: Option<NodeSet>,
+}
+
+/// How long after an expectation's anchor the cluster may take to react
+/// to it, from the cluster's model (`predict::resolve` sets it once the
+/// cluster's timing is known). A state that was already there at the
+/// anchor is evidence only if it still holds after this, and `hold` more:
+/// until then corosync (or a resource manager) may simply not have
+/// reacted yet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reaction {
+    pub time: Duration,
+    /// What it is made of, for verdicts: "detection 3.630s (token 1650 ms
+    /// + consensus 1980 ms), a quarter more and 0.5s for the notification".
+    pub basis: String,
 }
 
 /// What an expectation is timed from: a fault's start or its heal.
@@ -311,6 +363,14 @@ pub struct Expect {
     pub predicted: Predicted,
     /// An expectation on a watched resource instead of quorum.
     pub resource: Option<ResourceExpect>,
+    /// Per node, where `"predicted"` fields differ between the nodes
+    /// named (set by `predict::resolve`): each node is judged against its
+    /// own prediction.
+    pub per_node: BTreeMap<String, NodeWant>,
+    /// How long the cluster may take to react to the anchor; None until
+    /// `predict::resolve` has read the cluster's model, and then a state
+    /// already there at the anchor never passes.
+    pub reaction: Option<Reaction>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -1098,6 +1158,8 @@ fn expect(
         hold: hold.map_or(Duration::ZERO, |d| d.0),
         predicted,
         resource,
+        per_node: BTreeMap::new(),
+        reaction: None,
     })
 }
 

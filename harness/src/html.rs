@@ -89,6 +89,16 @@ struct Window {
     measured: String,
 }
 
+/// A verdict's measured time as the page shows it; a state kept from
+/// before the fault has none, and says so.
+fn measured_words(v: &crate::judge::Verdict) -> String {
+    match v.measured {
+        Some(m) => format!("{m:.3}s"),
+        None if v.kept => "kept".into(),
+        None => "-".into(),
+    }
+}
+
 fn pct(t: f64, end: f64) -> String {
     format!("{:.3}", (t / end * 100.0).clamp(0.0, 100.0))
 }
@@ -208,7 +218,7 @@ fn drill_view(r: &DrillResult, run: usize, runs: usize) -> DrillView {
                 x: pct(anchor, end),
                 w: pct(within.min(end - anchor), end),
                 hit: verdict.measured.map(|m| pct(anchor + m, end)),
-                measured: verdict.measured.map_or("-".into(), |m| format!("{m:.3}s")),
+                measured: measured_words(verdict),
             })
         })
         .collect();
@@ -231,7 +241,7 @@ fn drill_view(r: &DrillResult, run: usize, runs: usize) -> DrillView {
         .map(|v| VerdictView {
             passed: v.passed,
             name: v.name.clone(),
-            measured: v.measured.map_or("-".into(), |m| format!("{m:.3}s")),
+            measured: measured_words(v),
             message: v.message.clone(),
         })
         .collect();

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::experiment::{Expect, Experiment, ResourceWant, SplitBrain};
+use crate::experiment::{Expect, Experiment, ResourceExpect, ResourceWant, SplitBrain};
 use crate::log::{LogBody, LogEvent, NodeState};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -12,8 +12,14 @@ pub struct Verdict {
     pub name: String,
     pub invariant: bool,
     pub passed: bool,
-    /// The measured time (seconds): how long the expected state took to arrive.
+    /// The measured time (seconds): how long the expected state took to
+    /// arrive. None when nothing arrived: a state kept from before the
+    /// anchor (`kept`), or a failure.
     pub measured: Option<f64>,
+    /// The expected state was already there at the anchor and still held
+    /// once the cluster had had time to react, and for `hold` after that:
+    /// kept, not reached, so there is no time to measure.
+    pub kept: bool,
     /// For a failure: expected, observed and when. For a pass: what was seen.
     pub message: String,
 }
@@ -26,7 +32,7 @@ pub fn judge(experiment: &Experiment, nodes: &[String], log: &[LogEvent]) -> Vec
     let mut verdicts: Vec<Verdict> = experiment
         .expects
         .iter()
-        .map(|e| judge_expect(e, nodes, &log, &timeline))
+        .map(|e| judge_expect(experiment, e, nodes, &log, &timeline))
         .collect();
     verdicts.push(split_brain(experiment.invariants.split_brain, &timeline));
     for w in experiment.watches.iter().filter(|w| !w.clone) {
@@ -44,7 +50,9 @@ pub fn judge(experiment: &Experiment, nodes: &[String], log: &[LogEvent]) -> Vec
 }
 
 /// Whether every expectation has already passed by `now`: a drill may stop
-/// waiting then (a pass cannot be undone by later events).
+/// waiting then (a pass cannot be undone by later events). A state kept
+/// from before its anchor passes only once it has held through the
+/// reaction time and `hold`, so the drill waits that long for it.
 pub fn expectations_met(
     experiment: &Experiment,
     nodes: &[String],
@@ -69,7 +77,7 @@ pub fn open_expectations<'e>(
     experiment
         .expects
         .iter()
-        .filter(|e| !judge_expect(e, nodes, &log, &timeline).passed)
+        .filter(|e| !judge_expect(experiment, e, nodes, &log, &timeline).passed)
         .map(|e| e.name.as_str())
         .collect()
 }
@@ -143,12 +151,42 @@ impl Timeline {
             .filter(move |&t| t > from && t <= to)
             .collect();
         times.sort_by(f64::total_cmp);
+        times.dedup();
         times.into_iter()
     }
 }
 
-/// Whether the expectation holds at `t` (`anchor`: when its window opened);
-/// Err says what does not.
+/// Each of `targets` (the expectation's nodes): whether its part of the
+/// expectation holds at `t` (`anchor`: when its window opened); Err says
+/// what it sees instead.
+fn check_at(
+    e: &Expect,
+    targets: &[&str],
+    nodes: &[String],
+    timeline: &Timeline,
+    t: f64,
+    anchor: f64,
+) -> Vec<Result<(), String>> {
+    match &e.resource {
+        None => {
+            let states = timeline.states_at(t);
+            targets
+                .iter()
+                .map(|node| quorum_holds(e, nodes, node, &states))
+                .collect()
+        }
+        Some(r) => {
+            let views = timeline.views_at(&r.resource, t);
+            let before = timeline.views_at(&r.resource, anchor);
+            targets
+                .iter()
+                .map(|node| resource_holds(r, node, &views, &before))
+                .collect()
+        }
+    }
+}
+
+/// Whether the whole expectation holds at `t`; Err says what does not.
 fn holds_at(
     e: &Expect,
     nodes: &[String],
@@ -156,48 +194,11 @@ fn holds_at(
     t: f64,
     anchor: f64,
 ) -> Result<(), String> {
-    let Some(r) = &e.resource else {
-        return holds(e, nodes, &timeline.states_at(t));
-    };
-    let views = timeline.views_at(&r.resource, t);
-    let before = timeline.views_at(&r.resource, anchor);
-    let mut wrong = Vec::new();
-    for node in e.nodes.resolve(nodes) {
-        let view = match views.get(node) {
-            None => {
-                wrong.push(format!("{node}: no view of {} yet", r.resource));
-                continue;
-            }
-            Some(None) => {
-                wrong.push(format!("{node}: cannot say (no answer from its watcher)"));
-                continue;
-            }
-            Some(Some(v)) => v,
-        };
-        let ok = match &r.want {
-            ResourceWant::RunningOn(set) => view.len() == 1 && set.contains(&view[0]),
-            ResourceWant::Stopped => view.is_empty(),
-            ResourceWant::Moved => {
-                let was: Vec<&String> = before
-                    .get(node)
-                    .and_then(|v| v.as_ref())
-                    .map(|v| v.iter().collect())
-                    .unwrap_or_default();
-                !view.is_empty() && view.iter().all(|n| !was.contains(&n))
-            }
-        };
-        if !ok {
-            wrong.push(format!(
-                "{node} sees {} {}",
-                r.resource,
-                if view.is_empty() {
-                    "stopped".to_owned()
-                } else {
-                    format!("on {}", view.join(", "))
-                }
-            ));
-        }
-    }
+    let targets = e.nodes.resolve(nodes);
+    let wrong: Vec<String> = check_at(e, &targets, nodes, timeline, t, anchor)
+        .into_iter()
+        .filter_map(Result::err)
+        .collect();
     if wrong.is_empty() {
         Ok(())
     } else {
@@ -205,31 +206,71 @@ fn holds_at(
     }
 }
 
-/// Whether a quorum expectation holds in these states; Err says what does not.
-fn holds(e: &Expect, nodes: &[String], states: &BTreeMap<&str, &NodeState>) -> Result<(), String> {
-    let mut wrong = Vec::new();
-    for node in e.nodes.resolve(nodes) {
-        let Some(state) = states.get(node) else {
-            wrong.push(format!("{node}: nothing observed"));
-            continue;
-        };
-        let mut ok = e.quorate.is_none_or(|q| state.quorate == q);
-        if let Some(members) = &e.members {
-            let mut want: Vec<&str> = members.resolve(nodes);
-            let mut have: Vec<&str> = state.members.iter().map(String::as_str).collect();
-            want.sort();
-            have.sort();
-            ok &= want == have;
+/// Whether `node`'s view of the resource is what the expectation wants
+/// (`before`: the views at the anchor, for `moved`).
+fn resource_holds(
+    r: &ResourceExpect,
+    node: &str,
+    views: &BTreeMap<&str, &Option<Vec<String>>>,
+    before: &BTreeMap<&str, &Option<Vec<String>>>,
+) -> Result<(), String> {
+    let view = match views.get(node) {
+        None => return Err(format!("{node}: no view of {} yet", r.resource)),
+        Some(None) => return Err(format!("{node}: cannot say (no answer from its watcher)")),
+        Some(Some(v)) => v,
+    };
+    let ok = match &r.want {
+        ResourceWant::RunningOn(set) => view.len() == 1 && set.contains(&view[0]),
+        ResourceWant::Stopped => view.is_empty(),
+        ResourceWant::Moved => {
+            let was: Vec<&String> = before
+                .get(node)
+                .and_then(|v| v.as_ref())
+                .map(|v| v.iter().collect())
+                .unwrap_or_default();
+            !view.is_empty() && view.iter().all(|n| !was.contains(&n))
         }
-        ok &= e.total_votes.is_none_or(|v| state.total_votes == Some(v));
-        if !ok {
-            wrong.push(format!("{node}: {}", state.describe()));
-        }
-    }
-    if wrong.is_empty() {
+    };
+    if ok {
         Ok(())
     } else {
-        Err(wrong.join("; "))
+        Err(format!(
+            "{node} sees {} {}",
+            r.resource,
+            if view.is_empty() {
+                "stopped".to_owned()
+            } else {
+                format!("on {}", view.join(", "))
+            }
+        ))
+    }
+}
+
+/// Whether `node`'s quorum state is what the expectation wants of it (its
+/// own prediction where the nodes differ); Err says what it is.
+fn quorum_holds(
+    e: &Expect,
+    nodes: &[String],
+    node: &str,
+    states: &BTreeMap<&str, &NodeState>,
+) -> Result<(), String> {
+    let Some(state) = states.get(node) else {
+        return Err(format!("{node}: nothing observed"));
+    };
+    let (quorate, members) = e.want_of(node);
+    let mut ok = quorate.is_none_or(|q| state.quorate == q);
+    if let Some(members) = members {
+        let mut want: Vec<&str> = members.resolve(nodes);
+        let mut have: Vec<&str> = state.members.iter().map(String::as_str).collect();
+        want.sort();
+        have.sort();
+        ok &= want == have;
+    }
+    ok &= e.total_votes.is_none_or(|v| state.total_votes == Some(v));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{node}: {}", state.describe()))
     }
 }
 
@@ -254,12 +295,91 @@ pub fn anchor_time<'a>(e: &Expect, log: impl IntoIterator<Item = &'a LogEvent>) 
     }
 }
 
-fn judge_expect(e: &Expect, nodes: &[String], log: &[&LogEvent], timeline: &Timeline) -> Verdict {
+/// Apply and heal events are stamped as each agent answers, milliseconds
+/// apart: a heal this close to the end of the reaction time is on time.
+const STAMP_SLACK: f64 = 0.1;
+
+/// Why a state kept since a fault's start proves nothing in this run: the
+/// fault was rolled back (the drill ended it, or its lease ran out) before
+/// the cluster had had the time to react to it. None when it lasted, or
+/// when the file itself makes the fault shorter than the reaction time:
+/// whether the cluster rides out a blip is a question of its own, judged
+/// through the reaction time like any other.
+fn cut_short(
+    experiment: &Experiment,
+    e: &Expect,
+    log: &[&LogEvent],
+    anchor: f64,
+    reaction: f64,
+) -> Option<String> {
+    if e.after.healed {
+        return None;
+    }
+    let planned = experiment
+        .faults
+        .iter()
+        .find(|f| f.id == e.after.fault)
+        .and_then(|f| f.heal_after);
+    if planned.is_some_and(|p| p.as_secs_f64() < reaction) {
+        return None;
+    }
+    let healed = log
+        .iter()
+        .filter(|ev| ev.t >= anchor)
+        .filter_map(|ev| match &ev.body {
+            LogBody::FaultHealed { fault, .. } | LogBody::LeaseExpired { fault, .. }
+                if *fault == e.after.fault =>
+            {
+                Some(ev.t)
+            }
+            _ => None,
+        })
+        .reduce(f64::min)?;
+    (healed + STAMP_SLACK < anchor + reaction).then(|| {
+        format!(
+            "{} was rolled back at t={healed:.3}s, {:.3}s after it, before the cluster's reaction time \
+             ({reaction:.3}s) had passed: a state kept that long proves nothing (give within, or \
+             heal_after, at least the reaction time)",
+            e.after,
+            healed - anchor
+        )
+    })
+}
+
+/// How long after the anchor the expectation must hold, in words:
+/// "the 2s hold", or "the reaction time (5.038s) + the 2s hold".
+fn hold_words(e: &Expect, reaction: Option<f64>) -> String {
+    let hold = format!("the {} hold", humantime::format_duration(e.hold));
+    match reaction {
+        Some(r) if e.hold.is_zero() => format!("the reaction time ({r:.3}s)"),
+        Some(r) => format!("the reaction time ({r:.3}s) + {hold}"),
+        None => hold,
+    }
+}
+
+/// An expectation after a fault (or a heal) is met by a state the cluster
+/// *reaches* within the window and keeps for `hold`, measured from the
+/// anchor. A state that was already there at the anchor is *unchanged*,
+/// not reached: it is evidence only if it still holds once the cluster
+/// has had the time to react (the expectation's reaction time, from the
+/// model) and for `hold` after that, however short `within` is. Nodes
+/// count one by one: in "pve1, pve2 quorate" where pve2 changed but pve1
+/// was quorate all along, pve1's part must hold through the reaction
+/// time too. Without a reaction time (no model of the cluster) a kept
+/// state never passes.
+fn judge_expect(
+    experiment: &Experiment,
+    e: &Expect,
+    nodes: &[String],
+    log: &[&LogEvent],
+    timeline: &Timeline,
+) -> Verdict {
     let fail = |message: String| Verdict {
         name: e.name.clone(),
         invariant: false,
         passed: false,
         measured: None,
+        kept: false,
         message,
     };
     let Some(anchor) = anchor_time(e, log.iter().copied()) else {
@@ -268,67 +388,176 @@ fn judge_expect(e: &Expect, nodes: &[String], log: &[&LogEvent], timeline: &Time
     let within = e.within.as_secs_f64();
     let hold = e.hold.as_secs_f64();
     let deadline = anchor + within;
-    let candidates = std::iter::once(anchor).chain(timeline.change_times(anchor, deadline));
-    let mut broken: Option<String> = None;
-    for start in candidates {
-        if holds_at(e, nodes, timeline, start, anchor).is_err() {
+    let reaction = e.reaction.as_ref().map(|r| r.time.as_secs_f64());
+    let targets = e.nodes.resolve(nodes);
+    let points: Vec<f64> = std::iter::once(anchor)
+        .chain(timeline.change_times(anchor, timeline.end))
+        .collect();
+    let checks: Vec<Vec<Result<(), String>>> = points
+        .iter()
+        .map(|&t| check_at(e, &targets, nodes, timeline, t, anchor))
+        .collect();
+    let ok: Vec<bool> = checks.iter().map(|c| c.iter().all(Result::is_ok)).collect();
+    // Per node: so at the anchor and unbroken until this moment (infinity:
+    // to the end), or None when not so at the anchor.
+    let kept_until: Vec<Option<f64>> = (0..targets.len())
+        .map(|k| {
+            checks[0][k].is_ok().then(|| {
+                points
+                    .iter()
+                    .zip(&checks)
+                    .skip(1)
+                    .find(|(_, c)| c[k].is_err())
+                    .map_or(f64::INFINITY, |(t, _)| *t)
+            })
+        })
+        .collect();
+    let mut broken: Vec<String> = Vec::new();
+    let mut note = |why: String| {
+        if !broken.contains(&why) {
+            broken.push(why);
+        }
+    };
+    for i in 0..points.len() {
+        let start = points[i];
+        if start > deadline {
+            break;
+        }
+        // Only where it becomes true: later moments of the same stretch
+        // are not arrivals.
+        if !ok[i] || (i > 0 && ok[i - 1]) {
             continue;
         }
-        // True from `start`: does it stay true for `hold`?
-        let until = start + hold;
-        let breach = timeline.change_times(start, until).find_map(|t| {
-            holds_at(e, nodes, timeline, t, anchor)
-                .err()
-                .map(|why| (t, why))
-        });
+        let kept: Vec<&str> = targets
+            .iter()
+            .zip(&kept_until)
+            .filter(|(_, u)| u.is_some_and(|u| u > start))
+            .map(|(n, _)| *n)
+            .collect();
+        let since = if i == 0 {
+            format!("already so at {} (t={anchor:.3}s)", e.after)
+        } else if kept.is_empty() {
+            format!("true from t={start:.3}s")
+        } else {
+            format!(
+                "true from t={start:.3}s, with {} so since {} (t={anchor:.3}s)",
+                kept.join(", "),
+                e.after
+            )
+        };
+        let until = if kept.is_empty() {
+            start + hold
+        } else {
+            let Some(r) = reaction else {
+                note(format!(
+                    "{since}: a state already there at the fault counts only once the cluster \
+                     has had the time to react, and this run has no model of the cluster to say \
+                     how long that is"
+                ));
+                continue;
+            };
+            if let Some(why) = cut_short(experiment, e, log, anchor, r) {
+                note(format!("{since}, but {why}"));
+                continue;
+            }
+            (anchor + r).max(start) + hold
+        };
+        let what = hold_words(e, (!kept.is_empty()).then_some(reaction).flatten());
+        let breach = (i + 1..points.len())
+            .find(|&j| !ok[j])
+            .filter(|&j| points[j] <= until);
         match breach {
             None if timeline.end + 1e-9 >= until => {
+                let held = if hold > 0.0 {
+                    format!(", held {}", humantime::format_duration(e.hold))
+                } else {
+                    String::new()
+                };
+                let basis = e.reaction.as_ref().map_or("", |r| r.basis.as_str());
+                let (measured, message) = if i == 0 {
+                    (
+                        None,
+                        format!(
+                            "{}: kept, not reached: already so at {} (t={anchor:.3}s) and still so \
+                             through {what}, to t={until:.3}s (reaction time: {basis})",
+                            e.describe(nodes),
+                            e.after
+                        ),
+                    )
+                } else if kept.is_empty() {
+                    (
+                        Some(start - anchor),
+                        format!(
+                            "{} reached in {:.3}s (within {}){held}",
+                            e.describe(nodes),
+                            start - anchor,
+                            humantime::format_duration(e.within)
+                        ),
+                    )
+                } else {
+                    (
+                        Some(start - anchor),
+                        format!(
+                            "{} reached in {:.3}s (within {}){held}; {} already so at {}, kept \
+                             through {what}, to t={until:.3}s (reaction time: {basis})",
+                            e.describe(nodes),
+                            start - anchor,
+                            humantime::format_duration(e.within),
+                            kept.join(", "),
+                            e.after
+                        ),
+                    )
+                };
                 return Verdict {
                     name: e.name.clone(),
                     invariant: false,
                     passed: true,
-                    measured: Some(start - anchor),
-                    message: format!(
-                        "{} after {:.3}s (within {}){}",
-                        e.describe(nodes),
-                        start - anchor,
-                        humantime::format_duration(e.within),
-                        if hold > 0.0 {
-                            format!(", held {}", humantime::format_duration(e.hold))
-                        } else {
-                            String::new()
-                        }
-                    ),
+                    measured,
+                    kept: i == 0,
+                    message,
                 };
             }
             None => {
-                broken = Some(format!(
-                    "true from t={start:.3}s, but the drill ended at t={:.3}s, before it had held {}",
-                    timeline.end,
-                    humantime::format_duration(e.hold)
+                note(format!(
+                    "{since}, but the drill ended at t={:.3}s, before {what} had passed (t={until:.3}s)",
+                    timeline.end
                 ));
                 break;
             }
-            Some((t, why)) => {
-                broken = Some(format!(
-                    "true from t={start:.3}s, but at t={t:.3}s ({:.3}s later, before the {} hold) {why}",
-                    t - start,
-                    humantime::format_duration(e.hold)
-                ));
+            Some(j) => {
+                let t = points[j];
+                let why = checks[j]
+                    .iter()
+                    .filter_map(|r| r.as_ref().err())
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                note(if i == 0 {
+                    format!(
+                        "{since}, but at t={t:.3}s ({:.3}s after {}, before {what} had passed) {why}",
+                        t - anchor,
+                        e.after
+                    )
+                } else {
+                    format!(
+                        "{since}, but at t={t:.3}s ({:.3}s later, before {what} had passed) {why}",
+                        t - start
+                    )
+                });
             }
         }
     }
     let observed = holds_at(e, nodes, timeline, deadline, anchor)
         .err()
-        .unwrap_or_else(|| "it held only briefly".into());
+        .unwrap_or_else(|| "as expected, but see why it does not count".into());
     // Too slow is not never: say when it did become true, if it did.
-    let late = timeline
-        .change_times(deadline, timeline.end)
-        .find(|&t| holds_at(e, nodes, timeline, t, anchor).is_ok())
-        .map(|t| {
+    let late = (1..points.len())
+        .find(|&j| points[j] > deadline && ok[j] && !ok[j - 1])
+        .map(|j| {
             format!(
-                "; it was true from t={t:.3}s, {:.3}s after {}",
-                t - anchor,
+                "; it was true from t={:.3}s, {:.3}s after {}",
+                points[j],
+                points[j] - anchor,
                 e.after
             )
         })
@@ -338,7 +567,7 @@ fn judge_expect(e: &Expect, nodes: &[String], log: &[&LogEvent], timeline: &Time
         e.describe(nodes),
         humantime::format_duration(e.within),
         e.after,
-        broken.map(|b| format!("; {b}")).unwrap_or_default()
+        broken.iter().map(|b| format!("; {b}")).collect::<String>()
     ) + &late)
 }
 
@@ -443,6 +672,7 @@ fn double_active(
         invariant: true,
         passed,
         measured: (!windows.is_empty()).then_some(total),
+        kept: false,
         message,
     }
 }
@@ -553,6 +783,7 @@ fn split_brain(policy: SplitBrain, timeline: &Timeline) -> Verdict {
             invariant: true,
             passed: spans.is_empty(),
             measured: None,
+            kept: false,
             message: if spans.is_empty() {
                 "at no moment were two quorate nodes outside each other's membership".into()
             } else {
@@ -564,6 +795,7 @@ fn split_brain(policy: SplitBrain, timeline: &Timeline) -> Verdict {
             invariant: true,
             passed: true,
             measured: None,
+            kept: false,
             message: if spans.is_empty() {
                 "no split-brain".into()
             } else {
@@ -575,6 +807,7 @@ fn split_brain(policy: SplitBrain, timeline: &Timeline) -> Verdict {
             invariant: true,
             passed: !spans.is_empty(),
             measured: spans.first().map(|s| s.from),
+            kept: false,
             message: if spans.is_empty() {
                 "the drill expects a split-brain and none was observed".into()
             } else {
@@ -641,6 +874,7 @@ fn whole_at_end(
         invariant: true,
         passed: problems.is_empty(),
         measured: None,
+        kept: false,
         message: if problems.is_empty() {
             format!(
                 "all faults rolled back; {} quorate with every node as member",
@@ -1080,5 +1314,472 @@ within = "10s"
         );
         assert!(errs(&with("command = \"true\"")).contains("command is for kind = \"probe\" only"));
         assert!(errs(&with("nodes = [\"pve1\"]")).contains("nodes is for kind = \"probe\" only"));
+    }
+
+    /// The experiment as `run` hands it to the judge: resolved against the
+    /// cluster's model (token 1650 ms + consensus 1980 ms: detection
+    /// 3.630 s, reaction time 5.037 s).
+    fn resolved(nodes: usize, text: &str, cmap: &[(&str, &str)]) -> Experiment {
+        let (e, p) = crate::predict::tests::drill(nodes, 1, text);
+        let model = crate::predict::tests::model(nodes, 1, cmap);
+        crate::predict::resolve(&e, &p, &model, false).unwrap_or_else(|e| panic!("{e:?}"))
+    }
+
+    fn names(n: usize) -> Vec<String> {
+        (1..=n).map(|i| format!("pve{i}")).collect()
+    }
+
+    fn verdict<'v>(v: &'v [Verdict], name: &str) -> &'v Verdict {
+        v.iter()
+            .find(|v| v.name == name)
+            .unwrap_or_else(|| panic!("no verdict {name:?} in {v:#?}"))
+    }
+
+    /// Issue 14's example: pve1 isolated "keeps quorum alone". It is
+    /// quorate at the cut only because corosync has not reacted yet; it
+    /// loses quorum 3.6 s later. Judged as unchanged, not reached: it had
+    /// to hold through the reaction time and the hold, and did not.
+    const KEEPS_ALONE: &str = r#"
+[[fault]]
+id = "cut"
+kind = "isolate"
+nodes = ["pve1"]
+heal_after = "12s"
+[[expect]]
+name = "pve1 keeps quorum alone (false)"
+after = "cut"
+nodes = ["pve1"]
+quorate = true
+within = "8s"
+hold = "2s"
+[[expect]]
+name = "pve2 and pve3 stay quorate"
+after = "cut"
+nodes = ["pve2", "pve3"]
+quorate = true
+within = "8s"
+hold = "2s"
+[[expect]]
+name = "the other two drop pve1"
+after = "cut"
+nodes = ["pve2", "pve3"]
+quorate = true
+members = ["pve2", "pve3"]
+within = "8s"
+hold = "2s"
+"#;
+
+    fn pve1_cut_log() -> Vec<LogEvent> {
+        let all = ["pve1", "pve2", "pve3"];
+        let mut log = vec![ev(
+            0.0,
+            None,
+            LogBody::DrillStart {
+                experiment: "t".into(),
+            },
+        )];
+        for n in all {
+            log.push(q(0.0, n, true, &all, "1.4"));
+            log.push(applied(0.01, n, "cut"));
+        }
+        log.extend([
+            q(3.56, "pve2", true, &["pve2", "pve3"], "2.8"),
+            q(3.56, "pve3", true, &["pve2", "pve3"], "2.8"),
+            q(3.61, "pve1", false, &["pve1"], "1.8"),
+        ]);
+        for n in all {
+            log.push(healed(12.01, n, "cut", true));
+        }
+        for n in all {
+            log.push(q(13.7, n, true, &all, "1.c"));
+        }
+        log.push(ev(14.0, None, LogBody::DrillEnd {}));
+        log
+    }
+
+    #[test]
+    fn a_state_from_before_the_fault_must_outlast_the_reaction_time() {
+        let e = resolved(3, KEEPS_ALONE, &[]);
+        let v = judge(&e, &names(3), &pve1_cut_log());
+        let alone = verdict(&v, "pve1 keeps quorum alone (false)");
+        assert!(!alone.passed, "{alone:#?}");
+        assert_eq!((alone.measured, alone.kept), (None, false));
+        // Says when pve1 lost quorum, and what it saw then.
+        assert!(
+            alone.message.contains("already so at cut (t=0.010s)")
+                && alone
+                    .message
+                    .contains("at t=3.610s (3.600s after cut, before the reaction time (5.037s) + the 2s hold had passed) pve1: inquorate, members [pve1]"),
+            "{}",
+            alone.message
+        );
+        assert!(
+            alone
+                .message
+                .contains("observed at the deadline: pve1: inquorate"),
+            "{}",
+            alone.message
+        );
+        // The other side's quorum was kept: it passes, as kept, through
+        // the reaction time and the hold, with nothing to measure.
+        let kept = verdict(&v, "pve2 and pve3 stay quorate");
+        assert!(
+            kept.passed && kept.kept && kept.measured.is_none(),
+            "{kept:#?}"
+        );
+        assert!(
+            kept.message.contains(
+                "kept, not reached: already so at cut (t=0.010s) and still so through the reaction time (5.037s) + the 2s hold, to t=7.047s (reaction time: detection 3.630s"
+            ),
+            "{}",
+            kept.message
+        );
+        // Their membership changed: reached, measured from the cut.
+        let dropped = verdict(&v, "the other two drop pve1");
+        assert!(dropped.passed && !dropped.kept, "{dropped:#?}");
+        assert!((dropped.measured.unwrap() - 3.55).abs() < 1e-9);
+        assert!(
+            dropped
+                .message
+                .contains("reached in 3.550s (within 8s), held 2s"),
+            "{}",
+            dropped.message
+        );
+    }
+
+    /// Without a model of the cluster nobody can say how long corosync
+    /// needs to react: a kept state never passes, a reached one does.
+    #[test]
+    fn without_a_reaction_time_a_kept_state_never_passes() {
+        let e = parse(
+            Path::new("t.toml"),
+            &format!("name = \"t\"\nnodes = 3\n{KEEPS_ALONE}"),
+        )
+        .unwrap();
+        let v = judge(&e, &names(3), &pve1_cut_log());
+        let kept = verdict(&v, "pve2 and pve3 stay quorate");
+        assert!(!kept.passed);
+        assert!(
+            kept.message.contains("no model of the cluster"),
+            "{}",
+            kept.message
+        );
+        assert!(verdict(&v, "the other two drop pve1").passed);
+    }
+
+    /// Two nodes, no QDevice, no two_node: on a cut both sides freeze about
+    /// 2.2 s later. "pve1 stays quorate" must not pass on the state from
+    /// before the cut.
+    #[test]
+    fn two_nodes_without_qdevice_one_side_quorate_fails() {
+        let e = resolved(
+            2,
+            r#"
+[[fault]]
+id = "cut"
+kind = "partition"
+groups = [["pve1"], ["pve2"]]
+heal_after = "8s"
+[[expect]]
+name = "pve1 stays quorate (false)"
+after = "cut"
+nodes = ["pve1"]
+quorate = true
+within = "8s"
+"#,
+            &[],
+        );
+        let both = ["pve1", "pve2"];
+        let log = vec![
+            q(0.0, "pve1", true, &both, "1.4"),
+            q(0.0, "pve2", true, &both, "1.4"),
+            applied(0.01, "pve1", "cut"),
+            applied(0.01, "pve2", "cut"),
+            q(2.21, "pve1", false, &["pve1"], "1.8"),
+            q(2.21, "pve2", false, &["pve2"], "2.8"),
+            healed(8.01, "pve1", "cut", true),
+            healed(8.01, "pve2", "cut", true),
+            q(9.5, "pve1", true, &both, "1.c"),
+            q(9.5, "pve2", true, &both, "1.c"),
+            ev(10.0, None, LogBody::DrillEnd {}),
+        ];
+        let v = judge(&e, &names(2), &log);
+        let one = verdict(&v, "pve1 stays quorate (false)");
+        assert!(!one.passed, "{one:#?}");
+        assert!(
+            one.message.contains(
+                "(2.200s after cut, before the reaction time (5.037s) had passed) pve1: inquorate"
+            ),
+            "{}",
+            one.message
+        );
+    }
+
+    /// The drill ended the fault (it had no heal_after and a short window)
+    /// before corosync could react: the state kept that long proves
+    /// nothing. A blip the file itself makes shorter than the reaction time
+    /// is judged through the reaction time instead.
+    #[test]
+    fn a_fault_rolled_back_before_the_reaction_time_proves_nothing() {
+        let text = r#"
+[[fault]]
+id = "cut"
+kind = "isolate"
+nodes = ["pve1"]
+[[expect]]
+name = "pve1 keeps quorum"
+after = "cut"
+nodes = ["pve1"]
+quorate = true
+within = "1s"
+"#;
+        let all = ["pve1", "pve2", "pve3"];
+        let mut log: Vec<LogEvent> = all.iter().map(|n| q(0.0, n, true, &all, "1.4")).collect();
+        log.push(applied(0.01, "pve1", "cut"));
+        log.push(healed(1.51, "pve1", "cut", true));
+        log.push(ev(9.0, None, LogBody::DrillEnd {}));
+        let v = judge(&resolved(3, text, &[]), &names(3), &log);
+        let kept = verdict(&v, "pve1 keeps quorum");
+        assert!(!kept.passed, "{kept:#?}");
+        assert!(
+            kept.message.contains("cut was rolled back at t=1.510s, 1.500s after it, before the cluster's reaction time (5.037s) had passed"),
+            "{}",
+            kept.message
+        );
+        // A 1 s blip on purpose: pve1 rides it out, judged as kept.
+        let blip = text.replace(
+            "nodes = [\"pve1\"]\n[[expect]]",
+            "nodes = [\"pve1\"]\nheal_after = \"1500ms\"\n[[expect]]",
+        );
+        let v = judge(&resolved(3, &blip, &[]), &names(3), &log);
+        let kept = verdict(&v, "pve1 keeps quorum");
+        assert!(kept.passed && kept.kept, "{kept:#?}");
+    }
+
+    /// After a heal the same rule: pve1, in the majority all along, stays
+    /// quorate through the reaction time after the heal (kept); a node that
+    /// loses quorum 2 s after the heal does not "keep" it; and a drill
+    /// that ends too soon cannot tell.
+    #[test]
+    fn after_a_heal_a_kept_state_must_outlast_the_reaction_time_too() {
+        let text = r#"
+[[fault]]
+id = "cut"
+kind = "partition"
+groups = [["pve1", "pve2"], ["pve3"]]
+heal_after = "20s"
+[[expect]]
+name = "pve1 stays quorate after the heal"
+after = "cut.healed"
+nodes = ["pve1"]
+quorate = true
+within = "15s"
+hold = "1s"
+[[expect]]
+name = "whole again"
+after = "cut.healed"
+nodes = "all"
+quorate = true
+members = "all"
+within = "15s"
+"#;
+        let e = resolved(3, text, &[]);
+        // The drill watches on after the heal.
+        let mut log = isolate_log();
+        log.push(ev(30.0, None, LogBody::DrillEnd {}));
+        let v = judge(&e, &names(3), &log);
+        let kept = verdict(&v, "pve1 stays quorate after the heal");
+        assert!(kept.passed && kept.kept, "{kept:#?}");
+        assert!(
+            kept.message
+                .contains("already so at cut.healed (t=20.010s)")
+                && kept.message.contains(", to t=26.047s (reaction time:"),
+            "{}",
+            kept.message
+        );
+        let whole = verdict(&v, "whole again");
+        assert!(whole.passed && (whole.measured.unwrap() - 1.72).abs() < 1e-9);
+
+        // pve1 drops out 2 s after the heal and stays out (back at 23 s,
+        // it would have reached quorum again: that passes, as reached).
+        log.insert(16, q(22.0, "pve1", false, &["pve1"], "1.12"));
+        let v = judge(&e, &names(3), &log);
+        let lost = verdict(&v, "pve1 stays quorate after the heal");
+        assert!(!lost.passed, "{lost:#?}");
+        assert!(
+            lost.message
+                .contains("at t=22.000s (1.990s after cut.healed"),
+            "{}",
+            lost.message
+        );
+
+        let mut short = isolate_log();
+        short.retain(|ev| ev.t < 22.0);
+        let v = judge(&e, &names(3), &short);
+        let cut = verdict(&v, "pve1 stays quorate after the heal");
+        assert!(!cut.passed);
+        assert!(
+            cut.message.contains("but the drill ended at t=21.800s, before the reaction time (5.037s) + the 1s hold had passed (t=26.047s)"),
+            "{}",
+            cut.message
+        );
+    }
+
+    /// A resource's reaction time is quorum's, one watch interval and its
+    /// manager's allowance (Pacemaker: 5 s). pve1, cut off, still runs svc
+    /// at the cut: "pve1 keeps running it" must not pass on that, since
+    /// pve1 stops it at t=5.1; svc, already on pve2, staying there is kept.
+    #[test]
+    fn a_resource_placement_from_before_the_fault_must_outlast_the_reaction_time() {
+        let text = r#"
+[[watch]]
+resource = "svc"
+interval = "100ms"
+[[fault]]
+id = "cut"
+kind = "isolate"
+nodes = ["pve1"]
+at = "1s"
+heal_after = "11s"
+[[expect]]
+name = "pve1 keeps running svc (false)"
+after = "cut"
+nodes = ["pve1"]
+resource = "svc"
+running_on = ["pve1"]
+within = "10s"
+hold = "1s"
+[[expect]]
+name = "svc on a survivor"
+after = "cut"
+nodes = ["pve2", "pve3"]
+resource = "svc"
+running_on = ["pve2", "pve3"]
+within = "10s"
+hold = "1s"
+"#;
+        let e = resolved(3, text, &[]);
+        let v = judge(&e, &names(3), &failover_log());
+        let wrong = verdict(&v, "pve1 keeps running svc (false)");
+        assert!(!wrong.passed, "{wrong:#?}");
+        assert!(
+            wrong.message.contains("at t=5.100s (4.100s after cut, before the reaction time (10.137s) + the 1s hold had passed) pve1 sees svc stopped"),
+            "{}",
+            wrong.message
+        );
+        // Moving to a survivor is reached, measured as before.
+        let moved = verdict(&v, "svc on a survivor");
+        assert!(moved.passed && (moved.measured.unwrap() - 3.7).abs() < 1e-9);
+
+        // svc on pve2 from the start: pve2 and pve3 see it stay there.
+        let stays = text.replace(
+            "running_on = [\"pve2\", \"pve3\"]",
+            "running_on = [\"pve2\"]",
+        );
+        let mut log: Vec<LogEvent> = failover_log()
+            .into_iter()
+            .filter(|e| !matches!(e.body, LogBody::Resource { .. }))
+            .collect();
+        for n in ["pve1", "pve2", "pve3"] {
+            log.push(res(0.0, n, Some(&["pve2"])));
+        }
+        log.push(res(5.1, "pve1", Some(&[])));
+        let v = judge(&resolved(3, &stays, &[]), &names(3), &log);
+        let kept = verdict(&v, "svc on a survivor");
+        assert!(kept.passed && kept.kept, "{kept:#?}");
+        assert!(
+            kept.message
+                .contains("to t=12.137s (reaction time: quorum's 5.037s")
+                && kept
+                    .message
+                    .contains("the 100ms watch interval and Pacemaker's 5s"),
+            "{}",
+            kept.message
+        );
+        // Until then, a drill does not stop waiting for it.
+        assert_eq!(
+            open_expectations(
+                &resolved(3, &stays, &[]),
+                &names(3),
+                &log[..log.len() - 2],
+                11.0
+            ),
+            vec!["pve1 keeps running svc (false)", "svc on a survivor"]
+        );
+    }
+
+    /// `nodes = "all"` across a split with predicted quorum and members:
+    /// each node judged against its own prediction, in one verdict.
+    #[test]
+    fn every_node_against_its_own_prediction() {
+        let text = r#"
+[[fault]]
+id = "cut"
+kind = "partition"
+groups = [["pve1", "pve2"], ["pve3"]]
+heal_after = "20s"
+[[expect]]
+name = "every node as the model says"
+after = "cut"
+nodes = "all"
+quorate = "predicted"
+members = "predicted"
+within = "predicted"
+[[expect]]
+name = "every node's quorum as the model says"
+after = "cut"
+nodes = "all"
+quorate = "predicted"
+within = "predicted"
+"#;
+        let e = resolved(3, text, &[]);
+        let v = judge(&e, &names(3), &isolate_log());
+        let each = verdict(&v, "every node as the model says");
+        assert!(each.passed, "{each:#?}");
+        assert!((each.measured.unwrap() - 3.54).abs() < 1e-9);
+        assert!(
+            each.message.starts_with(
+                "pve1, pve2 quorate, members [pve1, pve2]; pve3 not quorate, members [pve3] reached in 3.540s"
+            ),
+            "{}",
+            each.message
+        );
+        // Quorum only: pve3's change arrives at 3.55; pve1's and pve2's
+        // quorum is kept and must last through the reaction time too.
+        let quorum = verdict(&v, "every node's quorum as the model says");
+        assert!(quorum.passed && !quorum.kept, "{quorum:#?}");
+        assert!(
+            quorum
+                .message
+                .contains("reached in 3.540s (within 5s 37ms); pve1, pve2 already so at cut, kept through the reaction time (5.037s), to t=5.047s (reaction time: detection"),
+            "{}",
+            quorum.message
+        );
+        // pve3 wrongly keeps quorum alone: the verdict names it.
+        let mut log = isolate_log();
+        log[9] = q(3.55, "pve3", true, &["pve3"], "3.d");
+        let v = judge(&e, &names(3), &log);
+        let each = verdict(&v, "every node as the model says");
+        assert!(!each.passed);
+        assert!(
+            each.message
+                .contains("observed at the deadline: pve3: quorate, members [pve3]"),
+            "{}",
+            each.message
+        );
+        // pve1 loses quorum at 4.0, after pve3's change but before the
+        // reaction time: the kept part does not count.
+        let mut log = isolate_log();
+        log.insert(10, q(4.0, "pve1", false, &["pve1"], "1.e"));
+        let v = judge(&e, &names(3), &log);
+        let quorum = verdict(&v, "every node's quorum as the model says");
+        assert!(!quorum.passed, "{quorum:#?}");
+        assert!(
+            quorum
+                .message
+                .contains("with pve1, pve2 so since cut (t=0.010s), but at t=4.000s"),
+            "{}",
+            quorum.message
+        );
     }
 }

@@ -8,7 +8,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use crate::experiment::{Anchor, Expect, Experiment, FaultKind, FaultSpec, NodeSet};
+use crate::experiment::{
+    Anchor, Expect, Experiment, FaultKind, FaultSpec, NodeSet, NodeWant, Reaction, WatchKind,
+};
 use crate::oracle::{QuorumConfig, Timing};
 use crate::plan::Plan;
 
@@ -347,8 +349,11 @@ pub fn over_time(
 }
 
 /// The experiment with every `"predicted"` field filled in from the model,
-/// and with `oracle` one expectation per node for every change of faults
-/// that lasts long enough to settle. Errors name the expectation.
+/// with `oracle` one expectation per node for every change of faults
+/// that lasts long enough to settle, and every expectation's reaction
+/// time (see `reaction`). Nodes of one expectation that are predicted to
+/// see different things (`nodes = "all"` across a split) are each judged
+/// against their own prediction. Errors name the expectation.
 pub fn resolve(
     experiment: &Experiment,
     plan: &Plan,
@@ -382,35 +387,42 @@ pub fn resolve(
             NodeSet::All => plan.nodes.iter().collect(),
             NodeSet::Some(n) => n.iter().collect(),
         };
-        let predictions: Vec<Option<Prediction>> = targets
-            .iter()
-            .map(|n| {
-                plan.nodes
-                    .iter()
-                    .position(|m| m == *n)
-                    .and_then(|i| views[i].clone())
-            })
-            .collect();
-        let Some(first) = predictions.first().cloned().flatten() else {
-            errors.push(format!(
-                "expectation {:?}: cannot predict the view of a paused node",
-                e.name
+        // Each node's want, only the fields the file left to the model.
+        let mut wants: Vec<(&String, NodeWant)> = Vec::new();
+        for n in targets {
+            let view = plan
+                .nodes
+                .iter()
+                .position(|m| m == n)
+                .and_then(|i| views[i].clone());
+            let Some(p) = view else {
+                errors.push(format!(
+                    "expectation {:?}: cannot predict the view of {n} (a paused node, or not in the cluster)",
+                    e.name
+                ));
+                continue;
+            };
+            wants.push((
+                n,
+                NodeWant {
+                    quorate: e.predicted.quorate.then_some(p.quorate),
+                    members: e.predicted.members.then_some(NodeSet::Some(p.members)),
+                },
             ));
+        }
+        let Some((_, first)) = wants.first().cloned() else {
             continue;
         };
-        if predictions.iter().any(|p| p.as_ref() != Some(&first)) {
-            errors.push(format!(
-                "expectation {:?}: its nodes are predicted to see different things; \
-                 give each side its own expectation",
-                e.name
-            ));
-            continue;
-        }
-        if e.predicted.quorate {
-            e.quorate = Some(first.quorate);
-        }
-        if e.predicted.members {
-            e.members = Some(NodeSet::Some(first.members.clone()));
+        if wants.iter().all(|(_, w)| *w == first) {
+            if first.quorate.is_some() {
+                e.quorate = first.quorate;
+            }
+            if first.members.is_some() {
+                e.members = first.members;
+            }
+        } else {
+            // "Every node does what the model says": each against its own.
+            e.per_node = wants.into_iter().map(|(n, w)| (n.clone(), w)).collect();
         }
     }
     if oracle {
@@ -418,10 +430,81 @@ pub fn resolve(
             .expects
             .extend(oracle_expectations(experiment, plan, model));
     }
+    for e in &mut resolved.expects {
+        e.reaction = Some(reaction(model, experiment, e));
+    }
     if errors.is_empty() {
         Ok(resolved)
     } else {
         Err(errors)
+    }
+}
+
+/// How long Pacemaker may take, once corosync has reported a change, to
+/// act on it and for `crm_mon` to show it: the controller electing a new
+/// DC if the old one was lost, a scheduler run, and the resource's start or
+/// stop (no-quorum-policy=stop stops everything on a side that lost
+/// quorum). Seconds on the lab; a resource whose start or stop takes
+/// longer than this is the operator's to allow for in `hold`.
+pub const PACEMAKER_ALLOWANCE: Duration = Duration::from_secs(5);
+
+/// How long Proxmox VE's HA manager may take to act on a change: a lost
+/// node's services move only once its lock has expired
+/// (`fencing::LOCK_LIFETIME`), and it takes a round of the CRM to put
+/// them in recovery and another to start them elsewhere
+/// (`fencing::HA_ROUND`): "about 2 minutes", as Proxmox documents.
+pub const PVE_HA_ALLOWANCE: Duration = Duration::from_secs(
+    crate::fencing::LOCK_LIFETIME.as_secs() + 2 * crate::fencing::HA_ROUND.as_secs(),
+);
+
+/// How long after `e`'s anchor this cluster may take to react to it, so
+/// that a state already there at the anchor counts only once it has held
+/// this long (and `hold` more). Quorum views: the predicted window, the
+/// detection time (token + consensus) and a quarter, plus half a second
+/// for the notification; the lab measures detection within 10 % below
+/// the model, so a view still unchanged after the window is one corosync
+/// will not change. The same after a heal: whatever a merge changes comes
+/// as fast as a loss (the merge window bounds how long a merge may take
+/// to *complete*, which a state already there does not wait for). A
+/// watched resource: that window, then one watch interval for the
+/// node to read its view, then its manager's own reaction
+/// (`PACEMAKER_ALLOWANCE`, `PVE_HA_ALLOWANCE`, or a probe's timeout,
+/// which is as long as one reading may take).
+pub fn reaction(model: &Model, experiment: &Experiment, e: &Expect) -> Reaction {
+    let quorum = model.window();
+    let basis = format!(
+        "detection {:.3}s (token {} ms + consensus {} ms), a quarter more and 0.5s for the notification",
+        model.timing.detection().as_secs_f64(),
+        model.timing.token_ms,
+        model.timing.consensus_ms
+    );
+    let Some(r) = &e.resource else {
+        return Reaction {
+            time: quorum,
+            basis,
+        };
+    };
+    // Parsing refuses an expectation on an unwatched resource; without its
+    // watch, quorum's reaction is all that is known.
+    let Some(w) = experiment.watches.iter().find(|w| w.resource == r.resource) else {
+        return Reaction {
+            time: quorum,
+            basis,
+        };
+    };
+    let (allowance, whose) = match w.kind {
+        WatchKind::Pacemaker => (PACEMAKER_ALLOWANCE, "Pacemaker's"),
+        WatchKind::PveHa => (PVE_HA_ALLOWANCE, "the HA manager's"),
+        WatchKind::Probe => (w.timeout, "the probe's timeout"),
+    };
+    Reaction {
+        time: quorum + w.interval + allowance,
+        basis: format!(
+            "quorum's {:.3}s ({basis}), the {} watch interval and {whose} {}",
+            quorum.as_secs_f64(),
+            humantime::format_duration(w.interval),
+            humantime::format_duration(allowance)
+        ),
     }
 }
 
@@ -506,6 +589,9 @@ pub fn oracle_expectations(experiment: &Experiment, plan: &Plan, model: &Model) 
                 hold: Duration::ZERO,
                 predicted: Default::default(),
                 resource: None,
+                per_node: Default::default(),
+                // `resolve` sets every expectation's reaction.
+                reaction: None,
             });
         }
     }
@@ -696,7 +782,8 @@ within = "predicted"
         let r = resolve(&e, &p, &model(3, 1, &[("expected_votes", "2")]), false).unwrap();
         assert_eq!(r.expects[1].quorate, Some(false));
         // Two nodes, two_node: each half keeps quorum; the expectation
-        // names both sides, which the model says see different things.
+        // names both sides, which the model says see different things:
+        // each node is judged against its own prediction.
         let (e, p) = drill(
             2,
             1,
@@ -713,8 +800,132 @@ members = "predicted"
 within = "predicted"
 "#,
         );
-        let errs = resolve(&e, &p, &model(2, 1, &[("two_node", "1")]), false).unwrap_err();
-        assert!(errs[0].contains("different things"), "{errs:?}");
+        let r = resolve(&e, &p, &model(2, 1, &[("two_node", "1")]), false).unwrap();
+        let x = &r.expects[0];
+        assert_eq!((x.quorate, &x.members), (None, &None));
+        assert_eq!(
+            x.want_of("pve1"),
+            (Some(true), Some(&NodeSet::Some(names(&["pve1"]))))
+        );
+        assert_eq!(
+            x.want_of("pve2"),
+            (Some(true), Some(&NodeSet::Some(names(&["pve2"]))))
+        );
+        assert_eq!(
+            x.describe(&p.nodes),
+            "pve1 quorate, members [pve1]; pve2 quorate, members [pve2]"
+        );
+    }
+
+    /// A split's sides see different things; only the predicted fields
+    /// are per node, and nodes that agree are grouped in words.
+    #[test]
+    fn nodes_across_a_split_each_get_their_own_prediction() {
+        let (e, p) = drill(
+            5,
+            1,
+            r#"
+[[fault]]
+id = "split"
+kind = "partition"
+groups = [["pve1", "pve2", "pve3"], ["pve4", "pve5"]]
+[[expect]]
+name = "every node as the model says"
+after = "split"
+nodes = "all"
+quorate = "predicted"
+within = "predicted"
+"#,
+        );
+        let r = resolve(&e, &p, &model(5, 1, &[]), false).unwrap();
+        let x = &r.expects[0];
+        assert_eq!(x.per_node.len(), 5);
+        assert_eq!(x.want_of("pve2"), (Some(true), None));
+        assert_eq!(x.want_of("pve5"), (Some(false), None));
+        assert_eq!(
+            x.describe(&p.nodes),
+            "pve1, pve2, pve3 quorate; pve4, pve5 not quorate"
+        );
+        // A paused node's view cannot be predicted: still refused.
+        let (e, p) = drill(
+            3,
+            1,
+            r#"
+[[fault]]
+id = "pause"
+kind = "pause"
+nodes = ["pve3"]
+[[expect]]
+after = "pause"
+nodes = "all"
+quorate = "predicted"
+within = "predicted"
+"#,
+        );
+        let errs = resolve(&e, &p, &model(3, 1, &[]), false).unwrap_err();
+        assert!(
+            errs[0].contains("cannot predict the view of pve3"),
+            "{errs:?}"
+        );
+    }
+
+    /// Every expectation, predicted or not, gets the cluster's reaction
+    /// time: the quorum window, and for a watched resource one interval
+    /// and its manager's allowance on top.
+    #[test]
+    fn every_expectation_gets_its_reaction_time() {
+        let (e, p) = drill(
+            3,
+            1,
+            r#"
+[[watch]]
+resource = "svc"
+interval = "500ms"
+[[watch]]
+resource = "vm:100"
+kind = "pve-ha"
+interval = "2s"
+[[fault]]
+id = "cut"
+kind = "isolate"
+nodes = ["pve1"]
+heal_after = "10s"
+[[expect]]
+after = "cut"
+nodes = ["pve1"]
+quorate = true
+within = "8s"
+[[expect]]
+after = "cut.healed"
+nodes = ["pve2"]
+resource = "svc"
+running_on = ["pve2"]
+within = "8s"
+[[expect]]
+after = "cut"
+nodes = ["pve2"]
+resource = "vm:100"
+running_on = ["pve1"]
+within = "8s"
+"#,
+        );
+        let r = resolve(&e, &p, &model(3, 1, &[]), true).unwrap();
+        let times: Vec<Option<Duration>> = r
+            .expects
+            .iter()
+            .map(|x| x.reaction.as_ref().map(|r| r.time))
+            .collect();
+        assert_eq!(times[0], Some(Duration::from_millis(5037)));
+        assert!(r.expects[0]
+            .reaction
+            .as_ref()
+            .unwrap()
+            .basis
+            .contains("detection 3.630s"));
+        assert_eq!(times[1], Some(Duration::from_millis(5037 + 500 + 5000)));
+        assert_eq!(times[2], Some(Duration::from_millis(5037 + 2000 + 140_000)));
+        // The oracle's own expectations too.
+        assert!(r.expects.len() > 3 && times.iter().all(Option::is_some));
     }
 
     /// votequorum(5): with last_man_standing, after a node leaves and the

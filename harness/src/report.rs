@@ -147,6 +147,11 @@ pub fn junit(all: &[Vec<DrillResult>]) -> String {
             if let Some(m) = last.measured {
                 case.set_time(Duration::from_secs_f64(m));
             }
+            // A state kept from before the fault has no time to measure:
+            // no time, and a property that says why.
+            if last.kept {
+                case.add_property(Property::new("kept", "true"));
+            }
             if last.passed {
                 case.set_system_out(last.message.clone());
             }
@@ -176,7 +181,8 @@ struct Line<'a> {
     event: &'a LogEvent,
 }
 
-/// The JSON Lines event log (DESIGN.md "Reports"), the verdicts last.
+/// The JSON Lines event log, the verdicts last (a kept state's
+/// `measured` is null: nothing arrived to be timed).
 pub fn json_lines(all: &[Vec<DrillResult>]) -> String {
     let mut out = String::new();
     for runs in all {
@@ -244,13 +250,22 @@ pub fn summary(runs: &[DrillResult]) -> String {
     for (name, verdicts) in by_name(runs) {
         let stats = Stats::of(&verdicts);
         let ok = stats.passed == stats.runs;
+        // Kept states (already so at the fault, held through the reaction
+        // time) have no measured time: say "kept" rather than a number.
+        let kept = verdicts.iter().filter(|v| v.kept).count();
         let time = match (runs.len(), stats.quantile(0.5)) {
             (1, Some(t)) => format!("{t:>7.3}s"),
             (_, Some(_)) => stats.spread().unwrap_or_default(),
+            (_, None) if kept > 0 => format!("{:>8}", "kept"),
             (_, None) => format!("{:>8}", "-"),
         };
         let rate = if runs.len() > 1 {
-            format!(" {}/{}", stats.passed, stats.runs)
+            let kept = if kept > 0 && stats.quantile(0.5).is_some() {
+                format!(", kept in {kept}")
+            } else {
+                String::new()
+            };
+            format!(" {}/{}{kept}", stats.passed, stats.runs)
         } else {
             String::new()
         };
@@ -288,6 +303,7 @@ mod tests {
                     invariant: false,
                     passed: *p,
                     measured: Some(1.0 + i as f64),
+                    kept: false,
                     message: if *p {
                         "ok".into()
                     } else {
@@ -333,6 +349,22 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(xml.contains("pass_rate") && xml.contains("2/3"), "{xml}");
+    }
+
+    /// A state kept from before the fault has no measured time: the
+    /// summary says "kept", JUnit gives no time and a `kept` property.
+    #[test]
+    fn kept_states_say_kept_instead_of_a_time() {
+        let mut r = result(&[true]);
+        r.verdicts[0].measured = None;
+        r.verdicts[0].kept = true;
+        let s = summary(std::slice::from_ref(&r));
+        assert!(s.contains("pass     kept  v0"), "{s}");
+        let xml = junit(&[vec![r]]);
+        let report = Report::deserialize_from_str(&xml).unwrap();
+        let case = &report.test_suites[0].test_cases[0];
+        assert_eq!(case.time, None);
+        assert!(xml.contains("name=\"kept\" value=\"true\""), "{xml}");
     }
 
     #[test]
