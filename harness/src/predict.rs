@@ -928,6 +928,65 @@ within = "8s"
         assert!(r.expects.len() > 3 && times.iter().all(Option::is_some));
     }
 
+    /// Every shipped drill lasts long enough to judge a state kept from
+    /// before its anchor, on the lab (1 s token) and with corosync's
+    /// default 3 s token: the run watches at least the reaction time and
+    /// the hold after each anchor, and a fault the run itself ends (no
+    /// heal_after) lasts at least the reaction time.
+    #[test]
+    fn shipped_drills_last_long_enough_to_judge_kept_states() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../experiments");
+        let drills =
+            crate::experiment::load(&[root.clone(), root.join("pacemaker"), root.join("pve")])
+                .unwrap_or_else(|e| panic!("{e:?}"));
+        assert!(drills.len() >= 20, "{}", drills.len());
+        for token in ["1000", "3000"] {
+            for e in &drills {
+                let n = e.requires.nodes.unwrap_or(e.nodes).max(e.nodes);
+                let links = e.requires.links.unwrap_or(1);
+                let p = crate::plan::plan(e, &inventory(n, links)).unwrap();
+                let mut cmap: Vec<(String, String)> = e
+                    .requires
+                    .quorum
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.to_string().trim_matches('"').to_owned()))
+                    .collect();
+                if e.requires.qdevice == Some(true) {
+                    cmap.push(("device.model".into(), "net".into()));
+                }
+                let cmap: Vec<(&str, &str)> =
+                    cmap.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                let mut m = model(n, links, &cmap);
+                let totem = BTreeMap::from([("token".to_owned(), token.to_owned())]);
+                m.timing = Timing::from_totem(&totem, n);
+                let r = resolve(e, &p, &m, e.invariants.oracle)
+                    .unwrap_or_else(|errs| panic!("{}: {errs:?}", e.name));
+                let watched = p.end + p.after_end;
+                for x in &r.expects {
+                    let what = format!("{} / {:?} (token {token})", e.name, x.name);
+                    let a = p.anchor_time(&x.after).unwrap_or(p.end);
+                    let reaction = x.reaction.as_ref().map(|r| r.time).unwrap_or_default();
+                    assert!(
+                        a + reaction + x.hold <= watched,
+                        "{what}: watched until {watched:?}, a kept state needs {:?}",
+                        a + reaction + x.hold
+                    );
+                    let unplanned = e
+                        .faults
+                        .iter()
+                        .find(|f| f.id == x.after.fault)
+                        .is_some_and(|f| f.heal_after.is_none());
+                    if !x.after.healed && unplanned {
+                        assert!(
+                            p.end >= a + reaction,
+                            "{what}: the run ends the fault too soon"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
     /// votequorum(5): with last_man_standing, after a node leaves and the
     /// window passes, the rest recalculate expected votes, so losing
     /// another node still leaves a quorate pair (down to two nodes; one
