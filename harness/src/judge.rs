@@ -59,7 +59,15 @@ pub fn expectations_met(
     log: &[LogEvent],
     now: f64,
 ) -> bool {
-    open_expectations(experiment, nodes, log, now).is_empty()
+    let mut log: Vec<&LogEvent> = log.iter().collect();
+    log.sort_by(|a, b| a.t.total_cmp(&b.t));
+    let mut timeline = Timeline::new(&log);
+    timeline.end = timeline.end.max(now);
+    // The first open one is enough to keep waiting.
+    experiment
+        .expects
+        .iter()
+        .all(|e| judge_expect(experiment, e, nodes, &log, &timeline).passed)
 }
 
 /// The expectations not (yet) met by the log up to `now`, by name: what a
@@ -347,7 +355,7 @@ fn cut_short(
 }
 
 /// How long after the anchor the expectation must hold, in words:
-/// "the 2s hold", or "the reaction time (5.038s) + the 2s hold".
+/// "the 2s hold", or "the reaction time (5.037s) + the 2s hold".
 fn hold_words(e: &Expect, reaction: Option<f64>) -> String {
     let hold = format!("the {} hold", humantime::format_duration(e.hold));
     match reaction {
@@ -390,8 +398,13 @@ fn judge_expect(
     let deadline = anchor + within;
     let reaction = e.reaction.as_ref().map(|r| r.time.as_secs_f64());
     let targets = e.nodes.resolve(nodes);
+    // Nothing after this can decide the verdict: the last start is the
+    // deadline, and the longest stretch a start needs is the reaction
+    // time and the hold. (Drills poll this several times a second with
+    // the whole log: the rest is not worth judging.)
+    let horizon = deadline.max(anchor + reaction.unwrap_or(0.0)) + hold;
     let points: Vec<f64> = std::iter::once(anchor)
-        .chain(timeline.change_times(anchor, timeline.end))
+        .chain(timeline.change_times(anchor, horizon))
         .collect();
     let checks: Vec<Vec<Result<(), String>>> = points
         .iter()
@@ -547,21 +560,28 @@ fn judge_expect(
             }
         }
     }
-    let observed = holds_at(e, nodes, timeline, deadline, anchor)
-        .err()
-        .unwrap_or_else(|| "as expected, but see why it does not count".into());
-    // Too slow is not never: say when it did become true, if it did.
-    let late = (1..points.len())
-        .find(|&j| points[j] > deadline && ok[j] && !ok[j - 1])
-        .map(|j| {
+    let at_deadline = holds_at(e, nodes, timeline, deadline, anchor);
+    // Too slow is not never: say when it did become true, if it did (not
+    // so at the deadline, so the first moment it is so is an arrival).
+    let late = at_deadline
+        .is_err()
+        .then(|| {
+            timeline
+                .change_times(deadline, timeline.end)
+                .find(|&t| holds_at(e, nodes, timeline, t, anchor).is_ok())
+        })
+        .flatten()
+        .map(|t| {
             format!(
-                "; it was true from t={:.3}s, {:.3}s after {}",
-                points[j],
-                points[j] - anchor,
+                "; it was true from t={t:.3}s, {:.3}s after {}",
+                t - anchor,
                 e.after
             )
         })
         .unwrap_or_default();
+    let observed = at_deadline
+        .err()
+        .unwrap_or_else(|| "as expected, but see why it does not count".into());
     fail(format!(
         "expected {} within {} of {} (t={anchor:.3}s, deadline t={deadline:.3}s); observed at the deadline: {observed}{}",
         e.describe(nodes),
@@ -1445,6 +1465,24 @@ hold = "2s"
             "{}",
             dropped.message
         );
+    }
+
+    /// A drill stops waiting early once every expectation has passed: a
+    /// kept state passes only after the reaction time and the hold (here
+    /// t=0.010 + 5.037 + 2 s), not 2 s after the cut.
+    #[test]
+    fn a_drill_waits_for_a_kept_state_to_outlast_the_reaction_time() {
+        let mut e = resolved(3, KEEPS_ALONE, &[]);
+        e.expects.retain(|x| x.name == "pve2 and pve3 stay quorate");
+        let log: Vec<LogEvent> = pve1_cut_log().into_iter().filter(|ev| ev.t < 4.0).collect();
+        for (now, met) in [(2.5, false), (7.0, false), (7.1, true)] {
+            assert_eq!(expectations_met(&e, &names(3), &log, now), met, "{now}");
+            assert_eq!(
+                open_expectations(&e, &names(3), &log, now).is_empty(),
+                met,
+                "{now}"
+            );
+        }
     }
 
     /// Without a model of the cluster nobody can say how long corosync
