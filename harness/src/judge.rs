@@ -1,6 +1,9 @@
 //! The judge: a pure function from an experiment and its event log to
 //! verdicts. It never talks to an agent; unit tests drive it with
-//! hand-written logs.
+//! hand-written logs. An expectation is met by a state reached after its
+//! anchor, or by one already there that outlasts the cluster's reaction
+//! time (`judge_expect`): never by a state corosync has not yet had the
+//! time to change.
 
 use std::collections::BTreeMap;
 
