@@ -162,6 +162,20 @@ fn agent_pid_in(lab: &TestLab, node: &str) -> i32 {
         .expect("no agent process on the node")
 }
 
+/// The guard watching agent `agent`.
+fn guard_pid_of(agent: i32) -> i32 {
+    let wanted = format!("--guard\0{agent}\0");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .find(|p| {
+            std::fs::read(format!("/proc/{p}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&wanted))
+        })
+        .unwrap_or_else(|| panic!("no guard for agent {agent}"))
+}
+
 #[test]
 fn network_faults_on_three_nodes_two_links() {
     let lab = TestLab::up(&["--links", "2"]);
@@ -456,7 +470,11 @@ fn network_faults_on_three_nodes_two_links() {
             )
         })
         .unwrap();
+    // One agent owns a node at a time: this one takes pve3 while the
+    // direct connection is closed.
+    drop(pve3);
     let mut over_ssh = AgentConn::connect("pve3", &connect, T).unwrap();
+    assert!(over_ssh.owns(), "{:?}", over_ssh.hello.role);
     let cut_controller = Fault::Cut {
         peers: vec![ip("198.18.0.1")],
         direction: Direction::Both,
@@ -484,6 +502,8 @@ fn network_faults_on_three_nodes_two_links() {
     drop(over_ssh);
     assert_clean(&lab, "pve3");
     lab.wait_whole(3);
+    let mut pve3 = lab.agent("pve3");
+    assert!(pve3.owns(), "{:?}", pve3.hello.role);
 
     // kill -9 of the agent mid-cut: the kernel drops the owned table at once.
     apply_ok(
@@ -695,12 +715,18 @@ fn process_clock_and_command_faults() {
         },
     );
     apply_ok(&mut pve3, "pause", Fault::Pause);
+    // Its guard first (the chaos test covers the guard's own rollback): the
+    // journal is then all that is left to roll the faults back from, as
+    // after a reboot or with the guard OOM-killed.
     let agent = agent_pid_in(&lab, "pve3");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(agent),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    let guard = guard_pid_of(agent);
+    for pid in [guard, agent] {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+    }
     drop(pve3);
     let out = corodrill(&[
         "lab",

@@ -68,7 +68,8 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
     }
     let journal = journal::Journal::open(&node.state_dir).map_err(anyhow::Error::msg)?;
     let hostname = node.hostname();
-    let owner = owner::try_own(&node.state_dir).map_err(anyhow::Error::msg)?;
+    let owner = owner::own_after_guard(&node, std::time::Duration::from_secs(30))
+        .map_err(anyhow::Error::msg)?;
     if cli.rollback {
         let lock = match owner {
             Some(lock) => lock,

@@ -270,6 +270,43 @@ pub fn run_output(cmd: &mut Command) -> Result<String, String> {
     }
 }
 
+/// Like `run_output`, for a tool that asks corosync: a paused corosync
+/// never answers, and nothing on the agent's request path may wait on it.
+pub fn run_output_within(cmd: &mut Command, limit: Duration) -> Result<String, String> {
+    let program = cmd.get_program().to_owned();
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run {program:?}: {e}"))?;
+    let deadline = Instant::now() + limit;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("{program:?}: no answer within {limit:?}"));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) => return Err(format!("waiting for {program:?}: {e}")),
+        }
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("reading {program:?}: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "{program:?}: {} {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
 fn path(p: &Path) -> String {
     p.to_string_lossy().into_owned()
 }

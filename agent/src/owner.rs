@@ -67,6 +67,28 @@ pub fn try_own(state_dir: &Path) -> Result<Option<OwnerLock>, String> {
     }
 }
 
+/// Takes the node's ownership, waiting out a guard that holds it: a guard
+/// holds the lock only after its agent died, for as long as it rolls back,
+/// and the agent started now (a reconnecting controller's) is the owner
+/// that comes next. A live agent holding it: None, observe.
+pub fn own_after_guard(node: &Node, patience: Duration) -> Result<Option<OwnerLock>, String> {
+    let deadline = Instant::now() + patience;
+    loop {
+        if let Some(lock) = try_own(&node.state_dir)? {
+            return Ok(Some(lock));
+        }
+        let guard_holds = owner_pid(&node.state_dir).is_some_and(|pid| {
+            is_agent_of(node, pid)
+                && std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| c.split(|b| *b == 0).any(|a| a == b"--guard"))
+        });
+        if !guard_holds || Instant::now() >= deadline {
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// The pid the owner wrote into the lock file.
 pub fn owner_pid(state_dir: &Path) -> Option<i32> {
     let mut text = String::new();

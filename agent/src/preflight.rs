@@ -8,7 +8,7 @@ use std::net::IpAddr;
 
 use corodrill_protocol::{Check, CheckStatus, Peer};
 
-use crate::node::{command, run_output};
+use crate::node::{command, run_output, run_output_within};
 
 fn check(name: &str, status: CheckStatus, detail: String, fix: Option<&str>) -> Check {
     Check {
@@ -122,7 +122,10 @@ fn time_sync() -> Check {
 
 /// `corosync-cfgtool -s`: every peer connected on every link.
 fn corosync_links() -> Check {
-    let Ok(out) = run_output(command("corosync-cfgtool").arg("-s")) else {
+    let Ok(out) = run_output_within(
+        command("corosync-cfgtool").arg("-s"),
+        std::time::Duration::from_secs(3),
+    ) else {
         return check(
             "corosync links",
             CheckStatus::Fail,

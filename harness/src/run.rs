@@ -175,6 +175,13 @@ struct Drill<'a> {
     renewer: Renewer,
     /// The drill's name, journaled with each fault on the nodes.
     drill_name: String,
+    /// How long corosync may take to show a change (the model's window,
+    /// seconds): a view older than a heal proves nothing until then.
+    settle: f64,
+    /// When each node's view last changed (drill time).
+    changed_at: BTreeMap<String, f64>,
+    /// When faults were last healed (drill time).
+    healed_at: Option<f64>,
     nodes: Vec<String>,
     /// Where new agents' events go (agents reconnected after a power-on).
     event_tx: Sender<(String, Event)>,
@@ -265,6 +272,7 @@ pub fn run(
     };
     let mut drill = Drill::connect(experiment, plan, inventory, opts).map_err(aborted)?;
     let model = crate::ops::cluster_model(&drill.agents, inventory, &opts.model_override);
+    drill.settle = model.window().as_secs_f64();
     // Fencing foresight: on a cluster with HA services, a drill that keeps
     // nodes out of quorum long enough gets them reset. Refused before any
     // fault unless the operator says so.
@@ -380,6 +388,9 @@ impl<'a> Drill<'a> {
             opts,
             renewer: Renewer::start(opts.lease),
             drill_name: experiment.name.clone(),
+            settle: 5.0,
+            changed_at: BTreeMap::new(),
+            healed_at: None,
             last_said: Instant::now(),
             nodes: plan.nodes.clone(),
             event_tx,
@@ -466,6 +477,7 @@ impl<'a> Drill<'a> {
                 };
                 if let Some(s) = NodeState::from_event(&body) {
                     self.states.insert(node.clone(), s);
+                    self.changed_at.insert(node.clone(), t);
                 }
                 self.record(t, Some(&node), body);
             }
@@ -500,6 +512,7 @@ impl<'a> Drill<'a> {
             }
             EventBody::CorosyncDown { reason } => {
                 self.states.insert(node.clone(), NodeState::down());
+                self.changed_at.insert(node.clone(), t);
                 self.record(t, Some(&node), LogBody::CorosyncDown { reason });
             }
             EventBody::EtcPve { writable } => {
@@ -655,6 +668,7 @@ impl<'a> Drill<'a> {
     /// down, and the views of resources it sent no longer speak for it.
     fn node_down(&mut self, node: &str, t: f64, reason: String) {
         self.states.insert(node.to_owned(), NodeState::down());
+        self.changed_at.insert(node.to_owned(), t);
         self.record(t, Some(node), LogBody::CorosyncDown { reason });
         let watched: Vec<String> = self
             .resource_views
@@ -694,21 +708,51 @@ impl<'a> Drill<'a> {
         }
     }
 
+    /// Whole, and known to be so after the last heal: every node's view
+    /// came after it (one ring), or corosync has had its time to show a
+    /// change since. Views from before a heal may predate the fault's
+    /// effect (a cut corosync had not noticed yet when it was healed).
+    fn whole_now(&self) -> Result<(), String> {
+        self.whole()?;
+        let Some(healed) = self.healed_at else {
+            return Ok(());
+        };
+        let fresh = self
+            .nodes
+            .iter()
+            .all(|n| self.changed_at.get(n).is_some_and(|&t| t > healed));
+        let rings: std::collections::BTreeSet<&str> = self
+            .nodes
+            .iter()
+            .filter_map(|n| self.states.get(n).map(|s| s.ring_id.as_str()))
+            .collect();
+        let settled = self.now() >= healed + self.settle;
+        if (fresh && rings.len() == 1) || settled {
+            Ok(())
+        } else {
+            Err(format!(
+                "every node looks whole, but not every view is newer than the heal at t={healed:.1}s: \
+                 waiting until t={:.1}s for corosync to show any change",
+                healed + self.settle
+            ))
+        }
+    }
+
     fn wait_whole(&mut self, timeout: Duration) -> Result<(), String> {
         let deadline = self.now() + timeout.as_secs_f64();
         let mut last_progress = Instant::now();
         loop {
-            if self.whole().is_ok() {
+            if self.whole_now().is_ok() {
                 return Ok(());
             }
             if self.now() >= deadline {
-                return self.whole();
+                return self.whole_now();
             }
             if last_progress.elapsed() >= Duration::from_secs(2) {
                 last_progress = Instant::now();
                 (self.opts.progress)(&format!(
                     "waiting for the cluster to be whole: {}",
-                    self.whole().err().unwrap_or_default()
+                    self.whole_now().err().unwrap_or_default()
                 ));
             }
             // Live views even after a Ctrl-C (the caller honours it):
@@ -1197,6 +1241,7 @@ impl<'a> Drill<'a> {
         if let Some(f) = f {
             (self.opts.progress)(&format!("t={:.1}s heal {}", self.now(), f.id));
         }
+        self.healed_at = Some(self.now());
         let agents_result = self.heal_agents(f);
         let to_power_on: Vec<String> = self
             .powered_off

@@ -3,6 +3,8 @@
 //! inside a lab node.
 #![allow(dead_code)]
 
+pub mod chaos;
+
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 
