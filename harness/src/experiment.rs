@@ -197,6 +197,9 @@ pub enum FaultKind {
         nodes: Vec<String>,
         run: String,
         undo: Option<String>,
+        /// How long `run` and `undo` may each take before the node kills
+        /// them (the agent's default, 60 s, when absent).
+        timeout: Option<Duration>,
     },
 }
 
@@ -976,11 +979,25 @@ fn fault(c: &mut Checker, span: &Range<usize>, mut t: Table, nodes: usize) -> Op
                 strobe: strobe.map(|d| d.0),
             }
         }
-        "command" => FaultKind::Command {
-            nodes: nodes_of(c, &mut t)?,
-            run: required(c, span, &mut t, "run", &format!("fault {id:?}"))?,
-            undo: take(c, span, &mut t, "undo").ok()?,
-        },
+        "command" => {
+            let nodes = nodes_of(c, &mut t)?;
+            let run = required(c, span, &mut t, "run", &format!("fault {id:?}"))?;
+            let undo = take(c, span, &mut t, "undo").ok()?;
+            let timeout: Option<Dur> = take(c, span, &mut t, "timeout").ok()?;
+            if timeout.as_ref().is_some_and(|d| d.0.is_zero()) {
+                c.at_key(
+                    span,
+                    "timeout",
+                    format!("fault {id:?}: a timeout of zero would kill the command at once"),
+                );
+            }
+            FaultKind::Command {
+                nodes,
+                run,
+                undo,
+                timeout: timeout.map(|d| d.0),
+            }
+        }
         other => {
             c.at_key(
                 span,
@@ -1295,6 +1312,32 @@ within = "15s"
         assert!(
             errs[3].contains("names no fault") && errs[3].starts_with("x.toml:24:1:"),
             "{errs:#?}"
+        );
+    }
+
+    #[test]
+    fn command_faults_carry_their_timeout() {
+        let command = |extra: &str| {
+            GOOD.replace(
+                "kind = \"partition\"\ngroups = [[\"pve1\", \"pve2\"], [\"pve3\"]]",
+                &format!("kind = \"command\"\nnodes = [\"pve1\"]\nrun = \"true\"\n{extra}"),
+            )
+        };
+        let e = parse(Path::new("x.toml"), &command("timeout = \"90s\"")).unwrap();
+        assert!(matches!(
+            &e.faults[0].kind,
+            FaultKind::Command { timeout: Some(t), .. } if *t == Duration::from_secs(90)
+        ));
+        let e = parse(Path::new("x.toml"), &command("")).unwrap();
+        assert!(matches!(
+            &e.faults[0].kind,
+            FaultKind::Command { timeout: None, .. }
+        ));
+        let errs = errors(&command("timeout = \"0s\""));
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("timeout") && e.starts_with("x.toml:")),
+            "{errs:?}"
         );
     }
 

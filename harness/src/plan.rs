@@ -280,13 +280,14 @@ pub fn plan(experiment: &Experiment, inventory: &Inventory) -> Result<Plan, Vec<
                 nodes: who,
                 run,
                 undo,
+                timeout,
             } => actions.extend(who.iter().map(|n| {
                 (
                     n.clone(),
                     Fault::Command {
                         run: run.clone(),
                         undo: undo.clone(),
-                        timeout_ms: None,
+                        timeout_ms: timeout.map(|t| t.as_millis() as u64),
                     },
                 )
             })),

@@ -943,7 +943,21 @@ impl<'a> Drill<'a> {
                         allow_management_cut: f.allow_management_cut,
                         drill: Some(drill_name.clone()),
                     };
-                    Some(s.spawn(move || (a.node.clone(), a.request(op, Duration::from_secs(60)))))
+                    // A command fault may take its own timeout, and the node
+                    // kills it then: wait for that answer.
+                    let patience = match &op {
+                        Op::Apply {
+                            fault:
+                                corodrill_protocol::Fault::Command {
+                                    timeout_ms: Some(ms),
+                                    ..
+                                },
+                            ..
+                        } => Duration::from_millis(*ms) + Duration::from_secs(10),
+                        _ => Duration::from_secs(60),
+                    }
+                    .max(Duration::from_secs(60));
+                    Some(s.spawn(move || (a.node.clone(), a.request(op, patience))))
                 })
                 .collect();
             handles.into_iter().filter_map(|h| h.join().ok()).collect()
