@@ -21,7 +21,7 @@ test: deps
 
 bench: deps
 	$(CARGO) build --release --workspace
-	$(CARGO) bench --bench lab_up --bench agent --bench drills --bench oracle --bench failover
+	$(CARGO) bench --bench lab_up --bench agent --bench drills --bench oracle --bench failover --bench chaos
 
 lint:
 	$(CARGO) fmt --check

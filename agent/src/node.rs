@@ -214,12 +214,29 @@ pub fn is_zombie(pid: i32) -> bool {
 /// corosync's IPC answers (quorumtool exits 0 quorate, 2 inquorate, 1 when
 /// it cannot reach corosync).
 pub fn corosync_answers() -> bool {
-    command("corosync-quorumtool")
+    // A corosync that is paused or still starting may never answer: ask
+    // with a deadline (a rollback waits on this).
+    let Ok(mut child) = command("corosync-quorumtool")
         .arg("-s")
+        .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.code() != Some(1))
+        .spawn()
+    else {
+        return false;
+    };
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return status.code() != Some(1),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return false;
+            }
+        }
+    }
 }
 
 pub fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> Result<(), ()> {

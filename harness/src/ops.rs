@@ -150,6 +150,7 @@ pub fn heal(inventory_path: &Path) -> u8 {
             .collect();
         handles.into_iter().filter_map(|h| h.join().ok()).collect()
     });
+    let mut acted = false;
     for (node, lines, clean) in results {
         if !clean {
             code = 3;
@@ -157,11 +158,128 @@ pub fn heal(inventory_path: &Path) -> u8 {
         if lines.is_empty() {
             println!("{node}: nothing to roll back");
         }
+        acted |= !lines.is_empty();
         for l in lines {
             println!("{node}: {l}");
         }
     }
+    if !failures.is_empty() || agents.is_empty() {
+        return code;
+    }
+    // Healed is not whole: read every node's view, live, until corosync has
+    // had its time to show what the faults just removed did.
+    let model = cluster_model(&agents, &inventory, &std::collections::BTreeMap::new());
+    let settle = if acted {
+        model.window()
+    } else {
+        Duration::ZERO
+    };
+    let nodes: Vec<String> = inventory.nodes.iter().map(|n| n.name.clone()).collect();
+    match verify_whole(
+        &agents,
+        &nodes,
+        settle,
+        model.merge_window().max(Duration::from_secs(30)),
+    ) {
+        Ok(said) => println!("{said}"),
+        Err(why) => {
+            eprintln!("after healing, the cluster is not whole: {why}");
+            code = 3;
+        }
+    }
     code
+}
+
+/// Watches every node's quorum view until each is quorate with every node
+/// as member, one ring, and `settle` has passed; or says what is missing
+/// at `timeout`.
+fn verify_whole(
+    agents: &[AgentConn],
+    nodes: &[String],
+    settle: Duration,
+    timeout: Duration,
+) -> Result<String, String> {
+    let started = Instant::now();
+    let ids: std::collections::BTreeMap<u32, String> = agents
+        .iter()
+        .filter_map(|a| Some((a.hello.node_id?, a.node.clone())))
+        .collect();
+    for a in agents {
+        match a.request(Op::Watch, Duration::from_secs(5)) {
+            Ok(Outcome::Ok { .. }) => {}
+            other => return Err(format!("{}: cannot watch its quorum: {other:?}", a.node)),
+        }
+    }
+    let mut views: std::collections::BTreeMap<String, crate::log::NodeState> =
+        std::collections::BTreeMap::new();
+    let mut last_said = Instant::now();
+    loop {
+        for a in agents {
+            while let Ok(ev) = a.events().try_recv() {
+                let state = match ev.body {
+                    EventBody::Quorum {
+                        quorate,
+                        ring_id,
+                        members,
+                        total_votes,
+                        ..
+                    } => crate::log::NodeState {
+                        quorate,
+                        members: members
+                            .iter()
+                            .map(|m| {
+                                m.name
+                                    .clone()
+                                    .or_else(|| ids.get(&m.node_id).cloned())
+                                    .unwrap_or_else(|| format!("node{}", m.node_id))
+                            })
+                            .collect(),
+                        ring_id,
+                        total_votes,
+                        corosync_up: true,
+                    },
+                    EventBody::CorosyncDown { .. } => crate::log::NodeState::down(),
+                    _ => continue,
+                };
+                views.insert(a.node.clone(), state);
+            }
+        }
+        let missing: Vec<String> = nodes
+            .iter()
+            .filter_map(|n| match views.get(n) {
+                Some(s) if s.sees_whole(nodes) => None,
+                Some(s) => Some(format!("{n}: {}", s.describe())),
+                None => Some(format!("{n}: no view yet")),
+            })
+            .collect();
+        let rings: std::collections::BTreeSet<&str> =
+            views.values().map(|s| s.ring_id.as_str()).collect();
+        let elapsed = started.elapsed();
+        if missing.is_empty() && rings.len() == 1 && elapsed >= settle {
+            return Ok(format!(
+                "cluster whole: every node quorate with all {} nodes, ring {} (live views, {:.1}s after the heal)",
+                nodes.len(),
+                rings.into_iter().next().unwrap_or_default(),
+                elapsed.as_secs_f64()
+            ));
+        }
+        let why = if missing.is_empty() {
+            format!(
+                "nodes on different rings ({})",
+                rings.into_iter().collect::<Vec<_>>().join(", ")
+            )
+        } else {
+            missing.join("; ")
+        };
+        if elapsed >= timeout {
+            return Err(why);
+        }
+        if last_said.elapsed() >= Duration::from_secs(5) {
+            last_said = Instant::now();
+            eprintln!("waiting for the cluster to be whole: {why}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// One node's heal: its report lines, and whether it is clean.
@@ -323,7 +441,8 @@ fn status_line(a: &mut AgentConn) -> String {
             EventBody::LeaseExpired { .. }
             | EventBody::Links { .. }
             | EventBody::Resource { .. }
-            | EventBody::EtcPve { .. } => {}
+            | EventBody::EtcPve { .. }
+            | EventBody::Stall { .. } => {}
         }
     }
     line
