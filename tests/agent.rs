@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use corodrill::agent::AgentConn;
-use corodrill_protocol::{Direction, Event, EventBody, Fault, Op, Outcome};
+use corodrill_protocol::{Direction, Event, EventBody, Fault, Op, Outcome, StallSource};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -582,6 +582,18 @@ fn process_clock_and_command_faults() {
         quorum_is(true, &[1, 3]),
     );
     heal_clean(&mut pve2, "pause");
+    // The machine's stall as corosync saw it: its own "not scheduled"
+    // warning, read from its log, on pve2's stream.
+    let stall = wait_event(
+        &pve2,
+        Duration::from_secs(5),
+        "corosync's not-scheduled warning",
+        |b| matches!(b, EventBody::Stall { source: StallSource::Corosync, late_ms, .. } if *late_ms >= 1000),
+    );
+    let EventBody::Stall { detail, .. } = &stall.body else {
+        unreachable!()
+    };
+    assert!(detail.contains("not scheduled"), "{detail}");
     wait_event(
         &pve1,
         Duration::from_secs(15),
@@ -590,6 +602,18 @@ fn process_clock_and_command_faults() {
     );
     assert_clean(&lab, "pve2");
     lab.wait_whole(3);
+
+    // The agent's own timer: an agent held still for 600 ms says it woke late.
+    let agent = nix::unistd::Pid::from_raw(agent_pid_in(&lab, "pve2"));
+    nix::sys::signal::kill(agent, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    nix::sys::signal::kill(agent, nix::sys::signal::Signal::SIGCONT).unwrap();
+    wait_event(
+        &pve2,
+        Duration::from_secs(5),
+        "the agent's late timer",
+        |b| matches!(b, EventBody::Stall { source: StallSource::Agent, late_ms, .. } if *late_ms >= 500),
+    );
 
     // Clock skew of five minutes moves the node's clock file, not the host's;
     // quorum is unaffected.

@@ -11,6 +11,7 @@ mod pve_ha;
 mod quorum;
 mod resources;
 mod server;
+mod stall;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

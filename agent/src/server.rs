@@ -488,6 +488,7 @@ pub fn serve(mut agent: Agent, hello_node: String, owner: Option<OwnerLock>) -> 
     hello.utc_us = utc_us();
     out.send(&Message::Hello(hello));
     let lease = agent.lease.clone();
+    let node = agent.ctx.node.clone();
     let lease_ms = Arc::new(std::sync::atomic::AtomicU64::new(10_000));
     let agent = Arc::new(Mutex::new(agent));
 
@@ -497,7 +498,17 @@ pub fn serve(mut agent: Agent, hello_node: String, owner: Option<OwnerLock>) -> 
         let out = out.clone();
         let lease_ms = lease_ms.clone();
         std::thread::spawn(move || loop {
+            let asleep = Instant::now();
             std::thread::sleep(Duration::from_millis(10));
+            // This thread asked for 10 ms: much more is the machine stalling.
+            let late = asleep.elapsed().saturating_sub(Duration::from_millis(10));
+            if late >= crate::stall::AGENT_LATE {
+                out.event(EventBody::Stall {
+                    source: corodrill_protocol::StallSource::Agent,
+                    late_ms: late.as_millis() as u64,
+                    detail: format!("the agent's 10 ms timer woke {} ms late", late.as_millis()),
+                });
+            }
             lock(&agent).tick(&out, &lease_ms);
         });
     }
@@ -600,8 +611,9 @@ pub fn serve(mut agent: Agent, hello_node: String, owner: Option<OwnerLock>) -> 
             Op::Watch => {
                 if !watching {
                     watching = true;
-                    let out = out.clone();
-                    std::thread::spawn(move || crate::quorum::watch(&out));
+                    let quorum_out = out.clone();
+                    std::thread::spawn(move || crate::quorum::watch(&quorum_out));
+                    crate::stall::watch_corosync(out.clone(), &node);
                 }
                 Outcome::Ok { mono_ns: mono_ns() }
             }

@@ -29,6 +29,8 @@ struct DrillView {
     runs: usize,
     passed: bool,
     error: Option<String>,
+    /// The machine stalled during a failing run: the evidence.
+    disturbed: Option<String>,
     wall: String,
     nodes: Vec<String>,
     verdicts: Vec<VerdictView>,
@@ -255,6 +257,7 @@ fn drill_view(r: &DrillResult, run: usize, runs: usize) -> DrillView {
         runs,
         passed: r.passed(),
         error: r.error.clone(),
+        disturbed: r.disturbed(),
         wall: format!("{:.1}s", r.wall.as_secs_f64()),
         nodes,
         verdicts,

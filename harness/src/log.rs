@@ -60,6 +60,16 @@ pub enum LogBody {
     /// is read-only while the node is inquorate).
     #[serde(rename = "etc_pve")]
     EtcPve { writable: bool },
+    /// The machine stalled (corosync's own "not scheduled" warning, or the
+    /// agent's timer waking late); `t` is when the stall began, `late_ms`
+    /// how long it lasted. A failure beside one is the machine's as much
+    /// as the cluster's.
+    #[serde(rename = "stall")]
+    Stall {
+        source: String,
+        late_ms: u64,
+        detail: String,
+    },
     #[serde(rename = "lease.expired")]
     LeaseExpired {
         fault: String,
@@ -76,6 +86,9 @@ pub enum LogBody {
     ExpectPass { name: String, measured: Option<f64> },
     #[serde(rename = "expect.fail")]
     ExpectFail { name: String, message: String },
+    /// The run failed while the machine stalled (written after the verdicts).
+    #[serde(rename = "drill.disturbed")]
+    DrillDisturbed { evidence: String },
 }
 
 impl LogEvent {

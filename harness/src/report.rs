@@ -27,6 +27,44 @@ impl DrillResult {
     pub fn passed(&self) -> bool {
         self.error.is_none() && self.verdicts.iter().all(|v| v.passed)
     }
+
+    /// The machine's stalls seen during the run (corosync's own warning,
+    /// the agents' timers).
+    pub fn stalls(&self) -> Vec<&LogEvent> {
+        self.log
+            .iter()
+            .filter(|e| matches!(e.body, LogBody::Stall { .. }))
+            .collect()
+    }
+
+    /// A run that failed while the machine stalled is disturbed: its
+    /// failures may be the machine's, not the cluster's. The evidence, in
+    /// words. A pass is never disturbed.
+    pub fn disturbed(&self) -> Option<String> {
+        if self.passed() {
+            return None;
+        }
+        let stalls: Vec<String> = self
+            .stalls()
+            .into_iter()
+            .filter_map(|e| match &e.body {
+                LogBody::Stall {
+                    source, late_ms, ..
+                } => Some(format!(
+                    "{} stalled {late_ms} ms at t={:.1}s ({})",
+                    e.node.as_deref().unwrap_or("?"),
+                    e.t,
+                    if source == "corosync" {
+                        "corosync: main process not scheduled"
+                    } else {
+                        "the agent's timer"
+                    }
+                )),
+                _ => None,
+            })
+            .collect();
+        (!stalls.is_empty()).then(|| format!("the machine stalled: {}", stalls.join("; ")))
+    }
 }
 
 /// Pass rate and spread of one verdict over repeated runs.
@@ -102,6 +140,10 @@ pub fn junit(all: &[Vec<DrillResult>]) -> String {
             first.experiment.file.display().to_string(),
         ));
         suite.add_property(Property::new("runs", runs.len().to_string()));
+        let disturbed = runs.iter().filter(|r| r.disturbed().is_some()).count();
+        if disturbed > 0 {
+            suite.add_property(Property::new("disturbed_runs", disturbed.to_string()));
+        }
         suite.set_time(runs.iter().map(|r| r.wall).sum());
         for r in runs.iter().filter_map(|r| r.error.as_ref()) {
             let mut status = TestCaseStatus::non_success(NonSuccessKind::Error);
@@ -113,8 +155,20 @@ pub fn junit(all: &[Vec<DrillResult>]) -> String {
                 continue;
             };
             let stats = Stats::of(&verdicts);
+            // The run the last verdict comes from: disturbed, its failure
+            // is an error with the evidence, not a plain failure.
+            let disturbed = runs
+                .iter()
+                .rev()
+                .find(|r| r.verdicts.iter().any(|v| v.name == name))
+                .and_then(DrillResult::disturbed);
             let mut status = if last.passed {
                 TestCaseStatus::success()
+            } else if let Some(evidence) = &disturbed {
+                let mut s = TestCaseStatus::non_success(NonSuccessKind::Error);
+                s.set_message(format!("disturbed ({evidence}): {}", last.message));
+                s.set_type("disturbed");
+                s
             } else {
                 let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
                 s.set_message(last.message.clone());
@@ -209,7 +263,12 @@ pub fn json_lines(all: &[Vec<DrillResult>]) -> String {
                     )
                 })
                 .collect();
-            for event in r.log.iter().chain(&verdicts) {
+            let disturbed: Vec<LogEvent> = r
+                .disturbed()
+                .map(|evidence| LogEvent::new(end, None, LogBody::DrillDisturbed { evidence }))
+                .into_iter()
+                .collect();
+            for event in r.log.iter().chain(&verdicts).chain(&disturbed) {
                 let line = Line {
                     experiment: &r.experiment.name,
                     run: i + 1,
@@ -232,18 +291,36 @@ pub fn summary(runs: &[DrillResult]) -> String {
         return String::new();
     };
     let passed = runs.iter().filter(|r| r.passed()).count();
+    let disturbed: Vec<String> = runs.iter().filter_map(DrillResult::disturbed).collect();
     let wall: f64 = runs.iter().map(|r| r.wall.as_secs_f64()).sum::<f64>() / runs.len() as f64;
+    let verdict = if passed == runs.len() {
+        "PASS"
+    } else if disturbed.len() == runs.len() - passed {
+        // Every failing run failed while the machine stalled.
+        "DISTURBED"
+    } else {
+        "FAIL"
+    };
     let mut lines = vec![format!(
-        "{} {}  ({}{:.1}s)",
-        if passed == runs.len() { "PASS" } else { "FAIL" },
+        "{verdict} {}  ({}{}{:.1}s)",
         first.experiment.name,
         if runs.len() > 1 {
             format!("{passed}/{} runs passed, ", runs.len())
         } else {
             String::new()
         },
+        if runs.len() > 1 && !disturbed.is_empty() {
+            format!("{} disturbed, ", disturbed.len())
+        } else {
+            String::new()
+        },
         wall
     )];
+    for evidence in &disturbed {
+        lines.push(format!(
+            "  DISTURBED {evidence}: the failures below may be the machine's, not the cluster's"
+        ));
+    }
     for r in runs.iter().filter_map(|r| r.error.as_ref()) {
         lines.push(format!("  ERROR {r}"));
     }
@@ -314,6 +391,62 @@ mod tests {
             error: None,
             wall: Duration::from_secs(10),
         }
+    }
+
+    fn stalled(mut r: DrillResult) -> DrillResult {
+        r.log.push(LogEvent::new(
+            4.2,
+            Some("pve2"),
+            LogBody::Stall {
+                source: "corosync".into(),
+                late_ms: 1376,
+                detail: "Corosync main process was not scheduled (@1) for 1375.7979 ms (threshold is 1320.0000 ms)".into(),
+            },
+        ));
+        r
+    }
+
+    #[test]
+    fn a_failure_beside_a_stall_is_disturbed_a_pass_is_not() {
+        // A pass stays a pass, stall or not.
+        let pass = stalled(result(&[true]));
+        assert_eq!(pass.disturbed(), None);
+        assert!(summary(&[pass]).starts_with("PASS x"));
+
+        let fail = stalled(result(&[false]));
+        let evidence = fail.disturbed().expect("disturbed");
+        assert!(
+            evidence.contains("pve2 stalled 1376 ms at t=4.2s"),
+            "{evidence}"
+        );
+        let text = summary(std::slice::from_ref(&fail));
+        assert!(text.starts_with("DISTURBED x"), "{text}");
+        // JUnit: an error with the evidence, not a plain failure.
+        let report = Report::deserialize_from_str(&junit(&[vec![fail]])).unwrap();
+        match &report.test_suites[0].test_cases[0].status {
+            TestCaseStatus::NonSuccess {
+                kind, message, ty, ..
+            } => {
+                assert_eq!(*kind, NonSuccessKind::Error);
+                assert_eq!(ty.as_ref().map(|t| t.as_str()), Some("disturbed"));
+                assert!(
+                    message.as_ref().is_some_and(|m| m.contains("1376 ms")),
+                    "{message:?}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // Without a stall the same failure is a plain failure.
+        let plain = result(&[false]);
+        assert_eq!(plain.disturbed(), None);
+        assert!(summary(&[plain]).starts_with("FAIL x"));
+        // Repeated: counted apart.
+        let runs = vec![result(&[true]), stalled(result(&[false])), result(&[false])];
+        let text = summary(&runs);
+        assert!(
+            text.starts_with("FAIL x  (1/3 runs passed, 1 disturbed,"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -515,6 +515,28 @@ impl<'a> Drill<'a> {
                 self.changed_at.insert(node.clone(), t);
                 self.record(t, Some(&node), LogBody::CorosyncDown { reason });
             }
+            EventBody::Stall {
+                source,
+                late_ms,
+                detail,
+            } => {
+                let source = match source {
+                    corodrill_protocol::StallSource::Corosync => "corosync",
+                    corodrill_protocol::StallSource::Agent => "agent",
+                };
+                (self.opts.progress)(&format!(
+                    "t={t:.1}s {node}: the machine stalled for {late_ms} ms ({source}): {detail}"
+                ));
+                self.record(
+                    t - late_ms as f64 / 1000.0,
+                    Some(&node),
+                    LogBody::Stall {
+                        source: source.into(),
+                        late_ms,
+                        detail,
+                    },
+                );
+            }
             EventBody::EtcPve { writable } => {
                 self.record(t, Some(&node), LogBody::EtcPve { writable });
             }

@@ -374,6 +374,15 @@ pub enum EventBody {
     Links { links: Vec<LinkState> },
     /// A fault's lease ran out and the agent rolled it back by itself.
     LeaseExpired { reports: Vec<RollbackReport> },
+    /// The machine, not the cluster, stalled: corosync said it was not
+    /// scheduled for `late_ms` (its own warning, from its log), or the
+    /// agent's own 10 ms timer woke `late_ms` late. Stamped when seen; the
+    /// stall ended then.
+    Stall {
+        source: StallSource,
+        late_ms: u64,
+        detail: String,
+    },
     /// Where this node's view (Pacemaker's status on this node) says a
     /// watched resource is active, when that changes; `None` when this
     /// node cannot say (Pacemaker not answering here).
@@ -385,6 +394,16 @@ pub enum EventBody {
     /// on this node (pmxcfs turns it read-only while the node is
     /// inquorate), when that changes; sent by the `pve-ha` watcher.
     EtcPve { writable: bool },
+}
+
+/// Who saw a stall.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StallSource {
+    /// corosync's "main process was not scheduled for N ms" warning.
+    Corosync,
+    /// The agent's own timer.
+    Agent,
 }
 
 /// One knet link from this node to a peer.
