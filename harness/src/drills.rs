@@ -93,7 +93,7 @@ pub fn load_inventory(path: &Path) -> Result<Inventory, String> {
 /// that cannot be planned on this inventory (another shape of cluster) is
 /// skipped (listed in `skipped`), so `run experiments/` runs what fits; a
 /// file named on its own that does not fit is an error.
-fn prepare(
+pub(crate) fn prepare(
     paths: &[PathBuf],
     inventory: &Inventory,
     skipped: &mut Vec<String>,
@@ -148,7 +148,7 @@ fn prepare(
 }
 
 /// Whether the experiment was found in a directory rather than named.
-fn from_directory(paths: &[PathBuf], e: &Experiment) -> bool {
+pub(crate) fn from_directory(paths: &[PathBuf], e: &Experiment) -> bool {
     !paths.contains(&e.file)
 }
 

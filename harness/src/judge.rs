@@ -93,6 +93,21 @@ pub fn open_expectations<'e>(
         .collect()
 }
 
+/// The first moment after `from` at which `e` no longer holds (some node
+/// it names sees something else), or None when it holds to the end of
+/// the log: how long the state that met an expectation lasted (`mutate`
+/// asks for a `hold` past it).
+pub fn holds_until(e: &Expect, nodes: &[String], log: &[LogEvent], from: f64) -> Option<f64> {
+    let mut log: Vec<&LogEvent> = log.iter().collect();
+    log.sort_by(|a, b| a.t.total_cmp(&b.t));
+    let timeline = Timeline::new(&log);
+    let anchor = anchor_time(e, log.iter().copied())?;
+    let end = timeline
+        .change_times(from, timeline.end)
+        .find(|&t| holds_at(e, nodes, &timeline, t, anchor).is_err());
+    end
+}
+
 /// Every node's state after each quorum-changing event, in time order.
 struct Timeline {
     /// (time, node, state it entered)

@@ -12,6 +12,7 @@ pub mod inventory;
 pub mod judge;
 pub mod lab;
 pub mod log;
+pub mod mutate;
 pub mod ops;
 pub mod oracle;
 pub mod plan;

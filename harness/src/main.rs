@@ -85,6 +85,31 @@ enum Command {
         #[arg(long)]
         allow_fencing: bool,
     },
+    /// Mutation testing of drills: each runs once, for real, then mutants of
+    /// its expectations (quorate flipped, a member added or dropped, votes
+    /// +-1, running_on another node, within shorter than measured, hold
+    /// past the next change) are judged on the same event log. A mutant
+    /// that still passes is an expectation that does not constrain what the
+    /// cluster did. Exit 0 every mutant killed, 1 one survived.
+    #[command(
+        after_help = "Example:\n  corodrill mutate experiments/isolate-one-of-three.toml --inventory /var/lib/corodrill/labs/lab/inventory.toml"
+    )]
+    Mutate {
+        /// Experiment files, or directories of them.
+        #[arg(required = true)]
+        experiments: Vec<PathBuf>,
+        #[arg(long)]
+        inventory: PathBuf,
+        /// How long a fault outlives a silent controller (the agents' lease).
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        lease: Duration,
+        /// A corosync setting the oracle assumes instead of the cluster's (repeatable).
+        #[arg(long = "model-override", value_name = "KEY=VALUE", value_parser = key_value)]
+        model_override: Vec<(String, String)>,
+        /// Run drills that will get Proxmox VE HA nodes reset by their watchdog.
+        #[arg(long)]
+        allow_fencing: bool,
+    },
     /// Random drills: random faults one step at a time, each judged by the
     /// quorum oracle and the split-brain invariant; a failure is written
     /// out as an experiment that reproduces it, then shrunk.
@@ -392,6 +417,27 @@ fn main() -> ExitCode {
                 allow_fencing,
             };
             Ok(ExitCode::from(drills::run_command(
+                &args,
+                &progress,
+                &corodrill::run::CANCEL,
+            )))
+        }
+        Command::Mutate {
+            experiments,
+            inventory,
+            lease,
+            model_override,
+            allow_fencing,
+        } => {
+            corodrill::run::cancel_on_signals();
+            let args = corodrill::mutate::MutateArgs {
+                paths: experiments,
+                inventory,
+                lease,
+                model_override: model_override.into_iter().collect(),
+                allow_fencing,
+            };
+            Ok(ExitCode::from(corodrill::mutate::mutate_command(
                 &args,
                 &progress,
                 &corodrill::run::CANCEL,
