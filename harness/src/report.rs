@@ -67,6 +67,62 @@ impl DrillResult {
     }
 }
 
+/// One drill's verdict over all its runs: the one rule that the exit
+/// status, the console, the JUnit and the JSON all follow. A drill with a
+/// failing run fails, unless the operator stated a tolerance (the pass rate
+/// it needs) and the drill meets it: then it passes with flaky runs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DrillOutcome {
+    pub passed: bool,
+    pub runs: usize,
+    pub passed_runs: usize,
+    /// Failing runs forgiven under the tolerance.
+    pub flaky: usize,
+    /// Failing runs during which the machine stalled.
+    pub disturbed: usize,
+    pub tolerance: Option<f64>,
+}
+
+impl DrillOutcome {
+    pub fn of(runs: &[DrillResult], tolerance: Option<f64>) -> DrillOutcome {
+        let passed_runs = runs.iter().filter(|r| r.passed()).count();
+        let failed = runs.len() - passed_runs;
+        // A run that could not be carried out is never forgiven.
+        let errors = runs.iter().any(|r| r.error.is_some());
+        let tolerated = !errors
+            && tolerance.is_some_and(|t| {
+                !runs.is_empty() && passed_runs as f64 / runs.len() as f64 >= t - 1e-9
+            });
+        DrillOutcome {
+            passed: failed == 0 || tolerated,
+            runs: runs.len(),
+            passed_runs,
+            flaky: if tolerated { failed } else { 0 },
+            disturbed: runs.iter().filter(|r| r.disturbed().is_some()).count(),
+            tolerance,
+        }
+    }
+
+    /// "3/4 runs passed, 1 flaky under --pass-rate 0.75, " (empty for one run).
+    fn words(&self) -> String {
+        if self.runs <= 1 {
+            return String::new();
+        }
+        let mut w = format!("{}/{} runs passed, ", self.passed_runs, self.runs);
+        if self.flaky > 0 {
+            w.push_str(&format!(
+                "{} flaky under --pass-rate {}, ",
+                self.flaky,
+                self.tolerance.unwrap_or(1.0)
+            ));
+        }
+        if self.disturbed > 0 {
+            w.push_str(&format!("{} disturbed, ", self.disturbed));
+        }
+        w
+    }
+}
+
 /// Pass rate and spread of one verdict over repeated runs.
 struct Stats {
     passed: usize,
@@ -127,13 +183,21 @@ fn by_name(runs: &[DrillResult]) -> Vec<(&str, Vec<&Verdict>)> {
         .collect()
 }
 
-/// JUnit XML: one testsuite per experiment, one testcase per expectation and
-/// invariant, its time the measured time. With repeated runs, the earlier
-/// runs are recorded as flaky or rerun entries.
+/// JUnit XML without a tolerance: any failing run fails its test case.
 pub fn junit(all: &[Vec<DrillResult>]) -> String {
+    junit_with(all, None)
+}
+
+/// JUnit XML: one testsuite per experiment, one testcase per expectation and
+/// invariant, its time the measured time. A case that failed in any run is
+/// a failure (the last failing run's message; the other failing runs as
+/// rerun failures), unless the drill meets the stated tolerance: then it
+/// passes, its failing runs listed as flaky. It agrees with the exit status.
+pub fn junit_with(all: &[Vec<DrillResult>], tolerance: Option<f64>) -> String {
     let mut report = Report::new("corodrill");
     for runs in all {
         let Some(first) = runs.first() else { continue };
+        let outcome = DrillOutcome::of(runs, tolerance);
         let mut suite = TestSuite::new(first.experiment.name.clone());
         suite.add_property(Property::new(
             "file",
@@ -155,46 +219,60 @@ pub fn junit(all: &[Vec<DrillResult>]) -> String {
                 continue;
             };
             let stats = Stats::of(&verdicts);
-            // The run the last verdict comes from: disturbed, its failure
-            // is an error with the evidence, not a plain failure.
-            let disturbed = runs
+            // The verdict that speaks for the case: the last failing run's,
+            // or the last run's when none failed.
+            let failing: Vec<(&DrillResult, &Verdict)> = runs
                 .iter()
-                .rev()
-                .find(|r| r.verdicts.iter().any(|v| v.name == name))
-                .and_then(DrillResult::disturbed);
-            let mut status = if last.passed {
-                TestCaseStatus::success()
-            } else if let Some(evidence) = &disturbed {
-                let mut s = TestCaseStatus::non_success(NonSuccessKind::Error);
-                s.set_message(format!("disturbed ({evidence}): {}", last.message));
-                s.set_type("disturbed");
-                s
-            } else {
-                let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
-                s.set_message(last.message.clone());
-                s.set_type(if last.invariant {
-                    "invariant"
-                } else {
-                    "expectation"
-                });
-                s
-            };
-            // Earlier runs: failures of a passing case make it flaky; all runs
-            // of a failing case are reruns.
-            for earlier in &verdicts[..verdicts.len() - 1] {
-                if !earlier.passed || !last.passed {
-                    let kind = if earlier.passed {
-                        continue;
-                    } else {
-                        NonSuccessKind::Failure
+                .filter_map(|r| Some((r, r.verdicts.iter().find(|v| v.name == name)?)))
+                .filter(|(_, v)| !v.passed)
+                .collect();
+            let mut status = match failing.last() {
+                None => TestCaseStatus::success(),
+                Some(_) if outcome.passed => TestCaseStatus::success(),
+                Some((run, v)) => {
+                    let mut s = match run.disturbed() {
+                        // The machine stalled: an error with the evidence.
+                        Some(evidence) => {
+                            let mut s = TestCaseStatus::non_success(NonSuccessKind::Error);
+                            s.set_message(format!("disturbed ({evidence}): {}", v.message));
+                            s.set_type("disturbed");
+                            s
+                        }
+                        None => {
+                            let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                            s.set_message(v.message.clone());
+                            s.set_type(if v.invariant {
+                                "invariant"
+                            } else {
+                                "expectation"
+                            });
+                            s
+                        }
                     };
-                    let mut rerun = TestRerun::new(kind);
-                    rerun.set_message(earlier.message.clone());
-                    if let Some(m) = earlier.measured {
-                        rerun.set_time(Duration::from_secs_f64(m));
+                    if runs.len() > 1 {
+                        s.set_description(format!(
+                            "failed in {} of {} runs",
+                            failing.len(),
+                            runs.len()
+                        ));
                     }
-                    status.add_rerun(rerun);
+                    s
                 }
+            };
+            // The other failing runs: reruns of a failure, or the flaky runs
+            // of a pass under the tolerance.
+            let others = if status_failed(&status) {
+                &failing[..failing.len().saturating_sub(1)]
+            } else {
+                &failing[..]
+            };
+            for (_, earlier) in others {
+                let mut rerun = TestRerun::new(NonSuccessKind::Failure);
+                rerun.set_message(earlier.message.clone());
+                if let Some(m) = earlier.measured {
+                    rerun.set_time(Duration::from_secs_f64(m));
+                }
+                status.add_rerun(rerun);
             }
             let mut case = TestCase::new(name.to_owned(), status);
             case.set_classname(first.experiment.name.clone());
@@ -206,7 +284,7 @@ pub fn junit(all: &[Vec<DrillResult>]) -> String {
             if last.kept {
                 case.add_property(Property::new("kept", "true"));
             }
-            if last.passed {
+            if last.passed && !status_failed(&case.status) {
                 case.set_system_out(last.message.clone());
             }
             if runs.len() > 1 {
@@ -220,6 +298,17 @@ pub fn junit(all: &[Vec<DrillResult>]) -> String {
             }
             suite.add_test_case(case);
         }
+        if outcome.flaky > 0 {
+            suite.add_property(Property::new(
+                "passed_with_flaky_runs",
+                format!(
+                    "{} of {} runs failed, within --pass-rate {}",
+                    outcome.flaky,
+                    outcome.runs,
+                    tolerance.unwrap_or(1.0)
+                ),
+            ));
+        }
         report.add_test_suite(suite);
     }
     report
@@ -227,17 +316,52 @@ pub fn junit(all: &[Vec<DrillResult>]) -> String {
         .unwrap_or_else(|e| format!("<!-- cannot write JUnit: {e} -->\n"))
 }
 
+/// 0 when every drill passed (under the tolerance, if any), 1 otherwise:
+/// the status `run` exits with once every drill was carried out.
+pub fn exit_status(all: &[Vec<DrillResult>], tolerance: Option<f64>) -> u8 {
+    u8::from(
+        all.iter()
+            .any(|runs| !DrillOutcome::of(runs, tolerance).passed),
+    )
+}
+
+fn status_failed(status: &TestCaseStatus) -> bool {
+    matches!(status, TestCaseStatus::NonSuccess { .. })
+}
+
 #[derive(Serialize)]
 struct Line<'a> {
     experiment: &'a str,
     run: usize,
+    /// How many runs of this drill there were.
+    of: usize,
     #[serde(flatten)]
     event: &'a LogEvent,
 }
 
-/// The JSON Lines event log, the verdicts last (a kept state's
-/// `measured` is null: nothing arrived to be timed).
+/// The closing line of one drill in the JSON log: the same verdict the
+/// exit status, the console and the JUnit give.
+#[derive(Serialize)]
+struct DrillSummary<'a> {
+    experiment: &'a str,
+    kind: &'static str,
+    passed: bool,
+    runs: usize,
+    passed_runs: usize,
+    flaky_runs: usize,
+    disturbed_runs: usize,
+    pass_rate_required: Option<f64>,
+}
+
+/// The JSON Lines event log without a tolerance.
 pub fn json_lines(all: &[Vec<DrillResult>]) -> String {
+    json_lines_with(all, None)
+}
+
+/// The JSON Lines event log, the verdicts last (a kept state's
+/// `measured` is null: nothing arrived to be timed); each run marked
+/// (`run`, `of`), and one `drill.summary` line closing each drill.
+pub fn json_lines_with(all: &[Vec<DrillResult>], tolerance: Option<f64>) -> String {
     let mut out = String::new();
     for runs in all {
         for (i, r) in runs.iter().enumerate() {
@@ -272,6 +396,7 @@ pub fn json_lines(all: &[Vec<DrillResult>]) -> String {
                 let line = Line {
                     experiment: &r.experiment.name,
                     run: i + 1,
+                    of: runs.len(),
                     event,
                 };
                 if let Ok(text) = serde_json::to_string(&line) {
@@ -280,40 +405,54 @@ pub fn json_lines(all: &[Vec<DrillResult>]) -> String {
                 }
             }
         }
+        if let Some(first) = runs.first() {
+            let o = DrillOutcome::of(runs, tolerance);
+            let line = DrillSummary {
+                experiment: &first.experiment.name,
+                kind: "drill.summary",
+                passed: o.passed,
+                runs: o.runs,
+                passed_runs: o.passed_runs,
+                flaky_runs: o.flaky,
+                disturbed_runs: o.disturbed,
+                pass_rate_required: tolerance,
+            };
+            if let Ok(text) = serde_json::to_string(&line) {
+                out.push_str(&text);
+                out.push('\n');
+            }
+        }
     }
     out
 }
 
+/// The console summary without a tolerance.
+pub fn summary(runs: &[DrillResult]) -> String {
+    summary_with(runs, None)
+}
+
 /// What a person reads in one glance: each expectation, its verdict, its
 /// measured time; failures with expected, observed and when.
-pub fn summary(runs: &[DrillResult]) -> String {
+pub fn summary_with(runs: &[DrillResult], tolerance: Option<f64>) -> String {
     let Some(first) = runs.first() else {
         return String::new();
     };
-    let passed = runs.iter().filter(|r| r.passed()).count();
+    let outcome = DrillOutcome::of(runs, tolerance);
     let disturbed: Vec<String> = runs.iter().filter_map(DrillResult::disturbed).collect();
     let wall: f64 = runs.iter().map(|r| r.wall.as_secs_f64()).sum::<f64>() / runs.len() as f64;
-    let verdict = if passed == runs.len() {
+    let failed = outcome.runs - outcome.passed_runs;
+    let verdict = if outcome.passed {
         "PASS"
-    } else if disturbed.len() == runs.len() - passed {
+    } else if disturbed.len() == failed {
         // Every failing run failed while the machine stalled.
         "DISTURBED"
     } else {
         "FAIL"
     };
     let mut lines = vec![format!(
-        "{verdict} {}  ({}{}{:.1}s)",
+        "{verdict} {}  ({}{:.1}s)",
         first.experiment.name,
-        if runs.len() > 1 {
-            format!("{passed}/{} runs passed, ", runs.len())
-        } else {
-            String::new()
-        },
-        if runs.len() > 1 && !disturbed.is_empty() {
-            format!("{} disturbed, ", disturbed.len())
-        } else {
-            String::new()
-        },
+        outcome.words(),
         wall
     )];
     for evidence in &disturbed {
@@ -450,9 +589,9 @@ mod tests {
     }
 
     #[test]
-    fn junit_reads_back_with_failures_and_flaky_reruns() {
-        // Three runs of one experiment: v0 passes, fails, passes (flaky);
-        // v1 fails every time.
+    fn junit_reads_back_with_failures_and_reruns() {
+        // Three runs of one experiment: v0 passes, fails, passes; v1 fails
+        // every time. Without a tolerance both cases fail, as the exit does.
         let runs = vec![
             result(&[true, false]),
             result(&[false, false]),
@@ -464,10 +603,21 @@ mod tests {
         assert_eq!(suite.name.as_str(), "x");
         let v0 = &suite.test_cases[0];
         match &v0.status {
-            TestCaseStatus::Success { flaky_runs } => assert_eq!(flaky_runs.len(), 1),
-            other => panic!("{other:?}"),
+            TestCaseStatus::NonSuccess {
+                kind,
+                reruns,
+                description,
+                ..
+            } => {
+                assert_eq!(*kind, NonSuccessKind::Failure);
+                assert!(reruns.runs.is_empty());
+                assert_eq!(
+                    description.as_ref().map(|d| d.as_str()),
+                    Some("failed in 1 of 3 runs")
+                );
+            }
+            other => panic!("a case that failed in one run of three: {other:?}"),
         }
-        assert_eq!(v0.time, Some(Duration::from_secs(1)));
         let v1 = &suite.test_cases[1];
         match &v1.status {
             TestCaseStatus::NonSuccess {
@@ -482,6 +632,92 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(xml.contains("pass_rate") && xml.contains("2/3"), "{xml}");
+    }
+
+    /// What a CI job reads from the JUnit file: does any case fail?
+    fn junit_fails(all: &[Vec<DrillResult>], tolerance: Option<f64>) -> bool {
+        let report = Report::deserialize_from_str(&junit_with(all, tolerance)).unwrap();
+        report
+            .test_suites
+            .iter()
+            .flat_map(|s| &s.test_cases)
+            .any(|c| status_failed(&c.status))
+    }
+
+    #[test]
+    fn junit_console_json_and_exit_status_tell_one_story() {
+        let cases: Vec<(&str, Vec<DrillResult>, Option<f64>, u8)> = vec![
+            ("all pass", vec![result(&[true]), result(&[true])], None, 0),
+            (
+                "one run fails",
+                vec![
+                    result(&[true]),
+                    result(&[false]),
+                    result(&[true]),
+                    result(&[true]),
+                ],
+                None,
+                1,
+            ),
+            (
+                "all fail",
+                vec![result(&[false]), result(&[false])],
+                None,
+                1,
+            ),
+            (
+                "one of four under --pass-rate 0.75",
+                vec![
+                    result(&[true]),
+                    result(&[false]),
+                    result(&[true]),
+                    result(&[true]),
+                ],
+                Some(0.75),
+                0,
+            ),
+            (
+                "two of four under --pass-rate 0.75",
+                vec![
+                    result(&[false]),
+                    result(&[false]),
+                    result(&[true]),
+                    result(&[true]),
+                ],
+                Some(0.75),
+                1,
+            ),
+        ];
+        for (what, runs, tolerance, exit) in cases {
+            let all = vec![runs];
+            assert_eq!(exit_status(&all, tolerance), exit, "{what}: exit status");
+            assert_eq!(junit_fails(&all, tolerance), exit == 1, "{what}: JUnit");
+            let console = summary_with(&all[0], tolerance);
+            assert_eq!(console.starts_with("PASS"), exit == 0, "{what}: {console}");
+            let json = json_lines_with(&all, tolerance);
+            let last: serde_json::Value =
+                serde_json::from_str(json.lines().last().unwrap()).unwrap();
+            assert_eq!(last["kind"], "drill.summary", "{what}");
+            assert_eq!(last["passed"], exit == 0, "{what}: {last}");
+            if tolerance.is_some() && exit == 0 {
+                assert!(
+                    console.contains("1 flaky under --pass-rate 0.75"),
+                    "{console}"
+                );
+                assert_eq!(last["flaky_runs"], 1);
+                let report = Report::deserialize_from_str(&junit_with(&all, tolerance)).unwrap();
+                match &report.test_suites[0].test_cases[0].status {
+                    TestCaseStatus::Success { flaky_runs } => assert_eq!(flaky_runs.len(), 1),
+                    other => panic!("{what}: {other:?}"),
+                }
+            }
+            // Every event line says which run of how many it belongs to.
+            let first: serde_json::Value =
+                serde_json::from_str(json.lines().next().unwrap_or("{}")).unwrap_or_default();
+            if !first.is_null() && first.get("of").is_some() {
+                assert_eq!(first["of"], all[0].len());
+            }
+        }
     }
 
     /// A state kept from before the fault has no measured time: the
