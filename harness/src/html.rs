@@ -17,7 +17,38 @@ struct Page {
     generated: String,
     version: &'static str,
     passed: usize,
-    drills: Vec<DrillView>,
+    /// One per drill, failures first: the table the page opens with, and
+    /// each drill's section.
+    groups: Vec<Group>,
+}
+
+/// One drill over all its runs.
+#[derive(Serialize)]
+struct Group {
+    name: String,
+    anchor: String,
+    passed: bool,
+    passed_runs: usize,
+    /// "PASS", "FAIL", "DISTURBED", "PASS (1 flaky under --pass-rate 0.75)".
+    verdict: String,
+    runs: usize,
+    /// Each measured time's spread over the runs, with its strip chart.
+    times: Vec<TimeDist>,
+    /// Failing runs first, each timeline open; passing ones folded.
+    shown: Vec<DrillView>,
+    /// Passing runs beyond those shown, by number (their timelines are left
+    /// out to keep a page of hundreds of runs small).
+    folded_runs: Vec<usize>,
+}
+
+#[derive(Serialize)]
+struct TimeDist {
+    name: String,
+    passed: usize,
+    of: usize,
+    spread: String,
+    /// Each run's time as a position on the chart (0..100 %), and its title.
+    dots: Vec<(String, String, bool)>,
 }
 
 #[derive(Serialize)]
@@ -341,25 +372,131 @@ fn resource_lanes(r: &DrillResult, nodes: &[String], end: f64) -> Vec<Lane> {
 }
 
 /// The whole page for every run of every experiment.
-pub fn render(all: &[Vec<DrillResult>]) -> Result<String, String> {
-    let drills: Vec<DrillView> = all
-        .iter()
-        .flat_map(|runs| {
-            runs.iter()
+/// How many passing runs of one drill keep their timeline on the page.
+const PASSING_TIMELINES: usize = 3;
+
+fn group(runs: &[DrillResult], tolerance: Option<f64>) -> Option<Group> {
+    let first = runs.first()?;
+    let outcome = crate::report::DrillOutcome::of(runs, tolerance);
+    let disturbed = runs.iter().filter(|r| r.disturbed().is_some()).count();
+    let failed = outcome.runs - outcome.passed_runs;
+    let verdict = if outcome.passed && outcome.flaky > 0 {
+        format!(
+            "PASS ({} flaky under --pass-rate {})",
+            outcome.flaky,
+            tolerance.unwrap_or(1.0)
+        )
+    } else if outcome.passed {
+        "PASS".into()
+    } else if disturbed == failed {
+        "DISTURBED".into()
+    } else {
+        "FAIL".into()
+    };
+    // Every measured verdict's times over the runs.
+    let mut names: Vec<&str> = Vec::new();
+    for r in runs {
+        for v in &r.verdicts {
+            if !names.contains(&v.name.as_str()) {
+                names.push(&v.name);
+            }
+        }
+    }
+    let times = names
+        .into_iter()
+        .filter_map(|name| {
+            let vs: Vec<(usize, &crate::judge::Verdict)> = runs
+                .iter()
                 .enumerate()
-                .map(move |(i, r)| drill_view(r, i + 1, runs.len()))
+                .filter_map(|(i, r)| Some((i + 1, r.verdicts.iter().find(|v| v.name == name)?)))
+                .collect();
+            let mut xs: Vec<f64> = vs.iter().filter_map(|(_, v)| v.measured).collect();
+            if xs.is_empty() {
+                return None;
+            }
+            xs.sort_by(f64::total_cmp);
+            let q = |p: f64| xs[((xs.len() - 1) as f64 * p).round() as usize];
+            let max = xs[xs.len() - 1].max(1e-3);
+            Some(TimeDist {
+                name: name.to_owned(),
+                passed: vs.iter().filter(|(_, v)| v.passed).count(),
+                of: vs.len(),
+                spread: format!(
+                    "median {:.3}s · p95 {:.3}s · max {:.3}s",
+                    q(0.5),
+                    q(0.95),
+                    xs[xs.len() - 1]
+                ),
+                dots: vs
+                    .iter()
+                    .filter_map(|(run, v)| {
+                        let m = v.measured?;
+                        Some((pct(m, max), format!("run {run}: {m:.3}s"), v.passed))
+                    })
+                    .collect(),
+            })
         })
         .collect();
+    let mut shown = Vec::new();
+    let mut folded_runs = Vec::new();
+    let mut passing_shown = 0;
+    for (i, r) in runs.iter().enumerate() {
+        if r.passed() {
+            if passing_shown < PASSING_TIMELINES {
+                passing_shown += 1;
+                shown.push(drill_view(r, i + 1, runs.len()));
+            } else {
+                folded_runs.push(i + 1);
+            }
+        } else {
+            shown.push(drill_view(r, i + 1, runs.len()));
+        }
+    }
+    // Failing runs first.
+    shown.sort_by_key(|d| d.passed);
+    Some(Group {
+        name: first.experiment.name.clone(),
+        anchor: format!(
+            "drill-{}",
+            first
+                .experiment
+                .name
+                .replace(|c: char| !c.is_ascii_alphanumeric(), "-")
+        ),
+        passed: outcome.passed,
+        passed_runs: outcome.passed_runs,
+        verdict,
+        runs: runs.len(),
+        times,
+        shown,
+        folded_runs,
+    })
+}
+
+/// The page without a tolerance.
+pub fn render(all: &[Vec<DrillResult>]) -> Result<String, String> {
+    render_with(all, None)
+}
+
+/// One self-contained page: a table of drills (failures first), then each
+/// drill's section: its measured times over the runs, failing runs'
+/// timelines open, a few passing ones folded.
+pub fn render_with(all: &[Vec<DrillResult>], tolerance: Option<f64>) -> Result<String, String> {
+    let mut groups: Vec<Group> = all
+        .iter()
+        .filter_map(|runs| group(runs, tolerance))
+        .collect();
+    groups.sort_by_key(|g| g.passed);
     let page = Page {
-        title: drills
+        title: groups
             .iter()
-            .map(|d| d.name.as_str())
+            .map(|g| g.name.as_str())
             .collect::<Vec<_>>()
             .join(", "),
         generated: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
         version: env!("CARGO_PKG_VERSION"),
-        passed: drills.iter().filter(|d| d.passed).count(),
-        drills,
+        passed: groups.iter().filter(|g| g.passed).count(),
+        groups,
     };
     let mut env = minijinja::Environment::new();
     env.add_template("report.html", TEMPLATE)
@@ -470,8 +607,89 @@ mod tests {
         let fail = page.find("<td>FAIL</td><td>pve1 alone</td>").unwrap();
         let pass = page.find("<td>pass</td>").unwrap();
         assert!(fail < pass);
-        // Self-contained: nothing fetched from anywhere.
-        assert!(!page.contains("src=") && !page.contains("href="));
+        // Self-contained: nothing fetched from anywhere (links only
+        // within the page).
+        assert!(!page.contains("src=") && !page.replace("href=\"#", "").contains("href="));
+    }
+
+    /// A run of one passing and one failing drill, each repeated.
+    fn repeated(name: &str, runs: usize, failing: &[usize]) -> Vec<DrillResult> {
+        let e = parse(
+            Path::new("x.toml"),
+            &format!("name = \"{name}\"\nnodes = 3\n[[fault]]\nid = \"cut\"\nkind = \"isolate\"\nnodes = [\"pve1\"]\nheal_after = \"10s\"\n[[expect]]\nname = \"pve1 alone\"\nafter = \"cut\"\nnodes = [\"pve1\"]\nquorate = false\nwithin = \"8s\"\n"),
+        )
+        .unwrap();
+        (1..=runs)
+            .map(|i| {
+                let log: Vec<LogEvent> = (0..40)
+                    .flat_map(|k| {
+                        let t = k as f64 * 0.5;
+                        ["pve1", "pve2", "pve3"].map(|n| {
+                            ev(
+                                t,
+                                n,
+                                LogBody::Quorum {
+                                    quorate: k % 2 == 0,
+                                    members: vec![n.into()],
+                                    ring_id: format!("1.{k}"),
+                                    total_votes: Some(1),
+                                    expected_votes: Some(3),
+                                    quorum: Some(2),
+                                },
+                            )
+                        })
+                    })
+                    .collect();
+                let passed = !failing.contains(&i);
+                DrillResult {
+                    experiment: e.clone(),
+                    log,
+                    verdicts: vec![crate::judge::Verdict {
+                        name: "pve1 alone".into(),
+                        invariant: false,
+                        passed,
+                        measured: Some(3.5 + i as f64 / 100.0),
+                        kept: false,
+                        message: if passed {
+                            "ok".into()
+                        } else {
+                            "pve1 stayed quorate".into()
+                        },
+                    }],
+                    error: None,
+                    wall: Duration::from_secs(20),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn repeated_runs_are_grouped_failures_first_and_the_page_stays_small() {
+        let all = vec![
+            repeated("steady", 200, &[]),
+            repeated("flapping", 200, &[7]),
+        ];
+        let page = render(&all).unwrap();
+        // The table of drills opens the page, the failing drill first.
+        let table = page.find("<th>runs passed</th>").unwrap();
+        let flapping = page.find("<a href=\"#drill-flapping\">").unwrap();
+        let steady = page.find("<a href=\"#drill-steady\">").unwrap();
+        assert!(table < flapping && flapping < steady);
+        assert!(page.contains("199/200") && page.contains("200/200"));
+        // The failing run's timeline is open and comes first in its section.
+        let section = page.find("id=\"drill-flapping\"").unwrap();
+        let open_fail = page[section..].find("<details open>").unwrap();
+        let run7 = page[section..].find("run 7 of 200").unwrap();
+        assert!(
+            run7 > open_fail && run7 < open_fail + 200,
+            "the failing run first, open"
+        );
+        // Passing runs beyond a few are listed, not drawn.
+        assert!(
+            page.contains("197 more passing runs"),
+            "steady: 200 - 3 shown"
+        );
+        assert!(page.len() < 2 * 1024 * 1024, "{} bytes", page.len());
     }
 
     #[test]
