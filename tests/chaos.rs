@@ -5,8 +5,9 @@
 //! corosync paused, (e) `status` and `preflight` beside it, (f) an ssh
 //! connection dropped, (g) Ctrl-C. Each round checks the faults were in
 //! place until then, and then every node for every kind of leftover and the
-//! cluster whole. `CORODRILL_CHAOS_ROUNDS` (default 1) and
-//! `CORODRILL_CHAOS_SEED` replay more; the chaos bench runs 100 of each.
+//! cluster whole. `CORODRILL_CHAOS_ROUNDS` (default 1) runs more, and
+//! `CORODRILL_CHAOS_SEED` (printed; new each run) replays the same moments;
+//! the chaos bench runs 100 of each.
 
 mod common;
 
@@ -25,7 +26,13 @@ fn env_u64(name: &str, default: u64) -> u64 {
 #[test]
 fn no_fault_outlives_its_drill() {
     let rounds = env_u64("CORODRILL_CHAOS_ROUNDS", 1);
-    let seed = env_u64("CORODRILL_CHAOS_SEED", 13);
+    // A new seed each run explores new moments; the seed is printed, and
+    // CORODRILL_CHAOS_SEED replays a failing run's moments.
+    let fresh = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(13, |d| d.as_secs());
+    let seed = env_u64("CORODRILL_CHAOS_SEED", fresh);
+    eprintln!("chaos seed {seed} (CORODRILL_CHAOS_SEED={seed} replays it)");
     let lab = TestLab::up(&["--ssh"]);
     let dir = std::env::temp_dir().join(format!("corodrill-chaos-{}", lab.name));
     std::fs::create_dir_all(&dir).unwrap();

@@ -341,22 +341,30 @@ within = "10s"
         matches!(applied, corodrill_protocol::Outcome::Ok { .. }),
         "{applied:?}"
     );
-    let agent = lab.tool(
-        "pve3",
-        &[
-            "sh",
-            "-c",
-            "pgrep -f 'corodrill-agent --stdio --lab-node .*/pve3$'",
-        ],
-    );
-    for pid in agent
-        .split_whitespace()
-        .filter_map(|p| p.parse::<i32>().ok())
-    {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGKILL,
+    // The agent's guard first, then the agent: with both gone (a guard
+    // OOM-killed too, say) only the journal is left to undo the fault. The
+    // chaos test covers the guard's own rollback.
+    for who in ["--guard [0-9]+ ", "--stdio "] {
+        let pids = lab.tool(
+            "pve3",
+            &[
+                "sh",
+                "-c",
+                &format!(
+                    "pgrep -f 'corodrill-agent {who}.*{}/pve3$'",
+                    lab.dir().display()
+                ),
+            ],
         );
+        for pid in pids
+            .split_whitespace()
+            .filter_map(|p| p.parse::<i32>().ok())
+        {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
     }
     drop(pve3);
     assert!(lab

@@ -161,22 +161,8 @@ impl Node {
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log2);
-        // SAFETY: setsid is async-signal-safe. The daemon must outlive the
-        // agent and not share its session.
-        unsafe {
-            cmd.pre_exec(|| {
-                nix::unistd::setsid()?;
-                Ok(())
-            });
-        }
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot start {program}: {e}"))?;
-        // Reap it in the background if it exits while the agent lives.
-        std::thread::spawn(move || {
-            let _ = child.wait();
-        });
-        Ok(())
+        // The daemon must outlive the agent and not share its session.
+        spawn_detached(&mut cmd, program)
     }
 
     /// The libfaketime control file of a lab node.
@@ -204,6 +190,26 @@ pub fn command(program: impl AsRef<std::ffi::OsStr>) -> Command {
     cmd
 }
 
+/// Starts a process in a session of its own, meant to outlive the agent
+/// (a daemon, the agent's guard): the signals and hang-ups that end the
+/// agent's session do not reach it. Reaped here if it ends first.
+pub fn spawn_detached(cmd: &mut Command, what: &str) -> Result<(), String> {
+    // SAFETY: setsid is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::unistd::setsid()?;
+            Ok(())
+        });
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start {what}: {e}"))?;
+    std::thread::spawn(move || {
+        let _ = child.wait();
+    });
+    Ok(())
+}
+
 pub fn is_zombie(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
@@ -216,27 +222,11 @@ pub fn is_zombie(pid: i32) -> bool {
 pub fn corosync_answers() -> bool {
     // A corosync that is paused or still starting may never answer: ask
     // with a deadline (a rollback waits on this).
-    let Ok(mut child) = command("corosync-quorumtool")
-        .arg("-s")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-    else {
-        return false;
-    };
-    let deadline = Instant::now() + Duration::from_secs(2);
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return status.code() != Some(1),
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return false;
-            }
-        }
-    }
+    run_within(
+        command("corosync-quorumtool").arg("-s"),
+        Duration::from_secs(2),
+    )
+    .is_ok_and(|f| f.status.code() != Some(1))
 }
 
 pub fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> Result<(), ()> {
@@ -287,40 +277,80 @@ pub fn run_output(cmd: &mut Command) -> Result<String, String> {
     }
 }
 
-/// Like `run_output`, for a tool that asks corosync: a paused corosync
-/// never answers, and nothing on the agent's request path may wait on it.
-pub fn run_output_within(cmd: &mut Command, limit: Duration) -> Result<String, String> {
-    let program = cmd.get_program().to_owned();
+/// What a command run with a deadline left.
+pub struct Finished {
+    pub status: std::process::ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs a command in a process group of its own and waits at most `limit`:
+/// a tool that asks a paused corosync, or an operator's command that hangs,
+/// must not hold the agent. Past the limit the whole group is killed (a
+/// shell's children too) and this is an error. Output is read on threads so
+/// that a chatty command cannot fill its pipe and stall.
+pub fn run_within(cmd: &mut Command, limit: Duration) -> Result<Finished, String> {
+    use std::io::Read;
+    let program = cmd.get_program().to_string_lossy().into_owned();
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .process_group(0)
         .spawn()
-        .map_err(|e| format!("cannot run {program:?}: {e}"))?;
+        .map_err(|e| format!("cannot run {program}: {e}"))?;
+    let read = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            if let Some(mut p) = pipe {
+                let _ = p.by_ref().take(1024 * 1024).read_to_string(&mut text);
+            }
+            text
+        })
+    };
+    let out = read(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let err = read(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let group = nix::unistd::Pid::from_raw(child.id() as i32);
     let deadline = Instant::now() + limit;
-    loop {
+    let status = loop {
         match child.try_wait() {
-            Ok(Some(_)) => break,
+            Ok(Some(status)) => break Ok(status),
             Ok(None) if Instant::now() >= deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("{program:?}: no answer within {limit:?}"));
+                break Err(format!("{program} did not finish within {limit:?}: killed"))
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(10)),
-            Err(e) => return Err(format!("waiting for {program:?}: {e}")),
+            Err(e) => break Err(format!("waiting for {program}: {e}")),
         }
-    }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| format!("reading {program:?}: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    // What the group left running would hold the pipes open: it goes too.
+    let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+    let _ = child.wait();
+    let status = status?;
+    Ok(Finished {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    })
+}
+
+/// Like `run_output`, with a deadline (for tools that ask corosync).
+pub fn run_output_within(cmd: &mut Command, limit: Duration) -> Result<String, String> {
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    let f = run_within(cmd, limit)?;
+    if f.status.success() {
+        Ok(f.stdout)
     } else {
-        Err(format!(
-            "{program:?}: {} {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
+        Err(format!("{program}: {} {}", f.status, f.stderr.trim()))
     }
 }
 

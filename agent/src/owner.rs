@@ -15,7 +15,6 @@
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -180,21 +179,7 @@ pub fn start_guard(node: &Node, lab_node: Option<&Path>) -> Result<(), String> {
         cmd.arg("--lab-node").arg(dir);
     }
     cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
-    // SAFETY: setsid is async-signal-safe.
-    unsafe {
-        cmd.pre_exec(|| {
-            nix::unistd::setsid()?;
-            Ok(())
-        });
-    }
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot start the guard: {e}"))?;
-    // Reaped here if it ends first; otherwise it outlives us on purpose.
-    std::thread::spawn(move || {
-        let _ = child.wait();
-    });
-    Ok(())
+    crate::node::spawn_detached(&mut cmd, "the guard")
 }
 
 /// The guard's wait: returns once `pid` has exited (at once if it has).

@@ -249,6 +249,15 @@ pub fn leftovers(lab: &TestLab, dir: &Path) -> Vec<String> {
     left_on(lab, dir, true)
 }
 
+/// What is left of the faults on one node.
+fn faults_left_on(lab: &TestLab, dir: &Path, node: &str) -> Vec<String> {
+    let prefix = format!("{node}:");
+    faults_left(lab, dir)
+        .into_iter()
+        .filter(|l| l.starts_with(&prefix))
+        .collect()
+}
+
 /// What is left of the faults alone (agents may rightly still run).
 pub fn faults_left(lab: &TestLab, dir: &Path) -> Vec<String> {
     left_on(lab, dir, false)
@@ -428,12 +437,7 @@ pub fn round(lab: &TestLab, dir: &Path, case: Case, delay: Duration) -> Round {
             let took = wait_until_none(
                 Duration::from_secs(11),
                 "pve1 after SIGKILL of its agent",
-                || {
-                    faults_left(lab, dir)
-                        .into_iter()
-                        .filter(|l| l.starts_with("pve1:"))
-                        .collect()
-                },
+                || faults_left_on(lab, dir, "pve1"),
             );
             let code = wait_exit(&mut controller, Duration::from_secs(120));
             wait_clean(
@@ -518,10 +522,7 @@ pub fn round(lab: &TestLab, dir: &Path, case: Case, delay: Duration) -> Round {
             let session = sshd_session(lab, "pve2").expect("pve2's agent is not under sshd");
             signal(session, Signal::SIGKILL);
             let took = wait_until_none(Duration::from_secs(11), "pve2 after its ssh drop", || {
-                faults_left(lab, dir)
-                    .into_iter()
-                    .filter(|l| l.starts_with("pve2:"))
-                    .collect()
+                faults_left_on(lab, dir, "pve2")
             });
             let code = wait_exit(&mut controller, Duration::from_secs(120));
             wait_clean(lab, dir, Duration::from_secs(15), "after the ssh drop");

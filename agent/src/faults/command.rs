@@ -3,12 +3,8 @@
 //! in a process group of its own that is killed at its timeout: a command
 //! that hangs must not hold the agent (and so every rollback) with it.
 
-use std::os::unix::process::CommandExt;
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use nix::sys::signal::{killpg, Signal};
-use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
 use super::Undo;
@@ -55,46 +51,13 @@ fn timeout(ms: Option<u64>) -> Duration {
     ms.map_or(DEFAULT_TIMEOUT, Duration::from_millis)
 }
 
-/// `sh -c COMMAND` in its own process group; the whole group is killed
-/// when it outlives `limit` (a shell's children too).
+/// `sh -c COMMAND` in its own process group, killed with it at `limit`.
 fn run_with_timeout(command: &str, limit: Duration) -> Result<(), String> {
-    let mut child = crate::node::command("sh")
-        .args(["-c", command])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .map_err(|e| format!("cannot run sh: {e}"))?;
-    let stderr = child.stderr.take();
-    let reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        if let Some(mut e) = stderr {
-            let _ = std::io::Read::read_to_string(&mut e, &mut text);
-        }
-        text
-    });
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if Instant::now() >= deadline => {
-                let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
-                let _ = child.wait();
-                return Err(format!(
-                    "{command:?} did not finish within {limit:?}: killed (its process group)"
-                ));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
-            Err(e) => return Err(format!("waiting for {command:?}: {e}")),
-        }
-    };
-    // The group's other members may still hold stderr open: do not wait on them.
-    let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
-    let err = reader.join().unwrap_or_default();
-    if status.success() {
+    let f = crate::node::run_within(crate::node::command("sh").args(["-c", command]), limit)
+        .map_err(|e| format!("{command:?}: {e}"))?;
+    if f.status.success() {
         Ok(())
     } else {
-        Err(format!("{command:?}: {status} {}", err.trim()))
+        Err(format!("{command:?}: {} {}", f.status, f.stderr.trim()))
     }
 }
