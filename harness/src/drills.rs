@@ -26,6 +26,12 @@ pub struct RunArgs {
     pub oracle: bool,
     pub model_override: BTreeMap<String, String>,
     pub allow_fencing: bool,
+    /// The pass rate a repeated drill needs to pass with flaky runs; None:
+    /// every run must pass.
+    pub pass_rate: Option<f64>,
+    /// How many times a run that failed while the machine stalled is run
+    /// again (per drill).
+    pub retry_disturbed: usize,
 }
 
 /// The model a dry run assumes: one vote per node, corosync's default
@@ -210,7 +216,10 @@ pub fn run_command(args: &RunArgs, progress: &dyn Fn(&str), cancel: &AtomicBool)
     let (results, code) = drill_all(
         &planned,
         &inventory,
-        args.repeat,
+        Repeat {
+            times: args.repeat,
+            retry_disturbed: args.retry_disturbed,
+        },
         &opts,
         &skippable,
         &mut skipped,
@@ -218,34 +227,57 @@ pub fn run_command(args: &RunArgs, progress: &dyn Fn(&str), cancel: &AtomicBool)
     let code = finish(
         &results,
         code,
-        args.junit.as_deref(),
-        args.json.as_deref(),
-        args.html.as_deref(),
+        Reports {
+            junit: args.junit.as_deref(),
+            json: args.json.as_deref(),
+            html: args.html.as_deref(),
+        },
+        args.pass_rate,
     );
     say_skipped(&skipped);
     code
 }
 
-/// Runs each experiment `repeat` times; stops at the first run that could
-/// not be carried out.
+/// How often each drill runs.
+#[derive(Debug, Clone, Copy)]
+struct Repeat {
+    times: usize,
+    /// Runs that fail while the machine stalls are run again, this many
+    /// times per drill at most.
+    retry_disturbed: usize,
+}
+
+/// Where the reports go.
+struct Reports<'p> {
+    junit: Option<&'p Path>,
+    json: Option<&'p Path>,
+    html: Option<&'p Path>,
+}
+
+/// Runs each experiment `repeat.times` times (a disturbed run again, as
+/// `repeat.retry_disturbed` allows); stops at the first run that could not
+/// be carried out.
 fn drill_all(
     planned: &[(Experiment, Plan)],
     inventory: &Inventory,
-    repeat: usize,
+    repeat: Repeat,
     opts: &RunOptions,
     skippable: &dyn Fn(&Experiment) -> bool,
     skipped: &mut Vec<String>,
 ) -> (Vec<Vec<DrillResult>>, u8) {
     let (progress, cancel) = (opts.progress, opts.cancel);
+    let times = repeat.times.max(1);
     let mut all = Vec::new();
     for (e, p) in planned {
         let mut runs = Vec::new();
-        for i in 0..repeat.max(1) {
+        let mut retries = repeat.retry_disturbed;
+        let mut i = 0;
+        while i < times {
             progress(&format!(
                 "drill {}{} ({})",
                 e.name,
-                if repeat > 1 {
-                    format!(" run {}/{repeat}", i + 1)
+                if times > 1 {
+                    format!(" run {}/{times}", i + 1)
                 } else {
                     String::new()
                 },
@@ -271,13 +303,29 @@ fn drill_all(
                 }
             }
             let code = error.as_ref().map(RunError::exit_code);
-            runs.push(DrillResult {
+            let mut result = DrillResult {
                 experiment,
                 log,
                 verdicts,
                 error: error.map(|e| e.to_string()),
                 wall: started.elapsed(),
-            });
+                retried: false,
+            };
+            // Failed while the machine stalled: run it again, if allowed;
+            // the disturbed run stays in the reports with its evidence.
+            let again = code.is_none() && retries > 0 && !cancel.load(Ordering::Relaxed);
+            if let Some(evidence) = result.disturbed().filter(|_| again) {
+                retries -= 1;
+                progress(&format!(
+                    "drill {}: failed while {evidence}: running it again ({retries} retry(ies) left)",
+                    e.name
+                ));
+                result.retried = true;
+                runs.push(result);
+                continue;
+            }
+            runs.push(result);
+            i += 1;
             if let Some(code) = code {
                 all.push(runs);
                 return (all, code);
@@ -295,19 +343,18 @@ fn drill_all(
     (all, 0)
 }
 
-/// Prints the summaries, writes the reports, and gives the exit status.
-fn finish(
-    all: &[Vec<DrillResult>],
-    code: u8,
-    junit: Option<&Path>,
-    json: Option<&Path>,
-    html: Option<&Path>,
-) -> u8 {
+/// Prints the summaries, writes the reports, and gives the exit status:
+/// one rule (`report::DrillOutcome`, under the operator's pass rate) for
+/// all of them.
+fn finish(all: &[Vec<DrillResult>], code: u8, reports: Reports, pass_rate: Option<f64>) -> u8 {
     for runs in all {
-        println!("{}", report::summary(runs));
+        println!("{}", report::summary_with(runs, pass_rate));
     }
     let mut code = code;
-    let page = match html.map(|_| crate::html::render(all)) {
+    let page = match reports
+        .html
+        .map(|_| crate::html::render_with(all, pass_rate))
+    {
         Some(Err(e)) => {
             eprintln!("{e}");
             code = code.max(3);
@@ -317,9 +364,9 @@ fn finish(
         None => String::new(),
     };
     for (path, text) in [
-        (junit, report::junit(all)),
-        (json, report::json_lines(all)),
-        (html, page),
+        (reports.junit, report::junit_with(all, pass_rate)),
+        (reports.json, report::json_lines_with(all, pass_rate)),
+        (reports.html, page),
     ] {
         if let Some(path) = path {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -334,8 +381,8 @@ fn finish(
             }
         }
     }
-    if code == 0 && all.iter().flatten().any(|r| !r.passed()) {
-        code = 1;
+    if code == 0 {
+        code = report::exit_status(all, pass_rate);
     }
     code
 }
@@ -456,7 +503,10 @@ pub fn demo(
         let (results, c) = drill_all(
             &planned,
             &inventory,
-            1,
+            Repeat {
+                times: 1,
+                retry_disturbed: 0,
+            },
             &RunOptions::new(progress, cancel),
             &|_| false,
             &mut Vec::new(),

@@ -534,6 +534,7 @@ mod tests {
             verdicts,
             error: None,
             wall: Duration::from_secs(7),
+            retried: false,
         };
         render(&[vec![result]]).unwrap()
     }
@@ -658,6 +659,7 @@ mod tests {
                     }],
                     error: None,
                     wall: Duration::from_secs(20),
+                    retried: false,
                 }
             })
             .collect()

@@ -69,6 +69,15 @@ enum Command {
         /// Run each experiment N times: pass rate and spread of every measured time.
         #[arg(long, default_value_t = 1)]
         repeat: usize,
+        /// With --repeat: the pass rate (0 to 1) a drill needs; it then passes
+        /// with its failing runs reported as flaky. Without it every run must pass.
+        #[arg(long, value_name = "RATE", value_parser = pass_rate)]
+        pass_rate: Option<f64>,
+        /// Run a drill again when it failed while the machine stalled
+        /// (corosync not scheduled, the agents' timers late), up to N times;
+        /// the disturbed run is kept in the reports with its evidence.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        retry_disturbed: usize,
         /// How long a fault outlives a silent controller (the agents' lease).
         #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
         lease: Duration,
@@ -218,6 +227,18 @@ enum Command {
 }
 
 /// `KEY=VALUE` on the command line.
+/// `--pass-rate`: a fraction from 0 to 1.
+fn pass_rate(s: &str) -> Result<f64, String> {
+    let rate: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number from 0 to 1 (for example 0.95)"))?;
+    if (0.0..=1.0).contains(&rate) {
+        Ok(rate)
+    } else {
+        Err(format!("{rate} is not between 0 and 1 (for example 0.95)"))
+    }
+}
+
 fn key_value(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.trim().to_owned())),
@@ -397,6 +418,8 @@ fn main() -> ExitCode {
             seed: _,
             dry_run,
             repeat,
+            pass_rate,
+            retry_disturbed,
             lease,
             oracle,
             model_override,
@@ -415,6 +438,8 @@ fn main() -> ExitCode {
                 oracle,
                 model_override: model_override.into_iter().collect(),
                 allow_fencing,
+                pass_rate,
+                retry_disturbed,
             };
             Ok(ExitCode::from(drills::run_command(
                 &args,

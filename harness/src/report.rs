@@ -21,6 +21,9 @@ pub struct DrillResult {
     /// Set when the drill could not be carried out to the end.
     pub error: Option<String>,
     pub wall: Duration,
+    /// A disturbed run that `--retry-disturbed` ran again: reported with
+    /// its evidence, not counted in the drill's verdict.
+    pub retried: bool,
 }
 
 impl DrillResult {
@@ -48,6 +51,8 @@ impl DrillResult {
             .stalls()
             .into_iter()
             .filter_map(|e| match &e.body {
+                // corosync not scheduled because the drill paused it.
+                LogBody::Stall { source, .. } if source == "pause" => None,
                 LogBody::Stall {
                     source, late_ms, ..
                 } => Some(format!(
@@ -80,35 +85,45 @@ pub struct DrillOutcome {
     pub flaky: usize,
     /// Failing runs during which the machine stalled.
     pub disturbed: usize,
+    /// Disturbed runs run again (`--retry-disturbed`), not counted above.
+    pub retried: usize,
     pub tolerance: Option<f64>,
 }
 
 impl DrillOutcome {
     pub fn of(runs: &[DrillResult], tolerance: Option<f64>) -> DrillOutcome {
-        let passed_runs = runs.iter().filter(|r| r.passed()).count();
-        let failed = runs.len() - passed_runs;
+        // Disturbed runs that were run again speak through their reruns.
+        let counted: Vec<&DrillResult> = runs.iter().filter(|r| !r.retried).collect();
+        let passed_runs = counted.iter().filter(|r| r.passed()).count();
+        let failed = counted.len() - passed_runs;
         // A run that could not be carried out is never forgiven.
-        let errors = runs.iter().any(|r| r.error.is_some());
+        let errors = counted.iter().any(|r| r.error.is_some());
         let tolerated = !errors
             && tolerance.is_some_and(|t| {
-                !runs.is_empty() && passed_runs as f64 / runs.len() as f64 >= t - 1e-9
+                !counted.is_empty() && passed_runs as f64 / counted.len() as f64 >= t - 1e-9
             });
         DrillOutcome {
             passed: failed == 0 || tolerated,
-            runs: runs.len(),
+            runs: counted.len(),
             passed_runs,
             flaky: if tolerated { failed } else { 0 },
-            disturbed: runs.iter().filter(|r| r.disturbed().is_some()).count(),
+            disturbed: counted.iter().filter(|r| r.disturbed().is_some()).count(),
+            retried: runs.len() - counted.len(),
             tolerance,
         }
     }
 
     /// "3/4 runs passed, 1 flaky under --pass-rate 0.75, " (empty for one run).
     fn words(&self) -> String {
+        let retried = if self.retried > 0 {
+            format!("{} disturbed run(s) retried, ", self.retried)
+        } else {
+            String::new()
+        };
         if self.runs <= 1 {
-            return String::new();
+            return retried;
         }
-        let mut w = format!("{}/{} runs passed, ", self.passed_runs, self.runs);
+        let mut w = format!("{}/{} runs passed, {retried}", self.passed_runs, self.runs);
         if self.flaky > 0 {
             w.push_str(&format!(
                 "{} flaky under --pass-rate {}, ",
@@ -162,8 +177,10 @@ impl Stats {
 
 /// The verdicts of every run of one experiment, by verdict name, in order.
 fn by_name(runs: &[DrillResult]) -> Vec<(&str, Vec<&Verdict>)> {
+    // Disturbed runs that were run again are reported apart.
+    let runs: Vec<&DrillResult> = runs.iter().filter(|r| !r.retried).collect();
     let mut names: Vec<&str> = Vec::new();
-    for r in runs {
+    for r in &runs {
         for v in &r.verdicts {
             if !names.contains(&v.name.as_str()) {
                 names.push(&v.name);
@@ -223,6 +240,7 @@ pub fn junit_with(all: &[Vec<DrillResult>], tolerance: Option<f64>) -> String {
             // or the last run's when none failed.
             let failing: Vec<(&DrillResult, &Verdict)> = runs
                 .iter()
+                .filter(|r| !r.retried)
                 .filter_map(|r| Some((r, r.verdicts.iter().find(|v| v.name == name)?)))
                 .filter(|(_, v)| !v.passed)
                 .collect();
@@ -272,6 +290,19 @@ pub fn junit_with(all: &[Vec<DrillResult>], tolerance: Option<f64>) -> String {
                 if let Some(m) = earlier.measured {
                     rerun.set_time(Duration::from_secs_f64(m));
                 }
+                status.add_rerun(rerun);
+            }
+            // Disturbed runs that were run again: shown with their evidence.
+            for r in runs.iter().filter(|r| r.retried) {
+                let Some(v) = r.verdicts.iter().find(|v| v.name == name && !v.passed) else {
+                    continue;
+                };
+                let mut rerun = TestRerun::new(NonSuccessKind::Error);
+                rerun.set_message(format!(
+                    "disturbed, run again ({}): {}",
+                    r.disturbed().unwrap_or_default(),
+                    v.message
+                ));
                 status.add_rerun(rerun);
             }
             let mut case = TestCase::new(name.to_owned(), status);
@@ -438,7 +469,11 @@ pub fn summary_with(runs: &[DrillResult], tolerance: Option<f64>) -> String {
         return String::new();
     };
     let outcome = DrillOutcome::of(runs, tolerance);
-    let disturbed: Vec<String> = runs.iter().filter_map(DrillResult::disturbed).collect();
+    let disturbed: Vec<String> = runs
+        .iter()
+        .filter(|r| !r.retried)
+        .filter_map(DrillResult::disturbed)
+        .collect();
     let wall: f64 = runs.iter().map(|r| r.wall.as_secs_f64()).sum::<f64>() / runs.len() as f64;
     let failed = outcome.runs - outcome.passed_runs;
     let verdict = if outcome.passed {
@@ -458,6 +493,15 @@ pub fn summary_with(runs: &[DrillResult], tolerance: Option<f64>) -> String {
     for evidence in &disturbed {
         lines.push(format!(
             "  DISTURBED {evidence}: the failures below may be the machine's, not the cluster's"
+        ));
+    }
+    for evidence in runs
+        .iter()
+        .filter(|r| r.retried)
+        .filter_map(DrillResult::disturbed)
+    {
+        lines.push(format!(
+            "  RETRIED a run failed while {evidence}; run again"
         ));
     }
     for r in runs.iter().filter_map(|r| r.error.as_ref()) {
@@ -529,6 +573,7 @@ mod tests {
                 .collect(),
             error: None,
             wall: Duration::from_secs(10),
+            retried: false,
         }
     }
 
@@ -575,6 +620,29 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        // corosync not scheduled because the drill paused it is the fault,
+        // not the machine.
+        let mut paused = result(&[false]);
+        paused.log.push(LogEvent::new(
+            4.2,
+            Some("pve2"),
+            LogBody::Stall {
+                source: "pause".into(),
+                late_ms: 9000,
+                detail: "Corosync main process was not scheduled".into(),
+            },
+        ));
+        assert_eq!(paused.disturbed(), None);
+        // A disturbed run that was run again is reported, not counted.
+        let mut retried = stalled(result(&[false]));
+        retried.retried = true;
+        let all = vec![vec![retried, result(&[true])]];
+        assert_eq!(exit_status(&all, None), 0);
+        let text = summary(&all[0]);
+        assert!(
+            text.starts_with("PASS x  (1 disturbed run(s) retried,") && text.contains("RETRIED"),
+            "{text}"
+        );
         // Without a stall the same failure is a plain failure.
         let plain = result(&[false]);
         assert_eq!(plain.disturbed(), None);

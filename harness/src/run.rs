@@ -182,6 +182,9 @@ struct Drill<'a> {
     changed_at: BTreeMap<String, f64>,
     /// When faults were last healed (drill time).
     healed_at: Option<f64>,
+    /// Nodes whose corosync the drill paused: (node, from, until) in drill
+    /// time. corosync's "not scheduled" warning then is the fault itself.
+    paused: Vec<(String, f64, Option<f64>)>,
     nodes: Vec<String>,
     /// Where new agents' events go (agents reconnected after a power-on).
     event_tx: Sender<(String, Event)>,
@@ -391,6 +394,7 @@ impl<'a> Drill<'a> {
             settle: 5.0,
             changed_at: BTreeMap::new(),
             healed_at: None,
+            paused: Vec::new(),
             last_said: Instant::now(),
             nodes: plan.nodes.clone(),
             event_tx,
@@ -520,15 +524,25 @@ impl<'a> Drill<'a> {
                 late_ms,
                 detail,
             } => {
+                let began = t - late_ms as f64 / 1000.0;
+                // A corosync the drill paused was not scheduled because of
+                // the drill: logged as such, never a disturbance.
+                let by_the_drill = matches!(source, corodrill_protocol::StallSource::Corosync)
+                    && self.paused.iter().any(|(n, from, until)| {
+                        *n == node && began < until.unwrap_or(f64::MAX) + 0.5 && t > *from
+                    });
                 let source = match source {
+                    _ if by_the_drill => "pause",
                     corodrill_protocol::StallSource::Corosync => "corosync",
                     corodrill_protocol::StallSource::Agent => "agent",
                 };
-                (self.opts.progress)(&format!(
-                    "t={t:.1}s {node}: the machine stalled for {late_ms} ms ({source}): {detail}"
-                ));
+                if !by_the_drill {
+                    (self.opts.progress)(&format!(
+                        "t={t:.1}s {node}: the machine stalled for {late_ms} ms ({source}): {detail}"
+                    ));
+                }
                 self.record(
-                    t - late_ms as f64 / 1000.0,
+                    began,
                     Some(&node),
                     LogBody::Stall {
                         source: source.into(),
@@ -989,6 +1003,9 @@ impl<'a> Drill<'a> {
             match result {
                 Ok(Outcome::Ok { mono_ns }) => {
                     let t = self.agent_t(&node, mono_ns);
+                    if f.kind == "pause" {
+                        self.paused.push((node.clone(), t, None));
+                    }
                     self.record(
                         t,
                         Some(&node),
@@ -1277,7 +1294,18 @@ impl<'a> Drill<'a> {
         if let Some(f) = f {
             (self.opts.progress)(&format!("t={:.1}s heal {}", self.now(), f.id));
         }
-        self.healed_at = Some(self.now());
+        let now = self.now();
+        self.healed_at = Some(now);
+        let healing: Vec<&str> = match f {
+            Some(f) if f.kind == "pause" => f.targets().collect(),
+            Some(_) => Vec::new(),
+            None => self.nodes.iter().map(String::as_str).collect(),
+        };
+        for (node, _, until) in &mut self.paused {
+            if until.is_none() && healing.contains(&node.as_str()) {
+                *until = Some(now);
+            }
+        }
         let agents_result = self.heal_agents(f);
         let to_power_on: Vec<String> = self
             .powered_off
