@@ -148,6 +148,9 @@ fn three_node_drills_and_exit_statuses() {
     assert!(html.contains("run 2 of 2"), "the HTML shows every run");
     lab_clean(&lab, 3);
 
+    disturbed_runs_are_told_apart_and_retried(&lab);
+    lab_clean(&lab, 3);
+
     power_drivers_on_a_real_lab(&lab);
     lab_clean(&lab, 3);
 
@@ -386,6 +389,72 @@ within = "10s"
 
     lab.down();
     assert_nothing_left(&lab.name);
+}
+
+/// A drill that fails while the machine stalls is DISTURBED, not FAIL:
+/// here an operator command holds pve1's corosync still for 2.5 s (past
+/// corosync's own "not scheduled" threshold, so corosync says so in its
+/// log) while an expectation fails. `--retry-disturbed 1` runs it again
+/// once; both runs stay in the reports, and JUnit has an error of type
+/// `disturbed` with the evidence, the exit status 1.
+fn disturbed_runs_are_told_apart_and_retried(lab: &TestLab) {
+    let dir = scratch(&format!("{}-stall", lab.name));
+    let file = dir.join("stall.toml");
+    std::fs::write(
+        &file,
+        r#"name = "stalled-machine"
+nodes = 3
+
+[[fault]]
+id = "stall"
+kind = "command"
+nodes = ["pve1"]
+run = "p=$(cat /run/corosync.pid); kill -STOP $p; sleep 2.5; kill -CONT $p"
+timeout = "20s"
+heal_after = "6s"
+
+[[expect]]
+name = "pve3 loses quorum (it does not)"
+after = "stall"
+nodes = ["pve3"]
+quorate = false
+within = "4s"
+"#,
+    )
+    .unwrap();
+    let junit = dir.join("junit.xml");
+    let out = Command::new(CORODRILL)
+        .args(["-q", "run"])
+        .arg(&file)
+        .arg("--inventory")
+        .arg(lab.dir().join("inventory.toml"))
+        .args(["--retry-disturbed", "1", "--junit"])
+        .arg(&junit)
+        .output()
+        .unwrap();
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("DISTURBED stalled-machine"), "{said}");
+    assert!(
+        said.contains("RETRIED") && said.contains("not scheduled"),
+        "{said}"
+    );
+    let report = Report::deserialize_from_str(&std::fs::read_to_string(&junit).unwrap()).unwrap();
+    let case = report.test_suites[0]
+        .test_cases
+        .iter()
+        .find(|c| c.name.as_str().starts_with("pve3 loses quorum"))
+        .expect("the expectation's test case");
+    match &case.status {
+        quick_junit::TestCaseStatus::NonSuccess {
+            kind, ty, reruns, ..
+        } => {
+            assert_eq!(*kind, quick_junit::NonSuccessKind::Error, "{said}");
+            assert_eq!(ty.as_ref().map(|t| t.as_str()), Some("disturbed"));
+            assert_eq!(reruns.runs.len(), 1, "the retried run as a rerun");
+        }
+        other => panic!("{other:?}\n{said}"),
+    }
 }
 
 /// The lab's inventory with pve3's power driver replaced.

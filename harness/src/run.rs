@@ -832,6 +832,9 @@ impl<'a> Drill<'a> {
                 self.rejoin(a).map(|()| recovered)
             }) {
                 Ok(recovered) => {
+                    // Its faults went with the old agent (its guard) or
+                    // the new one: views from before prove nothing.
+                    self.healed_at = Some(self.healed_at.map_or(t, |h| h.max(t)));
                     for r in recovered {
                         self.record(
                             t,
@@ -1265,6 +1268,7 @@ impl<'a> Drill<'a> {
                 Ok((on_ns, driver, agent)) => {
                     let fault = self.powered_off.remove(&node).unwrap_or_default();
                     let t = self.t(on_ns);
+                    self.healed_at = Some(self.healed_at.map_or(t, |h| h.max(t)));
                     self.record(
                         t,
                         Some(&node),
@@ -1295,7 +1299,6 @@ impl<'a> Drill<'a> {
             (self.opts.progress)(&format!("t={:.1}s heal {}", self.now(), f.id));
         }
         let now = self.now();
-        self.healed_at = Some(now);
         let healing: Vec<&str> = match f {
             Some(f) if f.kind == "pause" => f.targets().collect(),
             Some(_) => Vec::new(),
@@ -1363,6 +1366,11 @@ impl<'a> Drill<'a> {
             match result {
                 Ok(Outcome::Healed { mono_ns, reports }) => {
                     let t = self.agent_t(&node, mono_ns);
+                    // Something was rolled back: views from before it may
+                    // not show yet what it did.
+                    if !reports.is_empty() {
+                        self.healed_at = Some(self.healed_at.map_or(t, |h| h.max(t)));
+                    }
                     for RollbackReport {
                         fault_id,
                         clean,
