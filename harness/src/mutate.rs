@@ -1092,6 +1092,64 @@ within = "15s"
         assert_eq!(s.percent(), Some(100), "{}", render(&s));
     }
 
+    /// A watched resource: running_on another node and the want flipped.
+    /// svc moves from pve1 to pve2 5 s after the cut, in pve2's and pve3's
+    /// views: "running on pve1" is kept at the cut but breaks before the
+    /// reaction time, "stopped" is never so: both caught.
+    #[test]
+    fn resource_mutants() {
+        let text = r#"
+[[watch]]
+resource = "svc"
+[[expect]]
+name = "svc moves to pve2"
+after = "cut"
+nodes = ["pve2", "pve3"]
+resource = "svc"
+running_on = ["pve2"]
+within = "10s"
+hold = "1s"
+"#;
+        let res = |t: f64, node: &str, on: &str| {
+            ev(
+                t,
+                Some(node),
+                LogBody::Resource {
+                    resource: "svc".into(),
+                    active_on: Some(vec![on.into()]),
+                },
+            )
+        };
+        let mut log = isolate_log();
+        log.extend(["pve1", "pve2", "pve3"].map(|n| res(0.0, n, "pve1")));
+        log.push(res(5.0, "pve2", "pve2"));
+        log.push(res(5.1, "pve3", "pve2"));
+        let s = score(&drill(text), 1, &nodes(), &log);
+        let changes: Vec<(&str, &Outcome)> = s.expects[0]
+            .mutants
+            .iter()
+            .map(|j| (j.mutant.change.as_str(), &j.outcome))
+            .collect();
+        assert_eq!(
+            changes,
+            [
+                ("running_on = [pve1] (was [pve2])", &Outcome::Caught),
+                ("running_on = [pve3] (was [pve2])", &Outcome::Caught),
+                (
+                    "running = false (was running_on = [pve2])",
+                    &Outcome::Caught
+                ),
+                (
+                    "within = 5.089s (measured 5.090s, was 10s)",
+                    &Outcome::Caught
+                ),
+            ],
+            "{}",
+            render(&s)
+        );
+        assert_eq!(s.percent(), Some(100));
+    }
+
     /// A state kept from before its anchor has no measured time: no
     /// within mutant; its hold mutant wants it to outlast the reaction
     /// time by more than it did (pve1 and pve2, quorate all along, keep
