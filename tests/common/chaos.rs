@@ -117,7 +117,7 @@ fn marker(dir: &Path) -> PathBuf {
 }
 
 /// `corodrill run` of the drill, in the background, its output to a file.
-pub fn start_drill(lab: &TestLab, drill: &Path, out: &Path) -> Child {
+pub fn start_drill(lab: &TestLab, drill: &Path, out: &Path, json: &Path) -> Child {
     let log = std::fs::File::create(out).expect("cannot create the drill's log");
     let err = log.try_clone().expect("cannot clone a file handle");
     Command::new(CORODRILL)
@@ -125,6 +125,8 @@ pub fn start_drill(lab: &TestLab, drill: &Path, out: &Path) -> Child {
         .arg(drill)
         .arg("--inventory")
         .arg(lab.dir().join("inventory.toml"))
+        .arg("--json")
+        .arg(json)
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(err)
@@ -405,7 +407,7 @@ pub fn round(lab: &TestLab, dir: &Path, case: Case, delay: Duration) -> Round {
     };
     let drill = every_fault_drill(dir, hold);
     let log = dir.join("drill.log");
-    let mut controller = start_drill(lab, &drill, &log);
+    let mut controller = start_drill(lab, &drill, &log, &dir.join("events.jsonl"));
     let pid = controller.id() as i32;
     let show = || std::fs::read_to_string(&log).unwrap_or_default();
     wait_faults(lab, dir, &log);
@@ -534,6 +536,13 @@ pub fn round(lab: &TestLab, dir: &Path, case: Case, delay: Duration) -> Round {
             signal(pid, Signal::SIGINT);
             let code = wait_exit(&mut controller, Duration::from_secs(60));
             to_exit = Some(struck.elapsed());
+            if std::env::var_os("CORODRILL_CHAOS_VERBOSE").is_some() {
+                eprintln!("{}", show());
+                eprintln!(
+                    "{}",
+                    std::fs::read_to_string(dir.join("events.jsonl")).unwrap_or_default()
+                );
+            }
             assert_eq!(code, Some(130), "{case:?}: exit status\n{}", show());
             // The controller said whole from live views: corosync agrees now.
             assert!(!show().contains("not whole"), "after Ctrl-C:\n{}", show());
