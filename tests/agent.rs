@@ -665,6 +665,45 @@ fn process_clock_and_command_faults() {
     heal_clean(&mut pve3, "cmd");
     assert!(!marker.exists());
 
+    // A slow command holds nothing: while it runs, renewals are answered
+    // at once; past its timeout it is killed and the fault refused.
+    let slow = pve3.handle();
+    let running = std::thread::spawn(move || {
+        slow.request(
+            Op::Apply {
+                fault_id: "slow".into(),
+                fault: Fault::Command {
+                    run: "sleep 30".into(),
+                    undo: None,
+                    timeout_ms: Some(3000),
+                },
+                lease_ms: 60_000,
+                allow_management_cut: false,
+                drill: None,
+            },
+            T,
+        )
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let asked = Instant::now();
+    let renewed = pve3.request(Op::Renew { lease_ms: 60_000 }, T).unwrap();
+    assert!(matches!(renewed, Outcome::Ok { .. }), "{renewed:?}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(2),
+        "a renewal waited {:?} behind a running command",
+        asked.elapsed()
+    );
+    let Outcome::Error { message } = running.join().unwrap().unwrap() else {
+        panic!("a command past its timeout was applied")
+    };
+    assert!(message.contains("did not finish within"), "{message}");
+    assert!(
+        lab.tool("pve3", &["sh", "-c", "pgrep -f '^sleep 30$' || true"])
+            .trim()
+            .is_empty(),
+        "the timed-out command is still running"
+    );
+
     // Bad input: a clear error, nothing applied.
     for (fault, expect) in [
         (

@@ -321,6 +321,7 @@ pub fn run_within(cmd: &mut Command, limit: Duration) -> Result<Finished, String
             .map(|p| Box::new(p) as Box<dyn Read + Send>),
     );
     let group = nix::unistd::Pid::from_raw(child.id() as i32);
+    running_groups().insert(child.id() as i32);
     let deadline = Instant::now() + limit;
     let status = loop {
         match child.try_wait() {
@@ -335,12 +336,31 @@ pub fn run_within(cmd: &mut Command, limit: Duration) -> Result<Finished, String
     // What the group left running would hold the pipes open: it goes too.
     let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
     let _ = child.wait();
+    running_groups().remove(&(child.id() as i32));
     let status = status?;
     Ok(Finished {
         status,
         stdout: out.join().unwrap_or_default(),
         stderr: err.join().unwrap_or_default(),
     })
+}
+
+/// The process groups `run_within` has running now.
+fn running_groups() -> std::sync::MutexGuard<'static, std::collections::BTreeSet<i32>> {
+    static RUNNING: std::sync::Mutex<std::collections::BTreeSet<i32>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    RUNNING.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Kills every command `run_within` has running (with its children): on
+/// every way out of the agent, nothing it started keeps running.
+pub fn kill_running() {
+    for pgid in running_groups().iter() {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(*pgid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
 }
 
 /// Like `run_output`, with a deadline (for tools that ask corosync).

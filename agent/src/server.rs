@@ -311,6 +311,61 @@ impl Agent {
         }
     }
 
+    /// The first half of a fault applied without the agent's lock held
+    /// through it (a command): refused or journaled.
+    fn begin(
+        &mut self,
+        fault_id: &str,
+        kind: &str,
+        undo: &Undo,
+        drill: Option<&str>,
+    ) -> Result<(), Outcome> {
+        if !self.owns() {
+            return Err(self.observing("apply a fault"));
+        }
+        if self.active.iter().any(|a| a.fault_id == fault_id) {
+            return Err(error(format!("fault {fault_id:?} is already applied")));
+        }
+        self.journal
+            .record(Entry {
+                fault_id: fault_id.to_owned(),
+                kind: kind.to_owned(),
+                undo: undo.clone(),
+                boot_id: crate::journal::boot_id(),
+                drill: drill.map(str::to_owned),
+            })
+            .map_err(error)
+    }
+
+    /// The second half: the fault took effect (leased from now), or nothing
+    /// stayed applied and its journal entry goes.
+    fn finish(
+        &mut self,
+        fault_id: &str,
+        kind: &str,
+        undo: Undo,
+        lease: Duration,
+        applied: Result<(), String>,
+    ) -> Outcome {
+        match applied {
+            Ok(()) => {
+                let now = Instant::now();
+                self.active.push(Active {
+                    fault_id: fault_id.to_owned(),
+                    kind: kind.to_owned(),
+                    undo,
+                    applied: now,
+                    expires: now + lease,
+                });
+                Outcome::Ok { mono_ns: mono_ns() }
+            }
+            Err(e) => {
+                let _ = self.journal.remove(fault_id);
+                error(format!("{kind} {fault_id:?} not applied: {e}"))
+            }
+        }
+    }
+
     /// Refreshes the nftables dead-man elements after a renewal (they
     /// expire in the kernel a little past the lease).
     fn refresh(&mut self, lease_ms: u64) {
@@ -443,6 +498,34 @@ fn lock(agent: &Mutex<Agent>) -> MutexGuard<'_, Agent> {
     agent.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// A command fault runs without the agent's lock: a command that takes its
+/// time (up to its timeout) must hold back neither the leases, the strobes
+/// nor a SIGTERM's rollback. Journaled first; if the agent dies meanwhile,
+/// its guard runs the undo (and the command's process group is killed on
+/// every way out).
+fn apply_command(
+    agent: &Mutex<Agent>,
+    fault_id: &str,
+    fault: &Fault,
+    lease: Duration,
+    drill: Option<&str>,
+) -> Outcome {
+    let Fault::Command {
+        run,
+        undo,
+        timeout_ms,
+    } = fault
+    else {
+        return error(format!("{} is not a command", fault.kind()));
+    };
+    let u = faults::command::undo_for(undo.as_deref(), *timeout_ms);
+    if let Err(refused) = lock(agent).begin(fault_id, fault.kind(), &u, drill) {
+        return refused;
+    }
+    let ran = faults::command::run_command(run, *timeout_ms);
+    lock(agent).finish(fault_id, fault.kind(), u, lease, ran)
+}
+
 /// Runs `f` on a thread of its own and waits at most `limit` for it: a
 /// corosync that is paused never answers its IPC, and nothing on the
 /// agent's request path may wait on it. A call that does not return is
@@ -468,8 +551,12 @@ pub fn serve(mut agent: Agent, hello_node: String, owner: Option<OwnerLock>) -> 
         None => Vec::new(),
     };
     let capabilities = agent.ctx.node.capabilities();
-    let node_id = within(COROSYNC_DEADLINE, crate::quorum::own_node_id).flatten();
-    let quorum_config = within(COROSYNC_DEADLINE, crate::quorum::quorum_config).unwrap_or_default();
+    // One deadline for both: a corosync that does not answer the first
+    // will not answer the second.
+    let (node_id, quorum_config) = within(COROSYNC_DEADLINE, || {
+        (crate::quorum::own_node_id(), crate::quorum::quorum_config())
+    })
+    .unwrap_or_default();
     let mut hello = Hello {
         protocol_version: PROTOCOL_VERSION,
         agent_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -518,6 +605,7 @@ pub fn serve(mut agent: Agent, hello_node: String, owner: Option<OwnerLock>) -> 
         std::thread::spawn(move || {
             if let Ok(sig) = stop_signals().wait() {
                 crate::resources::stop_probes();
+                crate::node::kill_running();
                 let reports = lock(&agent).heal_all();
                 eprintln!(
                     "corodrill-agent: {sig}: rolled back {} fault(s)",
@@ -545,6 +633,19 @@ pub fn serve(mut agent: Agent, hello_node: String, owner: Option<OwnerLock>) -> 
                     }
                     Op::Apply {
                         fault_id,
+                        fault: fault @ Fault::Command { .. },
+                        lease_ms,
+                        drill,
+                        ..
+                    } => apply_command(
+                        &agent,
+                        fault_id,
+                        fault,
+                        Duration::from_millis(*lease_ms),
+                        drill.as_deref(),
+                    ),
+                    Op::Apply {
+                        fault_id,
                         fault,
                         lease_ms,
                         allow_management_cut,
@@ -570,6 +671,7 @@ pub fn serve(mut agent: Agent, hello_node: String, owner: Option<OwnerLock>) -> 
                     },
                     Op::Shutdown => {
                         crate::resources::stop_probes();
+                        crate::node::kill_running();
                         let outcome = lock(&agent).heal(None);
                         out.send(&Message::Reply(Reply {
                             id: request.id,
@@ -632,6 +734,7 @@ pub fn serve(mut agent: Agent, hello_node: String, owner: Option<OwnerLock>) -> 
     closing.store(true, Ordering::Relaxed);
     drop(work_tx);
     crate::resources::stop_probes();
+    crate::node::kill_running();
     lock(&agent).heal_all();
     drop(worker);
     0

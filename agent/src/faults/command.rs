@@ -20,22 +20,33 @@ pub struct CommandUndo {
     pub timeout_ms: Option<u64>,
 }
 
+/// What undoes a command fault: known before it runs, so it is journaled
+/// first.
+pub fn undo_for(undo: Option<&str>, timeout_ms: Option<u64>) -> Undo {
+    Undo::Command(CommandUndo {
+        undo: undo.map(str::to_owned),
+        timeout_ms,
+    })
+}
+
 pub fn apply(
     run: &str,
     undo: Option<&str>,
     timeout_ms: Option<u64>,
     journal: &mut dyn FnMut(&Undo) -> Result<(), String>,
 ) -> Result<Undo, String> {
+    let u = undo_for(undo, timeout_ms);
+    journal(&u)?;
+    run_command(run, timeout_ms)?;
+    Ok(u)
+}
+
+/// Runs the fault's command (once its undo is journaled).
+pub fn run_command(run: &str, timeout_ms: Option<u64>) -> Result<(), String> {
     if run.trim().is_empty() {
         return Err("a command fault needs a command to run".into());
     }
-    let u = Undo::Command(CommandUndo {
-        undo: undo.map(str::to_owned),
-        timeout_ms,
-    });
-    journal(&u)?;
-    run_with_timeout(run, timeout(timeout_ms))?;
-    Ok(u)
+    run_with_timeout(run, timeout(timeout_ms))
 }
 
 pub fn rollback(undo: &CommandUndo) -> Result<String, String> {
