@@ -1,5 +1,5 @@
 //! End-to-end tests of the agent on a real lab: every fault kind applied and
-//! healed, with quorum observed changing as DESIGN.md's measured facts say,
+//! healed, with quorum observed changing as corosync's own tools say,
 //! and nothing of corodrill left afterwards; leases, `kill -9` of the agent,
 //! `--rollback`. Each test function is one lab shape; its scenarios run in
 //! order on that lab (faults on one cluster must not overlap).

@@ -260,7 +260,7 @@ pub fn node_names() -> BTreeMap<u32, String> {
             cmap::Data::UInt32(id) => id,
             _ => continue,
         };
-        // cmap::get mishandles strings longer than 15 bytes (DESIGN.md):
+        // cmap::get mishandles strings longer than 15 bytes (rust-corosync 3.2):
         // keep only a name that looks whole.
         if let Ok(cmap::Data::String(name)) = cmap::get(&h, &format!("nodelist.node.{n}.name")) {
             if !name.is_empty() && name.len() < 16 && name.chars().all(|c| c.is_ascii_graphic()) {

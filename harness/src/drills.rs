@@ -58,7 +58,7 @@ fn assumed_model(
     }
 }
 
-/// Exit statuses (DESIGN.md): 0 all held, 1 a verdict failed, 2 invalid
+/// Exit statuses (README): 0 all held, 1 a verdict failed, 2 invalid
 /// input, 3 the drill could not be carried out, 130 interrupted.
 pub fn check(paths: &[PathBuf]) -> u8 {
     match experiment::load(paths) {

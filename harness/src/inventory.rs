@@ -25,7 +25,7 @@ pub struct InventoryNode {
     pub power: Power,
 }
 
-/// How the controller powers a node off and on (DESIGN.md "Inventory").
+/// How the controller powers a node off and on (README, "Real clusters").
 /// Only `lab` is driven so far; the others are read, so that real
 /// inventories parse, and a drill that would need them is refused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -334,7 +334,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            // clap's own usage errors are invalid input: exit 2 as DESIGN.md says.
+            // clap's own usage errors are invalid input: exit 2, as the README says.
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };

@@ -57,7 +57,7 @@ pub enum PowerError {
 }
 
 impl PowerError {
-    /// DESIGN.md's exit status: 2 for bad input, 3 when the cluster could
+    /// corodrill's exit status: 2 for bad input, 3 when the cluster could
     /// not be driven.
     pub fn exit_code(&self) -> u8 {
         match self {

@@ -1,4 +1,4 @@
-//! Delay and jitter where the kernel has no sch_netem (DESIGN.md): a delay
+//! Delay and jitter where the kernel has no sch_netem: a delay
 //! line in user space. An iptables-legacy rule (this kernel has xt NFQUEUE
 //! but not nft's `queue`) hands the node's outgoing packets to its peers to
 //! a netfilter queue; a thread of the agent holds each packet for the delay

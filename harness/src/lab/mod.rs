@@ -1,5 +1,5 @@
 //! The embedded default cluster: real corosync nodes in network namespaces on
-//! this machine (DESIGN.md, "The lab").
+//! this machine (README, "The lab").
 //!
 //! Layout of a lab named `NAME`:
 //! - network namespaces `NAME-sw` (one bridge `brL` per corosync link),
@@ -60,7 +60,7 @@ impl LabError {
             source,
         }
     }
-    /// DESIGN.md's exit statuses: 2 invalid input, 3 could not be carried out.
+    /// corodrill's exit statuses: 2 invalid input, 3 could not be carried out.
     pub fn exit_code(&self) -> u8 {
         match self {
             LabError::InvalidInput(_) => 2,
