@@ -263,13 +263,18 @@ fn verify_whole(
                 elapsed.as_secs_f64()
             ));
         }
-        let why = if missing.is_empty() {
+        let why = if !missing.is_empty() {
+            missing.join("; ")
+        } else if rings.len() > 1 {
             format!(
                 "nodes on different rings ({})",
                 rings.into_iter().collect::<Vec<_>>().join(", ")
             )
         } else {
-            missing.join("; ")
+            format!(
+                "every node sees every node; giving corosync {:.1}s to show what the heal changed",
+                settle.as_secs_f64()
+            )
         };
         if elapsed >= timeout {
             return Err(why);

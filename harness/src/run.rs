@@ -794,7 +794,16 @@ impl<'a> Drill<'a> {
             // Live views even after a Ctrl-C (the caller honours it):
             // "whole" must be what the nodes say now.
             self.take_in((deadline - self.now()).min(0.1));
-            self.check_renewals().map_err(|e| e.to_string())?;
+            match self.check_renewals() {
+                Ok(()) => {}
+                // An agent lost now (`corodrill heal` took its node over,
+                // say): reach the node again to read its view.
+                Err(RunError::AgentLost { node, why }) => {
+                    (self.opts.progress)(&format!("{node}: its agent was lost ({why})"));
+                    self.reconnect_lost();
+                }
+                Err(e) => return Err(e.to_string()),
+            }
         }
     }
 
