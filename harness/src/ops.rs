@@ -179,7 +179,7 @@ pub fn heal(inventory_path: &Path) -> u8 {
         &agents,
         &nodes,
         settle,
-        model.merge_window().max(Duration::from_secs(30)),
+        model.merge_window().max(Duration::from_secs(60)),
     ) {
         Ok(said) => println!("{said}"),
         Err(why) => {

@@ -104,7 +104,7 @@ after = "split.healed"
 nodes = "all"
 quorate = true
 members = "all"
-within = "30s"
+within = "60s"
 "#
     );
     let file = dir.join("every-fault.toml");
