@@ -174,9 +174,52 @@ impl NodeState {
     }
 }
 
+/// What keeps `nodes` from being whole as these views tell it (every node
+/// quorate with every node as member), a node each; empty when whole. The
+/// drill's wait and `corodrill heal`'s check both read it.
+pub fn not_whole(
+    views: &std::collections::BTreeMap<String, NodeState>,
+    nodes: &[String],
+) -> Vec<String> {
+    nodes
+        .iter()
+        .filter_map(|n| match views.get(n) {
+            Some(s) if s.sees_whole(nodes) => None,
+            Some(s) => Some(format!("{n}: {}", s.describe())),
+            None => Some(format!("{n}: no quorum report yet")),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn not_whole_names_each_node_that_is_not() {
+        let nodes: Vec<String> = ["pve1", "pve2", "pve3"].map(String::from).to_vec();
+        let view = |quorate: bool, members: &[&str]| NodeState {
+            quorate,
+            members: members.iter().map(|m| m.to_string()).collect(),
+            ring_id: "1.9".into(),
+            total_votes: Some(members.len() as u32),
+            corosync_up: true,
+        };
+        let mut views = std::collections::BTreeMap::new();
+        for n in &nodes {
+            views.insert(n.clone(), view(true, &["pve3", "pve1", "pve2"]));
+        }
+        assert!(not_whole(&views, &nodes).is_empty());
+        views.insert("pve3".into(), view(false, &["pve3"]));
+        views.remove("pve2");
+        assert_eq!(
+            not_whole(&views, &nodes),
+            vec![
+                "pve2: no quorum report yet".to_string(),
+                "pve3: inquorate, members [pve3] ring 1.9 votes 1".to_string()
+            ]
+        );
+    }
 
     #[test]
     fn json_lines_shape() {

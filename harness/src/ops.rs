@@ -244,14 +244,7 @@ fn verify_whole(
                 views.insert(a.node.clone(), state);
             }
         }
-        let missing: Vec<String> = nodes
-            .iter()
-            .filter_map(|n| match views.get(n) {
-                Some(s) if s.sees_whole(nodes) => None,
-                Some(s) => Some(format!("{n}: {}", s.describe())),
-                None => Some(format!("{n}: no view yet")),
-            })
-            .collect();
+        let missing = crate::log::not_whole(&views, nodes);
         let rings: std::collections::BTreeSet<&str> =
             views.values().map(|s| s.ring_id.as_str()).collect();
         let elapsed = started.elapsed();

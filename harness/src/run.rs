@@ -728,15 +728,7 @@ impl<'a> Drill<'a> {
 
     /// Whether every node sees every node, quorate; or what is missing.
     fn whole(&self) -> Result<(), String> {
-        let wrong: Vec<String> = self
-            .nodes
-            .iter()
-            .filter_map(|n| match self.states.get(n) {
-                Some(s) if s.sees_whole(&self.nodes) => None,
-                Some(s) => Some(format!("{n}: {}", s.describe())),
-                None => Some(format!("{n}: no quorum report yet")),
-            })
-            .collect();
+        let wrong = crate::log::not_whole(&self.states, &self.nodes);
         if wrong.is_empty() {
             Ok(())
         } else {
