@@ -461,9 +461,11 @@ within = "4s"
 /// `probe` watchers run an operator's command on the nodes: here "the
 /// lowest-named member of my quorate partition" stands for a service that
 /// follows quorum. Isolating pve1 moves it to pve2 in the majority's
-/// views, pve1 stops answering (inquorate, exit 2), and one view never
-/// claims it twice. A probe past its timeout is killed with its children
-/// and its node cannot say.
+/// views and pve1 stops answering (inquorate, exit 2). Nothing fences
+/// pve1, so it keeps claiming the leader until its own probe sees quorum
+/// gone, a few hundred ms after the majority moved it (once 0.32 s in CI):
+/// the drill reports that window instead of forbidding it. A probe past
+/// its timeout is killed with its children and its node cannot say.
 fn probe_watchers(lab: &TestLab) {
     let dir = scratch(&format!("{}-probe", lab.name));
     let file = dir.join("probe.toml");
@@ -471,6 +473,9 @@ fn probe_watchers(lab: &TestLab) {
         &file,
         r#"name = "probe"
 nodes = 3
+
+[invariants]
+double_active = "report"
 
 [[watch]]
 resource = "leader"
@@ -528,7 +533,7 @@ within = "10s"
     assert!(
         cases
             .iter()
-            .any(|c| c == "leader never active on two nodes"),
+            .any(|c| c == "leader on two nodes at once (reported)"),
         "{cases:?}"
     );
     // pve3's slow probe: killed at its timeout, so pve3 cannot say; no
