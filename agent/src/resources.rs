@@ -212,67 +212,17 @@ fn crm_mon() -> Result<String, String> {
     }
 }
 
-/// Resource id -> nodes it is active on, from crm_mon's XML: every
-/// `<resource id=.. active="true">` with its `<node name=..>` children
-/// (clones and groups nest resources; each is listed by its own id).
-pub fn parse_crm_mon(xml: &str) -> Result<BTreeMap<String, Vec<String>>, String> {
-    let doc = roxmltree::Document::parse(xml).map_err(|e| format!("crm_mon's XML: {e}"))?;
-    let mut view: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let Some(resources) = doc.descendants().find(|n| n.has_tag_name("resources")) else {
-        return Err("crm_mon's XML has no <resources>".into());
-    };
-    for r in resources
-        .descendants()
-        .filter(|n| n.has_tag_name("resource"))
-    {
-        let Some(id) = r.attribute("id") else {
-            continue;
-        };
-        // A clone instance's id carries ":N"; the resource is what operators name.
-        let id = id.split(':').next().unwrap_or(id).to_owned();
-        let entry = view.entry(id).or_default();
-        if r.attribute("active") == Some("true") {
-            for n in r.children().filter(|n| n.has_tag_name("node")) {
-                if let Some(name) = n.attribute("name") {
-                    if !entry.iter().any(|e| e == name) {
-                        entry.push(name.to_owned());
-                    }
-                }
-            }
-        }
-    }
-    for nodes in view.values_mut() {
-        nodes.sort();
-    }
-    Ok(view)
+/// Every resource name (the one rule of `corodrill_status::crm_mon`) and
+/// the nodes it is active on, in this node's view.
+fn parse_crm_mon(xml: &str) -> Result<BTreeMap<String, Vec<String>>, String> {
+    corodrill_status::crm_mon::parse(xml)
+        .map(|view| view.active_on())
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Abridged from crm_mon 2.1.5 --output-as=xml on the Pacemaker lab.
-    const STARTED: &str = r#"<pacemaker-result api-version="2.25" request="crm_mon --one-shot --inactive --output-as=xml">
-  <summary><stack type="corosync"/><current_dc present="true" version="2.1.5" name="pve2" id="2" with_quorum="true"/></summary>
-  <nodes>
-    <node name="pve1" id="1" online="true" standby="false" resources_running="1" type="member"/>
-    <node name="pve2" id="2" online="true" standby="false" resources_running="0" type="member"/>
-  </nodes>
-  <resources>
-    <resource id="svc" resource_agent="ocf:pacemaker:Dummy" role="Started" active="true" orphaned="false" blocked="false" managed="true" failed="false" failure_ignored="false" nodes_running_on="1">
-      <node name="pve1" id="1" cached="true"/>
-    </resource>
-    <resource id="idle" resource_agent="ocf:pacemaker:Dummy" role="Stopped" active="false" orphaned="false" blocked="false" managed="true" failed="false" failure_ignored="false" nodes_running_on="0"/>
-    <clone id="web-clone" multi_state="false" unique="false" managed="true" disabled="false" failed="false" failure_ignored="false">
-      <resource id="web" resource_agent="ocf:pacemaker:Dummy" role="Started" active="true" orphaned="false" blocked="false" managed="true" failed="false" failure_ignored="false" nodes_running_on="1">
-        <node name="pve1" id="1" cached="true"/>
-      </resource>
-      <resource id="web" resource_agent="ocf:pacemaker:Dummy" role="Started" active="true" orphaned="false" blocked="false" managed="true" failed="false" failure_ignored="false" nodes_running_on="1">
-        <node name="pve2" id="2" cached="true"/>
-      </resource>
-    </clone>
-  </resources>
-</pacemaker-result>"#;
 
     #[test]
     fn a_probe_says_where_from_its_exit_status_and_words() {
@@ -288,15 +238,5 @@ mod tests {
         let slow = probe("sleep 30 & wait", Duration::from_millis(200), "pve2");
         assert!(slow.is_err_and(|e| e.contains("no answer within")));
         assert!(started.elapsed() < Duration::from_secs(5));
-    }
-
-    #[test]
-    fn where_each_resource_is_active() {
-        let view = parse_crm_mon(STARTED).unwrap();
-        assert_eq!(view["svc"], ["pve1"]);
-        assert!(view["idle"].is_empty());
-        assert_eq!(view["web"], ["pve1", "pve2"]);
-        assert!(parse_crm_mon("<pacemaker-result/>").is_err());
-        assert!(parse_crm_mon("not xml").is_err());
     }
 }

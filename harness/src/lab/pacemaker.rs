@@ -11,8 +11,8 @@
 //! the node names from the nodelist's `name:` in corosync.conf. Its client
 //! tools (crm_mon, cibadmin, crm_attribute) reach it from inside the node.
 //!
-//! The parsing of `crm_mon --output-as=xml` is pure; the rest acts through
-//! `host` and the lab's own helpers.
+//! `crm_mon --output-as=xml` is read by `corodrill_status::crm_mon`, as in
+//! the agent; the rest acts through `host` and the lab's own helpers.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -116,276 +116,9 @@ pub(super) fn start(lab: &mut Lab, node: &str) -> Result<(), LabError> {
     lab.save()
 }
 
-/// One node's view of the cluster, from `crm_mon --output-as=xml`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PacemakerView {
-    /// The Designated Controller, if this node knows one.
-    pub dc: Option<String>,
-    /// Whether this node's partition has quorum (as the DC reports it).
-    pub quorate: bool,
-    /// Every node Pacemaker knows, and whether it is online.
-    pub nodes: Vec<(String, bool)>,
-    pub resources: Vec<ResourceState>,
-}
-
-/// Where a resource is, in one node's view.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResourceState {
-    pub id: String,
-    /// `class:provider:type`, e.g. `ocf:pacemaker:Dummy`.
-    pub agent: String,
-    /// `Started`, `Stopped`, ...
-    pub role: String,
-    pub active: bool,
-    pub failed: bool,
-    /// The nodes it is active on (more than one: active twice, or a clone).
-    pub nodes: Vec<String>,
-}
-
-impl PacemakerView {
-    pub fn online(&self) -> Vec<&str> {
-        self.nodes
-            .iter()
-            .filter(|(_, online)| *online)
-            .map(|(n, _)| n.as_str())
-            .collect()
-    }
-
-    pub fn resource(&self, id: &str) -> Option<&ResourceState> {
-        self.resources.iter().find(|r| r.id == id)
-    }
-
-    /// The one node a resource is started on, if it is started on exactly one.
-    pub fn started_on(&self, id: &str) -> Option<&str> {
-        self.resource(id)
-            .filter(|r| r.active && !r.failed && r.role == "Started" && r.nodes.len() == 1)
-            .map(|r| r.nodes[0].as_str())
-    }
-}
-
-/// Reads `crm_mon --one-shot --output-as=xml`. `None` when it is not a
-/// status (crm_mon could not connect: its XML then holds only an error).
-///
-/// Only what `lab` needs is read: `<current_dc>` in the summary, the
-/// `<node>` elements directly under `<nodes>`, and each `<resource>` under
-/// `<resources>` (at any depth: groups and clones hold theirs) with its
-/// `<node>` children. `<node>` elements elsewhere (node attributes, node
-/// history) are not nodes of the membership and are skipped.
-pub fn parse_crm_mon(xml: &str) -> Option<PacemakerView> {
-    let mut view = PacemakerView::default();
-    let mut saw_summary = false;
-    let mut stack: Vec<String> = Vec::new();
-    // Index into view.resources of the <resource> being read.
-    let mut current: Option<usize> = None;
-    for tag in xml_tags(xml)? {
-        match tag.kind {
-            TagKind::Close => {
-                if stack.last().map(String::as_str) == Some(tag.name) {
-                    stack.pop();
-                }
-                if tag.name == "resource" {
-                    current = None;
-                }
-                continue;
-            }
-            TagKind::Open | TagKind::Empty => {}
-        }
-        let parent = stack.last().map(String::as_str);
-        let in_resources = stack.iter().any(|s| s == "resources");
-        match (tag.name, parent) {
-            ("summary", _) => saw_summary = true,
-            ("current_dc", Some("summary")) => {
-                if tag.attr("present") == Some("true") {
-                    view.dc = tag.attr("name").map(str::to_owned);
-                }
-                view.quorate = tag.attr("with_quorum") == Some("true");
-            }
-            ("node", Some("nodes")) => {
-                if let Some(name) = tag.attr("name") {
-                    view.nodes
-                        .push((name.to_owned(), tag.attr("online") == Some("true")));
-                }
-            }
-            ("resource", _) if in_resources => {
-                let id = tag.attr("id").unwrap_or_default().to_owned();
-                let active = tag.attr("active") == Some("true");
-                let failed = tag.attr("failed") == Some("true");
-                // A clone's instances share their id: one entry for all.
-                let index = match view.resources.iter().position(|r| r.id == id) {
-                    Some(i) => {
-                        let r = &mut view.resources[i];
-                        r.active |= active;
-                        r.failed |= failed;
-                        i
-                    }
-                    None => {
-                        view.resources.push(ResourceState {
-                            id,
-                            agent: tag.attr("resource_agent").unwrap_or_default().to_owned(),
-                            role: tag.attr("role").unwrap_or_default().to_owned(),
-                            active,
-                            failed,
-                            nodes: Vec::new(),
-                        });
-                        view.resources.len() - 1
-                    }
-                };
-                if tag.kind == TagKind::Open {
-                    current = Some(index);
-                }
-            }
-            ("node", Some("resource")) => {
-                if let (Some(i), Some(name)) = (current, tag.attr("name")) {
-                    let nodes = &mut view.resources[i].nodes;
-                    if !nodes.iter().any(|n| n == name) {
-                        nodes.push(name.to_owned());
-                    }
-                }
-            }
-            _ => {}
-        }
-        if tag.kind == TagKind::Open {
-            stack.push(tag.name.to_owned());
-        }
-    }
-    saw_summary.then_some(view)
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum TagKind {
-    Open,
-    Close,
-    Empty,
-}
-
-#[derive(Debug)]
-struct Tag<'a> {
-    name: &'a str,
-    kind: TagKind,
-    attrs: Vec<(&'a str, String)>,
-}
-
-impl Tag<'_> {
-    fn attr(&self, key: &str) -> Option<&str> {
-        self.attrs
-            .iter()
-            .find(|(k, _)| *k == key)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// The tags of an XML document, in order, with their attributes unescaped;
-/// text, comments, processing instructions and declarations are skipped.
-/// `None` if the document is cut off or malformed where a tag is read.
-/// Enough for crm_mon's output, which is machine-written, not for XML at
-/// large (no DTD entities, no namespaces).
-fn xml_tags(xml: &str) -> Option<Vec<Tag<'_>>> {
-    let mut tags = Vec::new();
-    let mut rest = xml;
-    while let Some(start) = rest.find('<') {
-        rest = &rest[start..];
-        let skipped = [
-            ("<!--", "-->"),
-            ("<![CDATA[", "]]>"),
-            ("<?", "?>"),
-            ("<!", ">"),
-        ]
-        .iter()
-        .find(|(open, _)| rest.starts_with(open));
-        if let Some((_, close)) = skipped {
-            let end = rest.find(close)?;
-            rest = &rest[end + close.len()..];
-            continue;
-        }
-        if let Some(after) = rest.strip_prefix("</") {
-            let end = after.find('>')?;
-            tags.push(Tag {
-                name: after[..end].trim(),
-                kind: TagKind::Close,
-                attrs: Vec::new(),
-            });
-            rest = &after[end + 1..];
-            continue;
-        }
-        let body = &rest[1..];
-        let name_end = body.find(|c: char| c.is_whitespace() || c == '/' || c == '>')?;
-        let name = &body[..name_end];
-        if name.is_empty() {
-            return None;
-        }
-        let mut attrs = Vec::new();
-        let mut r = &body[name_end..];
-        let kind = loop {
-            r = r.trim_start();
-            if let Some(after) = r.strip_prefix("/>") {
-                r = after;
-                break TagKind::Empty;
-            }
-            if let Some(after) = r.strip_prefix('>') {
-                r = after;
-                break TagKind::Open;
-            }
-            let eq = r.find('=')?;
-            let key = r[..eq].trim();
-            if key.is_empty() || key.contains(|c: char| c.is_whitespace() || c == '>') {
-                return None;
-            }
-            let value_start = r[eq + 1..].trim_start();
-            let quote = value_start
-                .chars()
-                .next()
-                .filter(|c| *c == '"' || *c == '\'')?;
-            let value_body = &value_start[1..];
-            let end = value_body.find(quote)?;
-            attrs.push((key, unescape(&value_body[..end])));
-            r = &value_body[end + 1..];
-        };
-        tags.push(Tag { name, kind, attrs });
-        rest = r;
-    }
-    Some(tags)
-}
-
-/// XML's five predefined entities and character references.
-fn unescape(value: &str) -> String {
-    if !value.contains('&') {
-        return value.to_owned();
-    }
-    let mut out = String::with_capacity(value.len());
-    let mut rest = value;
-    while let Some(amp) = rest.find('&') {
-        out.push_str(&rest[..amp]);
-        rest = &rest[amp..];
-        let Some(semi) = rest.find(';') else {
-            break;
-        };
-        let entity = &rest[1..semi];
-        let decoded = match entity {
-            "amp" => Some('&'),
-            "lt" => Some('<'),
-            "gt" => Some('>'),
-            "quot" => Some('"'),
-            "apos" => Some('\''),
-            _ => entity
-                .strip_prefix("#x")
-                .and_then(|h| u32::from_str_radix(h, 16).ok())
-                .or_else(|| entity.strip_prefix('#').and_then(|d| d.parse().ok()))
-                .and_then(char::from_u32),
-        };
-        match decoded {
-            Some(c) => {
-                out.push(c);
-                rest = &rest[semi + 1..];
-            }
-            None => {
-                out.push('&');
-                rest = &rest[1..];
-            }
-        }
-    }
-    out.push_str(rest);
-    out
-}
+/// One node's view of the cluster, from `crm_mon --output-as=xml`, read
+/// by the parser the agent's resource watch uses too.
+pub type PacemakerView = corodrill_status::crm_mon::ClusterView;
 
 /// The CIB primitive `--resource NAME` creates: Pacemaker's Dummy agent,
 /// monitored every `MONITOR_INTERVAL`. NAME was checked by `LabSpec`
@@ -416,7 +149,7 @@ pub fn view(lab: &Lab, node: &str) -> Option<PacemakerView> {
         &["--one-shot", "--inactive", "--output-as=xml"],
     )
     .ok()
-    .and_then(|xml| parse_crm_mon(&xml))
+    .and_then(|xml| corodrill_status::crm_mon::parse(&xml).ok())
 }
 
 /// The view of the first node that answers, preferring one whose
@@ -627,136 +360,18 @@ fn wait_for_views(
 mod tests {
     use super::*;
 
-    /// The shape of Pacemaker 2.1.5's `crm_mon --one-shot --inactive
-    /// --output-as=xml`, trimmed, with every place a `<node>` appears.
-    const CRM_MON: &str = r#"<?xml version="1.0"?>
-<pacemaker-result api-version="2.25" request="crm_mon --one-shot --inactive --output-as=xml">
-  <pacemakerd sys_from="pacemakerd" state="running" last_updated="2026-11-25 19:38:53Z"/>
-  <summary>
-    <stack type="corosync"/>
-    <current_dc present="true" version="2.1.5-a3f44794f94" name="pve1" id="1" with_quorum="true" mixed_version="false"/>
-    <last_change time="Wed Nov 25 19:38:32 2026" user="root" client="cibadmin" origin="pve1"/>
-    <nodes_configured number="3"/>
-    <resources_configured number="3" disabled="0" blocked="0"/>
-    <cluster_options stonith-enabled="false" symmetric-cluster="true" no-quorum-policy="stop" maintenance-mode="false"/>
-  </summary>
-  <nodes>
-    <node name="pve1" id="1" online="true" standby="false" is_dc="true" resources_running="1" type="member"/>
-    <node name="pve2" id="2" online="true" standby="false" is_dc="false" resources_running="1" type="member"/>
-    <node name="pve3" id="3" online="false" standby="false" is_dc="false" resources_running="0" type="member"/>
-  </nodes>
-  <resources>
-    <resource id="svc" resource_agent="ocf:pacemaker:Dummy" role="Started" active="true" orphaned="false" blocked="false" managed="true" failed="false" failure_ignored="false" nodes_running_on="1">
-      <node name="pve2" id="2" cached="true"/>
-    </resource>
-    <resource id="idle" resource_agent="ocf:pacemaker:Dummy" role="Stopped" active="false" orphaned="false" blocked="false" managed="true" failed="false" failure_ignored="false" nodes_running_on="0"/>
-    <resource id="twice" resource_agent="ocf:pacemaker:Dummy" role="Started" active="true" orphaned="false" blocked="false" managed="true" failed="false" failure_ignored="false" nodes_running_on="2">
-      <node name="pve1" id="1" cached="true"/>
-      <node name="pve2" id="2" cached="true"/>
-    </resource>
-  </resources>
-  <node_attributes>
-    <node name="pve1"/>
-    <node name="pve9"/>
-  </node_attributes>
-  <node_history>
-    <node name="pve9">
-      <resource_history id="svc" orphan="false" migration-threshold="1000000">
-        <operation_history call="7" task="monitor" rc="0" rc_text="ok"/>
-      </resource_history>
-    </node>
-  </node_history>
-  <status code="0" message="OK"/>
-</pacemaker-result>
-"#;
-
     #[test]
-    fn reads_dc_nodes_and_where_resources_run() {
-        let v = parse_crm_mon(CRM_MON).unwrap();
-        assert_eq!(v.dc.as_deref(), Some("pve1"));
-        assert!(v.quorate);
+    fn the_primitive_and_its_place() {
         assert_eq!(
-            v.nodes,
-            [
-                ("pve1".to_owned(), true),
-                ("pve2".to_owned(), true),
-                ("pve3".to_owned(), false)
-            ]
+            primitive_xml("svc"),
+            "<primitive id=\"svc\" class=\"ocf\" provider=\"pacemaker\" type=\"Dummy\">\
+             <operations>\
+             <op id=\"svc-monitor-interval-2s\" name=\"monitor\" interval=\"2s\" timeout=\"20s\"/>\
+             </operations></primitive>"
         );
-        assert_eq!(v.online(), ["pve1", "pve2"]);
-        assert_eq!(v.resources.len(), 3);
-        assert_eq!(v.started_on("svc"), Some("pve2"));
-        assert_eq!(v.resource("svc").unwrap().agent, AGENT);
-        assert_eq!(v.started_on("idle"), None);
-        assert!(v.resource("idle").unwrap().nodes.is_empty());
-        assert_eq!(v.resource("twice").unwrap().nodes, ["pve1", "pve2"]);
         assert_eq!(
-            v.started_on("twice"),
-            None,
-            "active on two nodes is not started on one"
+            prefers_xml("svc", "pve1"),
+            "<rsc_location id=\"svc-prefers-pve1\" rsc=\"svc\" node=\"pve1\" score=\"100\"/>"
         );
-        assert_eq!(v.started_on("absent"), None);
-    }
-
-    #[test]
-    fn no_dc_and_a_clone() {
-        let xml = r#"<pacemaker-result><summary>
-            <current_dc present="false" with_quorum="false"/></summary>
-            <nodes><node name="pve1" online="true"/></nodes>
-            <resources><clone id="c-clone" multi_state="false">
-              <resource id="c" resource_agent="ocf:pacemaker:Dummy" role="Started" active="true" failed="false"><node name="pve1"/></resource>
-              <resource id="c" resource_agent="ocf:pacemaker:Dummy" role="Started" active="true" failed="false"><node name="pve2"/></resource>
-            </clone></resources></pacemaker-result>"#;
-        let v = parse_crm_mon(xml).unwrap();
-        assert_eq!(v.dc, None);
-        assert!(!v.quorate);
-        assert_eq!(v.resource("c").unwrap().nodes, ["pve1", "pve2"]);
-    }
-
-    #[test]
-    fn an_error_is_no_view() {
-        // What crm_mon prints when Pacemaker is not running on the node.
-        let xml = r#"<pacemaker-result api-version="2.25" request="crm_mon --output-as=xml">
-  <status code="102" message="Not connected">
-    <errors>
-      <error>crm_mon: Error: cluster is not available on this node</error>
-    </errors>
-  </status>
-</pacemaker-result>"#;
-        assert_eq!(parse_crm_mon(xml), None);
-        assert_eq!(parse_crm_mon(""), None);
-        assert_eq!(parse_crm_mon("<pacemaker-result><summary"), None);
-    }
-
-    #[test]
-    fn tags_attributes_and_escapes() {
-        let tags = xml_tags(
-            "<?xml version='1.0'?><!-- a <comment> --><a x='1 > 0' y=\"&lt;&amp;&quot;&#65;&#x42;&bogus;\"><b/></a >",
-        )
-        .unwrap();
-        let shape: Vec<(&str, TagKind)> = tags.iter().map(|t| (t.name, t.kind)).collect();
-        assert_eq!(
-            shape,
-            [
-                ("a", TagKind::Open),
-                ("b", TagKind::Empty),
-                ("a", TagKind::Close)
-            ]
-        );
-        assert_eq!(tags[0].attr("x"), Some("1 > 0"));
-        assert_eq!(tags[0].attr("y"), Some("<&\"AB&bogus;"));
-        assert!(xml_tags("<a x=\"unterminated></a>").is_none());
-        assert!(xml_tags("<a x></a>").is_none());
-    }
-
-    #[test]
-    fn the_primitive() {
-        let xml = primitive_xml("svc");
-        let tags = xml_tags(&xml).unwrap();
-        assert_eq!(tags[0].attr("id"), Some("svc"));
-        assert_eq!(tags[0].attr("type"), Some("Dummy"));
-        assert_eq!(tags[2].name, "op");
-        assert_eq!(tags[2].attr("interval"), Some("2s"));
-        assert_eq!(tags[2].attr("id"), Some("svc-monitor-interval-2s"));
     }
 }
