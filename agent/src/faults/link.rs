@@ -3,6 +3,7 @@
 
 use std::net::IpAddr;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::Undo;
@@ -48,9 +49,8 @@ pub fn set_link(interface: &str, up: bool) -> Result<(), String> {
 pub fn check_up(interfaces: &[String]) -> Result<String, String> {
     let mut down = Vec::new();
     for interface in interfaces {
-        let text =
-            run_output(crate::node::command("ip").args(["-o", "link", "show", "dev", interface]))?;
-        if !link_flags(&text).contains(&"UP") {
+        let links: Vec<IpLink> = ip_json(&["link", "show", "dev", interface])?;
+        if !is_up(&links, interface) {
             down.push(interface.as_str());
         }
     }
@@ -61,62 +61,112 @@ pub fn check_up(interfaces: &[String]) -> Result<String, String> {
     }
 }
 
-/// The flags of `ip -o link show`: `2: ring0@if5: <BROADCAST,MULTICAST,UP,LOWER_UP> ...`.
-fn link_flags(text: &str) -> Vec<&str> {
-    text.split_once('<')
-        .and_then(|(_, rest)| rest.split_once('>'))
-        .map(|(flags, _)| flags.split(',').collect())
-        .unwrap_or_default()
+/// One interface as `ip -j link` and `ip -j addr` print it; only what is
+/// read here.
+#[derive(Debug, Deserialize)]
+struct IpLink {
+    ifname: String,
+    #[serde(default)]
+    flags: Vec<String>,
+    /// Only in `ip -j addr`.
+    #[serde(default)]
+    addr_info: Vec<IpAddrInfo>,
+}
+
+#[derive(Debug, Deserialize)]
+struct IpAddrInfo {
+    /// Kept as text: one odd entry must not make the whole list unreadable.
+    local: Option<String>,
+}
+
+/// One route of `ip -j route get`.
+#[derive(Debug, Deserialize)]
+struct IpRoute {
+    dev: Option<String>,
+}
+
+/// Runs `ip -j ARGS` and reads its JSON.
+fn ip_json<T: DeserializeOwned>(args: &[&str]) -> Result<T, String> {
+    let text = run_output(crate::node::command("ip").arg("-j").args(args))?;
+    serde_json::from_str(&text).map_err(|e| format!("ip -j {}: {e}", args.join(" ")))
+}
+
+/// Whether `interface` is administratively up (the `UP` flag; `LOWER_UP`
+/// is the carrier, which a veth loses when its peer goes down).
+fn is_up(links: &[IpLink], interface: &str) -> bool {
+    links
+        .iter()
+        .any(|l| l.ifname == interface && l.flags.iter().any(|f| f == "UP"))
 }
 
 /// The interface that holds `address`.
 pub fn interface_of(address: IpAddr) -> Result<String, String> {
-    let text = run_output(crate::node::command("ip").args(["-o", "addr", "show"]))?;
-    parse_interface_of(&text, address)
+    let links: Vec<IpLink> = ip_json(&["addr", "show"])?;
+    holder_of(&links, address)
         .ok_or_else(|| format!("no interface of this node has address {address}"))
 }
 
-fn parse_interface_of(text: &str, address: IpAddr) -> Option<String> {
-    // "3: ring0    inet 198.18.0.1/24 scope global ring0\       valid_lft ..."
-    text.lines().find_map(|line| {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        let addr = words.get(3)?.split('/').next()?.parse::<IpAddr>().ok()?;
-        (addr == address).then(|| words[1].to_owned())
-    })
+fn holder_of(links: &[IpLink], address: IpAddr) -> Option<String> {
+    links
+        .iter()
+        .find(|l| {
+            l.addr_info.iter().any(|a| {
+                a.local
+                    .as_deref()
+                    .and_then(|local| local.parse::<IpAddr>().ok())
+                    == Some(address)
+            })
+        })
+        .map(|l| l.ifname.clone())
 }
 
 /// The interface the kernel would use to reach `address`.
 pub fn interface_of_route_to(address: IpAddr) -> Option<String> {
-    let text =
-        run_output(crate::node::command("ip").args(["-o", "route", "get", &address.to_string()]))
-            .ok()?;
-    let words: Vec<&str> = text.split_whitespace().collect();
-    words
-        .iter()
-        .position(|w| *w == "dev")
-        .and_then(|i| words.get(i + 1))
-        .map(|s| s.to_string())
+    let routes: Vec<IpRoute> = ip_json(&["route", "get", &address.to_string()]).ok()?;
+    routes.into_iter().find_map(|r| r.dev)
 }
 
 #[cfg(test)]
 mod tests {
+    //! Samples of iproute2 6.1's `ip -j` (Debian 12): a lab node's
+    //! (`ip -n NETNS -j ...`, a veth `ring0`) and a machine's own.
     use super::*;
 
+    fn read<T: DeserializeOwned>(json: &str) -> T {
+        serde_json::from_str(json).unwrap()
+    }
+
     #[test]
-    fn parses_ip_output() {
-        let addrs = "1: lo    inet 127.0.0.1/8 scope host lo\\       valid_lft forever\n\
-                     3: ring1    inet 198.18.1.2/24 scope global ring1\\       valid_lft forever\n";
-        assert_eq!(
-            parse_interface_of(addrs, "198.18.1.2".parse().unwrap()).as_deref(),
-            Some("ring1")
-        );
-        assert_eq!(
-            parse_interface_of(addrs, "198.18.1.3".parse().unwrap()),
-            None
-        );
-        let link =
-            "2: ring0@if5: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc noqueue state UP";
-        assert!(link_flags(link).contains(&"UP"));
-        assert!(!link_flags("2: ring0@if5: <BROADCAST,MULTICAST> mtu 1500").contains(&"UP"));
+    fn the_interface_that_holds_an_address() {
+        let node: Vec<IpLink> = read(include_str!("../../tests/ip/addr-node.json"));
+        let at = |a: &str| holder_of(&node, a.parse().unwrap());
+        assert_eq!(at("198.18.0.2").as_deref(), Some("ring0"));
+        assert_eq!(at("127.0.0.1").as_deref(), Some("lo"));
+        assert_eq!(at("::1").as_deref(), Some("lo"));
+        assert_eq!(at("fe80::949a:8bff:fe66:a8c7").as_deref(), Some("ring0"));
+        assert_eq!(at("198.18.0.1"), None, "the peer's address is not ours");
+        let host: Vec<IpLink> = read(include_str!("../../tests/ip/addr-host.json"));
+        let at = |a: &str| holder_of(&host, a.parse().unwrap());
+        assert_eq!(at("192.0.2.2").as_deref(), Some("eth0"));
+        assert_eq!(at("fd00::2").as_deref(), Some("eth0"));
+        // Interfaces without addresses (ifb0) are read and skipped.
+        assert_eq!(at("192.0.2.3"), None);
+    }
+
+    #[test]
+    fn up_is_the_administrative_flag() {
+        let ring0: Vec<IpLink> = read(include_str!("../../tests/ip/link-ring0.json"));
+        assert!(is_up(&ring0, "ring0"));
+        assert!(!is_up(&ring0, "ring1"), "not listed is not up");
+        let host: Vec<IpLink> = read(include_str!("../../tests/ip/link-host.json"));
+        assert!(is_up(&host, "eth0"));
+        assert!(!is_up(&host, "ifb0"), "ifb0 is down");
+        assert!(serde_json::from_str::<Vec<IpLink>>("2: ring0: <UP>").is_err());
+    }
+
+    #[test]
+    fn the_route_s_device() {
+        let routes: Vec<IpRoute> = read(include_str!("../../tests/ip/route-get.json"));
+        assert_eq!(routes[0].dev.as_deref(), Some("ring0"));
     }
 }
