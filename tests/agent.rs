@@ -117,9 +117,8 @@ fn assert_clean(lab: &TestLab, node: &str) {
         !mangle.contains("CORODRILL"),
         "{node}: delay line left:\n{mangle}"
     );
-    let links = lab.tool(node, &["ip", "-o", "link", "show"]);
-    for line in links.lines().filter(|l| l.contains("ring")) {
-        assert!(line.contains(",UP"), "{node}: link down: {line}");
+    for (ring, up, state) in lab.rings(node) {
+        assert!(up, "{node}: link down: {ring} ({state})");
     }
     let clock = std::fs::read_to_string(lab.dir().join(node).join("faketime")).unwrap();
     assert_eq!(clock.trim(), "+0s", "{node}: clock file");

@@ -238,8 +238,9 @@ pub fn faults_missing(lab: &TestLab, dir: &Path) -> Vec<String> {
         missing.push("pve2: the command's marker".into());
     }
     if lab
-        .tool("pve3", &["ip", "-o", "link", "show", "ring0"])
-        .contains("state UP")
+        .rings("pve3")
+        .iter()
+        .any(|(ring, _, state)| ring == "ring0" && state == "UP")
     {
         missing.push("pve3: the link-down (ring0 is up)".into());
     }
@@ -282,10 +283,9 @@ fn left_on(lab: &TestLab, dir: &Path, agents_too: bool) -> Vec<String> {
         if rules.contains("NFQUEUE") || rules.contains("CORODRILL") {
             left.push(format!("{node}: iptables {}", rules.trim()));
         }
-        let links = lab.tool(node, &["ip", "-o", "link", "show"]);
-        for l in links.lines().filter(|l| l.contains("ring")) {
-            if !l.contains("state UP") {
-                left.push(format!("{node}: link down: {l}"));
+        for (ring, _, state) in lab.rings(node) {
+            if state != "UP" {
+                left.push(format!("{node}: link down: {ring} ({state})"));
             }
         }
         let offset = faketime(lab, node);

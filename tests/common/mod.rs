@@ -88,6 +88,26 @@ impl TestLab {
     pub fn down(&self) -> Output {
         corodrill(&["lab", "down", "--name", &self.name])
     }
+
+    /// A node's corosync links (`ringN`) as `ip -j link show` prints them:
+    /// name, administratively up (the `UP` flag), and operational state.
+    pub fn rings(&self, node: &str) -> Vec<(String, bool, String)> {
+        let json = self.tool(node, &["ip", "-j", "link", "show"]);
+        let links: Vec<serde_json::Value> = serde_json::from_str(&json)
+            .unwrap_or_else(|e| panic!("{node}: ip -j link show: {e}: {json}"));
+        links
+            .iter()
+            .filter_map(|l| {
+                let name = l["ifname"].as_str()?;
+                let up = l["flags"]
+                    .as_array()
+                    .is_some_and(|f| f.iter().any(|f| f == "UP"));
+                let state = l["operstate"].as_str().unwrap_or_default();
+                name.starts_with("ring")
+                    .then(|| (name.to_owned(), up, state.to_owned()))
+            })
+            .collect()
+    }
 }
 
 impl Drop for TestLab {
