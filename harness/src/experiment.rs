@@ -55,8 +55,9 @@ pub struct WatchSpec {
     pub resource: String,
     #[serde(default)]
     pub kind: WatchKind,
-    /// How often each node reads its view.
-    #[serde(default = "half_a_second", with = "humantime_serde_lite")]
+    /// How often each node reads its view (taken out of the table first,
+    /// so that its errors name the field).
+    #[serde(skip_deserializing, default = "half_a_second")]
     pub interval: Duration,
     /// A clone runs on several nodes by design: no double-active check.
     #[serde(default)]
@@ -68,7 +69,7 @@ pub struct WatchSpec {
     /// `probe`: the nodes that run the command (default: every node).
     pub nodes: Option<Vec<String>>,
     /// `probe`: a run that takes longer is killed, and the node cannot say.
-    #[serde(default = "five_seconds", with = "humantime_serde_lite")]
+    #[serde(skip_deserializing, default = "five_seconds")]
     pub timeout: Duration,
 }
 
@@ -103,15 +104,45 @@ fn five_seconds() -> Duration {
     Duration::from_secs(5)
 }
 
-/// `interval = "500ms"` as a humantime string.
-mod humantime_serde_lite {
-    use serde::{Deserialize, Deserializer};
-    use std::time::Duration;
+/// The longest duration or clock offset an experiment may write: longer
+/// than any drill, and short enough that adding a few of them (a fault's
+/// `at` and `heal_after`, an expectation's anchor, `within` and `hold`)
+/// never overflows. humantime reads "18446744073709551615s" as it is.
+pub const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let text = String::deserialize(d)?;
-        humantime::parse_duration(&text).map_err(serde::de::Error::custom)
+/// A duration written in an experiment ("500ms", "10s", "2m"), at most
+/// `MAX_DURATION`; `Checker::typed` puts the file, line and field in
+/// front of its errors. Read with humantime itself rather than
+/// humantime-serde, whose error drops humantime's reason ("unknown time
+/// unit", "number is too large").
+fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    use serde::de::Error;
+    let text = String::deserialize(d)?;
+    let value = humantime::parse_duration(text.trim()).map_err(|e| {
+        D::Error::custom(format!(
+            "invalid duration {text:?} ({e}); write it like \"500ms\", \"10s\", \"2m\""
+        ))
+    })?;
+    within_cap(&text, value).map_err(D::Error::custom)
+}
+
+/// `value` (written `text`), or why it is too long.
+fn within_cap(text: &str, value: Duration) -> Result<Duration, String> {
+    if value > MAX_DURATION {
+        Err(format!(
+            "{text:?} is longer than {}, the most corodrill takes",
+            humantime::format_duration(MAX_DURATION)
+        ))
+    } else {
+        Ok(value)
     }
+}
+
+/// A command-line duration (`--lease`, `--duration`): humantime, at most
+/// `MAX_DURATION` (deadlines are `Instant::now()` plus it).
+pub fn parse_flag_duration(text: &str) -> Result<Duration, String> {
+    let value = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    within_cap(text, value)
 }
 
 /// What an expectation on a resource wants each listed node's view to say.
@@ -684,7 +715,20 @@ pub fn parse(file: &Path, text: &str) -> Result<Experiment, Vec<Diagnostic>> {
     let mut watches: Vec<WatchSpec> = Vec::new();
     for entry in raw.watch {
         let span = entry_span(text, entry.span());
-        if let Some(w) = c.typed::<WatchSpec>(&span, "watch", Value::Table(entry.into_inner())) {
+        let mut t = entry.into_inner();
+        let (Ok(interval), Ok(timeout)) = (
+            take::<Dur>(&mut c, &span, &mut t, "interval"),
+            take::<Dur>(&mut c, &span, &mut t, "timeout"),
+        ) else {
+            continue;
+        };
+        if let Some(mut w) = c.typed::<WatchSpec>(&span, "watch", Value::Table(t)) {
+            if let Some(Dur(d)) = interval {
+                w.interval = d;
+            }
+            if let Some(Dur(d)) = timeout {
+                w.timeout = d;
+            }
             let probe = w.kind == WatchKind::Probe;
             if probe && w.command.as_deref().is_none_or(|c| c.trim().is_empty()) {
                 c.at(
@@ -774,20 +818,10 @@ fn required<T: DeserializeOwned>(
     }
 }
 
-/// A humantime duration ("500ms", "10s", "2m").
-#[derive(Debug, Clone, Copy)]
-struct Dur(Duration);
-
-impl<'de> Deserialize<'de> for Dur {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        humantime::parse_duration(s.trim()).map(Dur).map_err(|e| {
-            serde::de::Error::custom(format!(
-                "invalid duration {s:?} ({e}); write it like \"500ms\", \"10s\", \"2m\""
-            ))
-        })
-    }
-}
+/// A duration field of a fault or an expectation (see `duration`).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(transparent)]
+struct Dur(#[serde(deserialize_with = "duration")] Duration);
 
 /// "+5m", "-90s", "300s": a signed humantime offset in milliseconds.
 fn offset_ms(s: &str) -> Result<i64, String> {
@@ -798,9 +832,9 @@ fn offset_ms(s: &str) -> Result<i64, String> {
     };
     let d = humantime::parse_duration(rest)
         .map_err(|e| format!("invalid offset {s:?} ({e}); write it like \"+5m\" or \"-90s\""))?;
-    i64::try_from(d.as_millis())
-        .map(|ms| sign * ms)
-        .map_err(|_| format!("offset {s:?} is too large"))
+    let d = within_cap(s, d).map_err(|e| format!("offset {e}"))?;
+    // At most a week of milliseconds: fits an i64 with room to spare.
+    Ok(sign * d.as_millis() as i64)
 }
 
 /// "30%" or 30.
@@ -1313,6 +1347,44 @@ within = "15s"
             errs[3].contains("names no fault") && errs[3].starts_with("x.toml:24:1:"),
             "{errs:#?}"
         );
+    }
+
+    /// humantime reads "18446744073709551615s" as it is: `at + heal_after`
+    /// and an anchor plus `within` would overflow. Refused where written.
+    #[test]
+    fn absurd_durations_are_refused_where_written() {
+        let huge = "18446744073709551615s";
+        let text = GOOD
+            .replace("heal_after = \"20s\"", &format!("heal_after = \"{huge}\""))
+            .replace("within = \"15s\"", &format!("within = \"{huge}\""));
+        let errs = errors(&text);
+        assert_eq!(errs.len(), 2, "{errs:#?}");
+        assert!(
+            errs[0].starts_with(
+                "x.toml:11:1: heal_after: \"18446744073709551615s\" is longer than 7days"
+            ),
+            "{errs:#?}"
+        );
+        assert!(errs[1].starts_with("x.toml:27:1: within:"), "{errs:#?}");
+        // A week is still a duration; so is a watch's interval.
+        assert!(errors(&GOOD.replace("heal_after = \"20s\"", "heal_after = \"7days\"")).is_empty());
+        let watch = format!("{GOOD}[[watch]]\nresource = \"svc\"\ninterval = \"{huge}\"\n");
+        let errs = errors(&watch);
+        assert!(
+            errs.len() == 1
+                && errs[0].starts_with("x.toml:30:1: interval:")
+                && errs[0].contains("longer than"),
+            "{errs:#?}"
+        );
+        let skew = "name = \"x\"\nnodes = 3\n[[fault]]\nid = \"f\"\nkind = \"clock-skew\"\nnodes = [\"pve1\"]\noffset = \"-18446744073709551615s\"\n";
+        let errs = errors(skew);
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("x.toml:7:1:") && e.contains("longer than")),
+            "{errs:#?}"
+        );
+        assert!(parse_flag_duration(huge).is_err());
+        assert_eq!(parse_flag_duration("10s"), Ok(Duration::from_secs(10)));
     }
 
     #[test]

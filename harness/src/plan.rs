@@ -296,7 +296,7 @@ pub fn plan(experiment: &Experiment, inventory: &Inventory) -> Result<Plan, Vec<
             id: f.id.clone(),
             kind: f.kind.name(),
             at: f.at,
-            heal_at: f.heal_after.map(|h| f.at + h),
+            heal_at: f.heal_after.map(|h| f.at.saturating_add(h)),
             allow_management_cut: f.allow_management_cut,
             actions,
             power_off,
@@ -320,9 +320,9 @@ pub fn plan(experiment: &Experiment, inventory: &Inventory) -> Result<Plan, Vec<
         .unwrap_or_default();
     let mut after_end = Duration::ZERO;
     for e in &experiment.expects {
-        let window = e.within + e.hold;
+        let window = e.within.saturating_add(e.hold);
         match anchor(&e.after) {
-            Some(t) => end = end.max(t + window),
+            Some(t) => end = end.max(t.saturating_add(window)),
             None => after_end = after_end.max(window),
         }
     }
@@ -387,7 +387,7 @@ pub fn describe(experiment: &Experiment, plan: &Plan) -> String {
             humantime::format_duration(e.within).to_string()
         };
         timeline.push((
-            anchor.map_or(Duration::MAX, |a| a + e.within),
+            anchor.map_or(Duration::MAX, |a| a.saturating_add(e.within)),
             format!(
                 "by then: {} ({:?}, within {within} of {})",
                 e.describe(&plan.nodes),
