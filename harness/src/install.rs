@@ -27,34 +27,64 @@ pub struct CommandPath {
 }
 
 impl CommandPath {
-    /// Finds the first word whose last path component is `corodrill-agent`;
-    /// the agent's arguments run to the end of that quoted segment (a quote
-    /// or the end of the command).
+    /// Finds the first word whose last path component is `corodrill-agent`,
+    /// in the command or in a command quoted inside it for a remote shell
+    /// (`ssh host 'sudo corodrill-agent --stdio'`). shlex reads the words;
+    /// the text around the invocation is kept as written, because words
+    /// joined again would lose what only a shell reads (`~`, `2>/dev/null`).
+    /// The invocation runs to the end of the command, or of the quoted
+    /// command it is in. None when no word names the agent, or the quotes
+    /// do not close.
     pub fn parse(connect: &str) -> Option<CommandPath> {
-        let is_break = |c: char| c.is_whitespace() || c == '\'' || c == '"';
-        let mut start = 0;
-        for word in connect.split(is_break) {
-            let here = start;
-            start += word.len() + 1;
-            if word.rsplit('/').next() != Some(AGENT) {
-                continue;
+        let is_agent = |w: &str| w.rsplit('/').next() == Some(AGENT);
+        let (word, nested) = shlex::split(connect)?.into_iter().find_map(|w| {
+            if is_agent(&w) {
+                return Some((w, false));
             }
-            let after = here + word.len();
+            // A word with a space in it was quoted: a command of its own.
+            let inner = shlex::split(&w).filter(|words| words.len() > 1)?;
+            inner.into_iter().find(|x| is_agent(x)).map(|x| (x, true))
+        })?;
+        // Where the word is written: its first occurrence standing alone.
+        // match_indices and the quote searches give char boundaries, so
+        // any whitespace (U+00A0, U+2003) slices cleanly.
+        let is_break = |c: char| matches!(c, ' ' | '\t' | '\n' | '\'' | '"');
+        let start = connect
+            .match_indices(word.as_str())
+            .map(|(i, _)| i)
+            .find(|&i| {
+                connect[..i].chars().next_back().is_none_or(is_break)
+                    && connect[i + word.len()..]
+                        .chars()
+                        .next()
+                        .is_none_or(is_break)
+            })?;
+        let after = start + word.len();
+        let (start, end) = if nested {
+            // To the quote that closes the one the command opened with.
+            let open = connect[..start].rfind(['\'', '"'])?;
+            let quote = &connect[open..=open];
             let end = connect[after..]
-                .find(['\'', '"'])
+                .find(quote)
                 .map_or(connect.len(), |i| after + i);
-            let agent = if word.contains('/') {
-                word.to_owned()
-            } else {
-                DEFAULT_AGENT_PATH.to_owned()
-            };
-            return Some(CommandPath {
-                prefix: connect[..here].to_owned(),
-                suffix: connect[end..].to_owned(),
-                agent,
-            });
-        }
-        None
+            (start, end)
+        } else if connect[..start].ends_with(['\'', '"']) {
+            // The agent's own name quoted (`"corodrill-agent" --stdio`):
+            // its opening quote goes with it.
+            (start - 1, connect.len())
+        } else {
+            (start, connect.len())
+        };
+        let agent = if word.contains('/') {
+            word
+        } else {
+            DEFAULT_AGENT_PATH.to_owned()
+        };
+        Some(CommandPath {
+            prefix: connect[..start].to_owned(),
+            suffix: connect[end..].to_owned(),
+            agent,
+        })
     }
 
     /// `connect` with `command` (plain words, no quotes) in the agent's place.
@@ -247,6 +277,37 @@ mod tests {
             "ssh pve1 \"/opt/corodrill-agent --version\" 2>/dev/null"
         );
         assert!(CommandPath::parse("ssh pve1 my-agent --stdio").is_none());
+        // Top level, the invocation runs to the end, quotes and all.
+        assert_eq!(
+            CommandPath::parse("ssh pve1 corodrill-agent --stdio --lab-node '/a b'")
+                .unwrap()
+                .with("true"),
+            "ssh pve1 true"
+        );
+        assert_eq!(
+            CommandPath::parse("ssh -i ~/.ssh/k pve1 \"corodrill-agent\" --stdio")
+                .unwrap()
+                .with("true"),
+            "ssh -i ~/.ssh/k pve1 true"
+        );
+        assert!(CommandPath::parse("ssh pve1 'corodrill-agent --stdio").is_none());
         assert!(CommandPath::parse("ssh pve1 corodrill-agent-old --stdio").is_none());
+    }
+
+    /// Unicode whitespace is one or more bytes: the hand splitter counted
+    /// one per separator and sliced inside a character (a panic).
+    #[test]
+    fn unicode_whitespace_in_connect_never_slices_a_character() {
+        let connect = "ssh\u{a0}pve1\u{2003}x corodrill-agent --stdio";
+        let path = CommandPath::parse(connect).unwrap();
+        assert_eq!(path.with("true"), "ssh\u{a0}pve1\u{2003}x true");
+        let nested = "ssh\u{2003}pve1 'sudo\u{a0}x corodrill-agent --stdio'\u{a0}";
+        let path = CommandPath::parse(nested).unwrap();
+        assert_eq!(
+            path.with("true"),
+            "ssh\u{2003}pve1 'sudo\u{a0}x true'\u{a0}"
+        );
+        // Whitespace a shell does not split on is part of the word.
+        assert!(CommandPath::parse("ssh pve1 corodrill-agent\u{a0}--stdio").is_none());
     }
 }
