@@ -67,7 +67,20 @@ struct Link {
     /// stdout closes (every waiter then hears the agent is gone).
     pending: Mutex<Option<HashMap<u64, Sender<Reply>>>>,
     next_id: AtomicU64,
-    stderr: Arc<Mutex<String>>,
+    stderr: Arc<Mutex<Vec<u8>>>,
+}
+
+/// How much of an agent's stderr is kept: its last words, for errors. An
+/// agent (or an ssh in front of it) that writes without end must not grow
+/// the controller without end.
+const STDERR_KEPT: usize = 64 * 1024;
+
+/// Appends `chunk` to `kept`, keeping only the last `STDERR_KEPT` bytes.
+fn keep_tail(kept: &mut Vec<u8>, chunk: &[u8]) {
+    kept.extend_from_slice(chunk);
+    if kept.len() > STDERR_KEPT {
+        kept.drain(..kept.len() - STDERR_KEPT);
+    }
 }
 
 impl AgentConn {
@@ -90,7 +103,7 @@ impl AgentConn {
             })?;
         let (hello_tx, hello_rx) = mpsc::channel();
         let (event_tx, events) = mpsc::channel();
-        let stderr = Arc::new(Mutex::new(String::new()));
+        let stderr = Arc::new(Mutex::new(Vec::new()));
         static CONNECTIONS: AtomicU64 = AtomicU64::new(0);
         let link = Arc::new(Link {
             node: node.to_owned(),
@@ -112,8 +125,8 @@ impl AgentConn {
                     if n == 0 {
                         break;
                     }
-                    if let Ok(mut s) = stderr.lock() {
-                        s.push_str(&String::from_utf8_lossy(&buf[..n]));
+                    if let Ok(mut kept) = stderr.lock() {
+                        keep_tail(&mut kept, &buf[..n]);
                     }
                 }
             });
@@ -352,10 +365,11 @@ fn read_messages(
     *link.pending.lock().unwrap_or_else(|p| p.into_inner()) = None;
 }
 
-fn stderr_suffix(stderr: &Mutex<String>) -> String {
+fn stderr_suffix(stderr: &Mutex<Vec<u8>>) -> String {
+    // Decoded only now: a read may have ended inside a character.
     let text = stderr
         .lock()
-        .map(|s| s.trim().to_owned())
+        .map(|kept| String::from_utf8_lossy(&kept).trim().to_owned())
         .unwrap_or_default();
     if text.is_empty() {
         String::new()
@@ -385,5 +399,26 @@ fn op_name(op: &Op) -> &'static str {
         Op::Shutdown => "shutdown",
         Op::Preflight { .. } => "preflight",
         Op::TakeOver { .. } => "take_over",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An agent that writes to stderr without end: the controller keeps
+    /// its last 64 KiB, and its last lines still make the error.
+    #[test]
+    fn stderr_is_kept_to_its_tail() {
+        let mut kept = Vec::new();
+        let line = b"ssh: noise noise noise\n";
+        for _ in 0..100_000 {
+            keep_tail(&mut kept, line);
+        }
+        keep_tail(&mut kept, "last words \u{e9}\n".as_bytes());
+        assert_eq!(kept.len(), STDERR_KEPT);
+        let suffix = stderr_suffix(&Mutex::new(kept));
+        assert!(suffix.ends_with(" / last words \u{e9}"), "{suffix}");
+        assert_eq!(suffix.matches(" / ").count(), 4, "{suffix}");
     }
 }
