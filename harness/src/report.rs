@@ -287,8 +287,8 @@ pub fn junit_with(all: &[Vec<DrillResult>], tolerance: Option<f64>) -> String {
             for (_, earlier) in others {
                 let mut rerun = TestRerun::new(NonSuccessKind::Failure);
                 rerun.set_message(earlier.message.clone());
-                if let Some(m) = earlier.measured {
-                    rerun.set_time(Duration::from_secs_f64(m));
+                if let Some(t) = earlier.measured.and_then(junit_time) {
+                    rerun.set_time(t);
                 }
                 status.add_rerun(rerun);
             }
@@ -307,8 +307,8 @@ pub fn junit_with(all: &[Vec<DrillResult>], tolerance: Option<f64>) -> String {
             }
             let mut case = TestCase::new(name.to_owned(), status);
             case.set_classname(first.experiment.name.clone());
-            if let Some(m) = last.measured {
-                case.set_time(Duration::from_secs_f64(m));
+            if let Some(t) = last.measured.and_then(junit_time) {
+                case.set_time(t);
             }
             // A state kept from before the fault has no time to measure:
             // no time, and a property that says why.
@@ -349,6 +349,12 @@ pub fn junit_with(all: &[Vec<DrillResult>], tolerance: Option<f64>) -> String {
 
 /// 0 when every drill passed (under the tolerance, if any), 1 otherwise:
 /// the status `run` exits with once every drill was carried out.
+/// A measured time as JUnit's `time`; none for a time that is not one
+/// (negative, NaN: `Duration::from_secs_f64` panics on those).
+fn junit_time(seconds: f64) -> Option<Duration> {
+    Duration::try_from_secs_f64(seconds).ok()
+}
+
 pub fn exit_status(all: &[Vec<DrillResult>], tolerance: Option<f64>) -> u8 {
     u8::from(
         all.iter()
@@ -802,6 +808,29 @@ mod tests {
         let case = &report.test_suites[0].test_cases[0];
         assert_eq!(case.time, None);
         assert!(xml.contains("name=\"kept\" value=\"true\""), "{xml}");
+    }
+
+    /// A measured time that is not a time (a clock stepped back, a NaN)
+    /// leaves JUnit's time out instead of panicking in the report.
+    #[test]
+    fn negative_and_nan_times_never_panic() {
+        for bad in [-1.0, f64::NAN, f64::INFINITY] {
+            let run = || {
+                let mut r = result(&[false, true]);
+                r.verdicts[0].measured = Some(bad);
+                r.verdicts[1].measured = Some(bad);
+                r
+            };
+            // Two failing runs: the case's time and a rerun's.
+            let all = [vec![run(), run()]];
+            let report = Report::deserialize_from_str(&junit(&all)).unwrap();
+            assert!(report.test_suites[0]
+                .test_cases
+                .iter()
+                .all(|c| c.time.is_none()));
+            assert!(summary(&all[0]).contains("FAIL"));
+            assert!(!json_lines(&all).is_empty());
+        }
     }
 
     #[test]

@@ -436,11 +436,15 @@ impl<'a> Drill<'a> {
     /// Logs an event that happened at drill time `t`; its UTC stamp is
     /// derived from `t`, so both say when it happened, not when it arrived.
     fn record(&mut self, t: f64, node: Option<&str>, body: LogBody) {
+        // Agents' clocks are input: a time that is no time (NaN, out of
+        // range) stamps the drill's start rather than panicking.
+        let offset = Duration::try_from_secs_f64(t.abs()).unwrap_or_default();
         let at = if t >= 0.0 {
-            self.t0_utc + Duration::from_secs_f64(t)
+            self.t0_utc.checked_add(offset)
         } else {
-            self.t0_utc - Duration::from_secs_f64(-t)
-        };
+            self.t0_utc.checked_sub(offset)
+        }
+        .unwrap_or(self.t0_utc);
         self.log.push(LogEvent {
             t,
             ts: humantime::format_rfc3339_micros(at).to_string(),
@@ -590,7 +594,7 @@ impl<'a> Drill<'a> {
     fn take_in(&mut self, wait: f64) {
         match self
             .events
-            .recv_timeout(Duration::from_secs_f64(wait.max(0.0)))
+            .recv_timeout(Duration::try_from_secs_f64(wait).unwrap_or_default())
         {
             Ok((node, ev)) => self.absorb(node, ev),
             Err(RecvTimeoutError::Timeout) => {}

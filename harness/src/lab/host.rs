@@ -457,7 +457,8 @@ fn started_at(start_ticks: u64) -> Option<SystemTime> {
         .parse()
         .ok()?;
     let age = (uptime - start_ticks as f64 / USER_HZ).max(0.0);
-    SystemTime::now().checked_sub(Duration::from_secs_f64(age))
+    // /proc/uptime is text: "inf" parses, and from_secs_f64 would panic.
+    SystemTime::now().checked_sub(Duration::try_from_secs_f64(age).ok()?)
 }
 
 /// The pids a /dev/shm entry belongs to, from libqb's and libfaketime's
