@@ -1158,36 +1158,43 @@ pub fn two_way_splits(nodes: &[String]) -> Vec<[Vec<String>; 2]> {
 /// each lasts `hold`, then `hold` healed before the next. Meant for `run
 /// --oracle`, which judges every node after every split and every heal.
 pub fn every_split_drill(nodes: &[String], hold: Duration) -> String {
-    let splits = two_way_splits(nodes);
-    let quote = |g: &[String]| {
-        g.iter()
-            .map(|n| format!("{n:?}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let secs = hold.as_secs_f64();
-    let mut text = format!(
-        "name = \"every-split-of-{n}\"\n\
-         description = \"Every way of splitting {n} nodes in two, one at a time, judged by the oracle (run --oracle).\"\n\
-         nodes = {n}\n",
-        n = nodes.len()
-    );
-    for (i, [a, b]) in splits.iter().enumerate() {
-        text.push_str(&format!(
-            "\n[[fault]]\nid = \"split{}\"\nkind = \"partition\"\ngroups = [[{}], [{}]]\nat = \"{}ms\"\nheal_after = \"{}ms\"\n",
-            i + 1,
-            quote(a),
-            quote(b),
-            (2.0 * secs * i as f64 * 1000.0).round(),
-            (secs * 1000.0).round()
-        ));
+    use crate::generated::{Expect, ExperimentFile, Fault, FaultKind};
+    let faults: Vec<Fault> = two_way_splits(nodes)
+        .into_iter()
+        .zip(0u32..)
+        .map(|([a, b], i)| Fault {
+            id: format!("split{}", i + 1),
+            kind: FaultKind::Partition { groups: vec![a, b] },
+            at: hold.saturating_mul(2 * i),
+            heal_after: hold,
+        })
+        .collect();
+    let expects = faults
+        .last()
+        .map(|last| {
+            Expect::whole(
+                "whole after the last split",
+                format!("{}.healed", last.id),
+                hold,
+            )
+        })
+        .into_iter()
+        .collect();
+    ExperimentFile {
+        name: format!("every-split-of-{}", nodes.len()),
+        description: format!(
+            "Every way of splitting {} nodes in two, one at a time, judged by the oracle (run --oracle).",
+            nodes.len()
+        ),
+        nodes: nodes.len(),
+        invariants: Default::default(),
+        faults,
+        expects,
     }
-    text.push_str(&format!(
-        "\n[[expect]]\nname = \"whole after the last split\"\nafter = \"split{}.healed\"\nnodes = \"all\"\nquorate = true\nmembers = \"all\"\nwithin = \"{}ms\"\n",
-        splits.len(),
-        (secs * 1000.0).round()
-    ));
-    text
+    .to_toml("")
+    // Strings, numbers and lists always serialize; were it ever not so, a
+    // file that `run` refuses with this message rather than a panic.
+    .unwrap_or_else(|e| format!("# cannot write the every-split drill: {e}\n"))
 }
 
 #[cfg(test)]
@@ -1210,5 +1217,20 @@ mod split_tests {
             .unwrap_or_else(|e| panic!("{e:?}\n{text}"));
         assert_eq!(e.faults.len(), 15);
         assert_eq!(e.faults[14].at, Duration::from_secs(14 * 18));
+        // The file is the splits: each fault the split of the same index.
+        for (f, [a, b]) in e.faults.iter().zip(&splits) {
+            assert_eq!(f.heal_after, Some(Duration::from_secs(9)));
+            assert_eq!(
+                f.kind,
+                crate::experiment::FaultKind::Partition {
+                    groups: vec![a.clone(), b.clone()],
+                    links: None,
+                    one_way: false,
+                }
+            );
+        }
+        assert_eq!(e.expects.len(), 1);
+        assert_eq!(e.expects[0].after.fault, "split15");
+        assert_eq!(e.expects[0].within, Duration::from_secs(9));
     }
 }

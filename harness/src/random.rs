@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::experiment;
+use crate::generated::{Expect, ExperimentFile, Fault, FaultKind, Invariants};
 use crate::inventory::Inventory;
 use crate::judge::{judge, Verdict};
 use crate::plan;
@@ -26,11 +27,10 @@ pub struct RandomArgs {
     pub lease: Duration,
 }
 
-/// One fault of a step, as experiment TOML (without `id`, `at` and
-/// `heal_after`, which the step gives it).
+/// One fault of a step (its `id` is given when the step is written).
 #[derive(Debug, Clone, PartialEq)]
 pub struct StepFault {
-    pub toml: String,
+    pub kind: FaultKind,
     pub at: Duration,
     pub heal_after: Duration,
 }
@@ -44,13 +44,10 @@ pub struct Step {
     pub settle: Duration,
 }
 
-fn list(nodes: &[&String]) -> String {
-    nodes
-        .iter()
-        .map(|n| format!("{n:?}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
+/// A random drill needs nodes to draw from.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("the inventory has no nodes: a random drill needs at least one")]
+pub struct NoNodes;
 
 /// Draws one step. `hold` is how long faults stay: long enough for the
 /// cluster to settle, so that the oracle judges the state they make.
@@ -61,10 +58,14 @@ pub fn draw(
     links: usize,
     hold: Duration,
     settle: Duration,
-) -> Step {
+) -> Result<Step, NoNodes> {
+    if nodes.is_empty() {
+        return Err(NoNodes);
+    }
     let pick = |rng: &mut fastrand::Rng| &nodes[rng.usize(..nodes.len())];
-    let whole = |toml: String| StepFault {
-        toml,
+    let one = |n: &String| vec![n.clone()];
+    let whole = |kind: FaultKind| StepFault {
+        kind,
         at: Duration::ZERO,
         heal_after: hold,
     };
@@ -75,7 +76,7 @@ pub fn draw(
     if links >= 2 {
         kinds.push("link-loss");
     }
-    match kinds[rng.usize(..kinds.len())] {
+    Ok(match kinds[rng.usize(..kinds.len())] {
         "halves" | "three-ways" => {
             let parts = if nodes.len() >= 3 && rng.bool() && kinds.contains(&"three-ways") {
                 3
@@ -93,10 +94,6 @@ pub fn draw(
             for g in &mut groups {
                 g.sort();
             }
-            let text = groups
-                .iter()
-                .map(|g| format!("[{}]", list(g)))
-                .collect::<Vec<_>>();
             let mut step = Step {
                 what: format!(
                     "split {}",
@@ -106,10 +103,12 @@ pub fn draw(
                         .collect::<Vec<_>>()
                         .join(" | ")
                 ),
-                faults: vec![whole(format!(
-                    "kind = \"partition\"\ngroups = [{}]\n",
-                    text.join(", ")
-                ))],
+                faults: vec![whole(FaultKind::Partition {
+                    groups: groups
+                        .iter()
+                        .map(|g| g.iter().map(|n| n.to_string()).collect())
+                        .collect(),
+                })],
                 settle,
             };
             // Sometimes a node also dies during the split.
@@ -117,7 +116,7 @@ pub fn draw(
                 let victim = pick(rng);
                 step.what.push_str(&format!(", kill {victim}"));
                 step.faults
-                    .push(whole(format!("kind = \"kill\"\nnodes = [{victim:?}]\n")));
+                    .push(whole(FaultKind::Kill { nodes: one(victim) }));
             }
             step
         }
@@ -125,7 +124,7 @@ pub fn draw(
             let n = pick(rng);
             Step {
                 what: format!("isolate {n}"),
-                faults: vec![whole(format!("kind = \"isolate\"\nnodes = [{n:?}]\n"))],
+                faults: vec![whole(FaultKind::Isolate { nodes: one(n) })],
                 settle,
             }
         }
@@ -133,7 +132,7 @@ pub fn draw(
             let n = pick(rng);
             Step {
                 what: format!("kill corosync on {n}"),
-                faults: vec![whole(format!("kind = \"kill\"\nnodes = [{n:?}]\n"))],
+                faults: vec![whole(FaultKind::Kill { nodes: one(n) })],
                 settle,
             }
         }
@@ -141,7 +140,7 @@ pub fn draw(
             let n = pick(rng);
             Step {
                 what: format!("pause corosync on {n}"),
-                faults: vec![whole(format!("kind = \"pause\"\nnodes = [{n:?}]\n"))],
+                faults: vec![whole(FaultKind::Pause { nodes: one(n) })],
                 settle,
             }
         }
@@ -151,7 +150,7 @@ pub fn draw(
                 what: format!("flap {n} (1 s cut, 1 s not, three times)"),
                 faults: (0..3u64)
                     .map(|i| StepFault {
-                        toml: format!("kind = \"isolate\"\nnodes = [{n:?}]\n"),
+                        kind: FaultKind::Isolate { nodes: one(n) },
                         at: Duration::from_secs(2 * i),
                         heal_after: Duration::from_secs(1),
                     })
@@ -165,9 +164,11 @@ pub fn draw(
             let n = pick(rng);
             Step {
                 what: format!("strobe {n}'s clock +90s every 500ms"),
-                faults: vec![whole(format!(
-                    "kind = \"clock-skew\"\nnodes = [{n:?}]\noffset = \"+90s\"\nstrobe = \"500ms\"\n"
-                ))],
+                faults: vec![whole(FaultKind::ClockSkew {
+                    nodes: one(n),
+                    offset: "+90s".into(),
+                    strobe: Duration::from_millis(500),
+                })],
                 settle,
             }
         }
@@ -176,41 +177,57 @@ pub fn draw(
             let link = rng.usize(..links);
             Step {
                 what: format!("{n} loses link {link}"),
-                faults: vec![whole(format!(
-                    "kind = \"link-down\"\nnodes = [{n:?}]\nlink = {link}\n"
-                ))],
+                faults: vec![whole(FaultKind::LinkDown {
+                    nodes: one(n),
+                    link,
+                })],
                 settle,
             }
         }
-    }
+    })
 }
 
-/// The step as an experiment file that `corodrill run` reproduces.
-pub fn experiment_text(name: &str, header: &str, nodes: usize, step: &Step) -> String {
-    let ms = |d: Duration| format!("{}ms", d.as_millis());
-    let mut text = format!(
-        "{header}name = {name:?}\ndescription = {:?}\nnodes = {nodes}\n\n[invariants]\noracle = true\n",
-        step.what
-    );
-    let mut last = (Duration::ZERO, String::new());
-    for (i, f) in step.faults.iter().enumerate() {
-        let id = format!("f{}", i + 1);
-        text.push_str(&format!(
-            "\n[[fault]]\nid = {id:?}\n{}at = \"{}\"\nheal_after = \"{}\"\n",
-            f.toml,
-            ms(f.at),
-            ms(f.heal_after)
-        ));
-        if f.at + f.heal_after >= last.0 {
-            last = (f.at + f.heal_after, id);
-        }
+/// The step as an experiment file that `corodrill run` reproduces, after
+/// `comment` (written as `#` lines).
+pub fn experiment_text(
+    name: &str,
+    comment: &str,
+    nodes: usize,
+    step: &Step,
+) -> Result<String, toml::ser::Error> {
+    let faults: Vec<Fault> = step
+        .faults
+        .iter()
+        .enumerate()
+        .map(|(i, f)| Fault {
+            id: format!("f{}", i + 1),
+            kind: f.kind.clone(),
+            at: f.at,
+            heal_after: f.heal_after,
+        })
+        .collect();
+    // Whole again after the fault that heals last (the later one of a tie).
+    let expects = faults
+        .iter()
+        .max_by_key(|f| f.at + f.heal_after)
+        .map(|last| {
+            Expect::whole(
+                "whole again after the step",
+                format!("{}.healed", last.id),
+                step.settle,
+            )
+        })
+        .into_iter()
+        .collect();
+    ExperimentFile {
+        name: name.to_owned(),
+        description: step.what.clone(),
+        nodes,
+        invariants: Invariants { oracle: true },
+        faults,
+        expects,
     }
-    text.push_str(&format!(
-        "\n[[expect]]\nname = \"whole again after the step\"\nafter = \"{}.healed\"\nnodes = \"all\"\nquorate = true\nmembers = \"all\"\nwithin = \"{}\"\n",
-        last.1,
-        ms(step.settle)
-    ));
-    text
+    .to_toml(comment)
 }
 
 /// What one step came to.
@@ -265,6 +282,10 @@ pub fn random_drill(args: &RandomArgs, progress: &dyn Fn(&str), cancel: &AtomicB
             return 2;
         }
     };
+    if inventory.nodes.is_empty() {
+        eprintln!("{}: {NoNodes}", args.inventory.display());
+        return 2;
+    }
     let nodes: Vec<String> = inventory.nodes.iter().map(|n| n.name.clone()).collect();
     // The timing decides how long each step holds: read it once.
     let (agents, failures) = crate::ops::connect_all(&inventory, Duration::from_secs(20));
@@ -309,16 +330,28 @@ pub fn random_drill(args: &RandomArgs, progress: &dyn Fn(&str), cancel: &AtomicB
             return 130;
         }
         steps += 1;
-        let step = draw(&mut rng, &nodes, inventory.links(), hold, settle);
+        let step = match draw(&mut rng, &nodes, inventory.links(), hold, settle) {
+            Ok(step) => step,
+            Err(e) => {
+                eprintln!("{}: {e}", args.inventory.display());
+                return 2;
+            }
+        };
         let name = format!("random-seed-{}-step-{steps}", args.seed);
         let file = args.out.join(format!("{name}.toml"));
         let header = format!(
-            "# corodrill drill --random --seed {} (step {steps}): {}\n# Reproduce: {}\n",
+            "corodrill drill --random --seed {} (step {steps}): {}\nReproduce: {}",
             args.seed,
             step.what,
             reproduce.replace("{file}", &file.display().to_string())
         );
-        let text = experiment_text(&name, &header, nodes.len(), &step);
+        let text = match experiment_text(&name, &header, nodes.len(), &step) {
+            Ok(text) => text,
+            Err(e) => {
+                eprintln!("step {steps} ({}): cannot write it: {e}", step.what);
+                return 2;
+            }
+        };
         let step_started = Instant::now();
         match run_step(&text, &file, &inventory, &opts) {
             Err(e) => {
@@ -399,17 +432,12 @@ fn shrink(
     while step.faults.len() > 1 && i < step.faults.len() {
         let mut candidate = step.clone();
         let dropped = candidate.faults.remove(i);
-        candidate.what = format!(
-            "{} (fault {} dropped: {})",
-            step.what,
-            i + 1,
-            dropped.toml.trim().replace('\n', "; ")
-        );
-        progress(&format!(
-            "shrinking: trying without {}",
-            dropped.toml.trim().replace('\n', "; ")
-        ));
-        let text = experiment_text(&shrunk_name, "", inventory.nodes.len(), &candidate);
+        candidate.what = format!("{} (fault {} dropped: {})", step.what, i + 1, dropped.kind);
+        progress(&format!("shrinking: trying without {}", dropped.kind));
+        let Ok(text) = experiment_text(&shrunk_name, "", inventory.nodes.len(), &candidate) else {
+            i += 1;
+            continue;
+        };
         match run_step(&text, &file, inventory, opts) {
             Ok(Outcome::Failed { .. }) => {
                 step = candidate;
@@ -424,10 +452,10 @@ fn shrink(
         return Some((out.join(format!("{name}.toml")), step));
     }
     let header = format!(
-        "# Shrunk from {name}: the fewest of its faults that still fail.\n# Reproduce: {}\n",
+        "Shrunk from {name}: the fewest of its faults that still fail.\nReproduce: {}",
         reproduce.replace("{file}", &file.display().to_string())
     );
-    let text = experiment_text(&shrunk_name, &header, inventory.nodes.len(), &step);
+    let text = experiment_text(&shrunk_name, &header, inventory.nodes.len(), &step).ok()?;
     std::fs::write(&file, text).ok()?;
     Some((file, step))
 }
@@ -436,34 +464,100 @@ fn shrink(
 mod tests {
     use super::*;
 
+    /// What the experiment parser must read back for a written fault.
+    fn as_read(kind: &FaultKind) -> experiment::FaultKind {
+        use experiment::FaultKind as Read;
+        match kind.clone() {
+            FaultKind::Partition { groups } => Read::Partition {
+                groups,
+                links: None,
+                one_way: false,
+            },
+            FaultKind::Isolate { nodes } => Read::Isolate { nodes, links: None },
+            FaultKind::Kill { nodes } => Read::Kill { nodes },
+            FaultKind::Pause { nodes } => Read::Pause { nodes },
+            FaultKind::ClockSkew {
+                nodes,
+                offset,
+                strobe,
+            } => Read::ClockSkew {
+                nodes,
+                offset_ms: if offset == "+90s" {
+                    90_000
+                } else {
+                    unimplemented!()
+                },
+                strobe: Some(strobe),
+            },
+            FaultKind::LinkDown { nodes, link } => Read::LinkDown {
+                nodes,
+                link: u8::try_from(link).unwrap(),
+            },
+        }
+    }
+
+    fn draw_all(seed: u64, nodes: &[String]) -> Vec<Step> {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        (0..200)
+            .map(|_| {
+                draw(
+                    &mut rng,
+                    nodes,
+                    2,
+                    Duration::from_secs(6),
+                    Duration::from_secs(21),
+                )
+                .unwrap()
+            })
+            .collect()
+    }
+
+    /// Each step's file parses back to the step: the same faults, times and
+    /// expectation, whatever the nodes are called.
+    fn round_trip(nodes: &[String]) -> std::collections::BTreeSet<&'static str> {
+        let mut kinds = std::collections::BTreeSet::new();
+        for (i, step) in draw_all(7, nodes).iter().enumerate() {
+            let text =
+                experiment_text(&format!("s{i}"), "a header\nReproduce: x", 3, step).unwrap();
+            let e = experiment::parse(Path::new("s.toml"), &text)
+                .unwrap_or_else(|e| panic!("{e:?}\n{text}"));
+            assert_eq!(e.name, format!("s{i}"));
+            assert_eq!(e.description, step.what);
+            assert!(e.invariants.oracle);
+            assert_eq!(e.faults.len(), step.faults.len(), "{text}");
+            for (read, written) in e.faults.iter().zip(&step.faults) {
+                assert_eq!(read.kind, as_read(&written.kind), "{text}");
+                assert_eq!(read.at, written.at);
+                assert_eq!(read.heal_after, Some(written.heal_after));
+            }
+            let [expect] = &e.expects[..] else {
+                panic!("one expectation: {text}")
+            };
+            assert_eq!(expect.within, step.settle);
+            let last = step
+                .faults
+                .iter()
+                .map(|f| f.at + f.heal_after)
+                .max()
+                .unwrap();
+            let anchor = e
+                .faults
+                .iter()
+                .find(|f| f.id == expect.after.fault)
+                .unwrap();
+            assert_eq!(anchor.at + anchor.heal_after.unwrap(), last);
+            kinds.extend(e.faults.iter().map(|f| f.kind.name()));
+        }
+        kinds
+    }
+
     #[test]
     fn steps_are_valid_experiments_and_the_same_for_the_same_seed() {
         let nodes: Vec<String> = (1..=3).map(|i| format!("pve{i}")).collect();
-        let draw_all = |seed| {
-            let mut rng = fastrand::Rng::with_seed(seed);
-            (0..200)
-                .map(|_| {
-                    draw(
-                        &mut rng,
-                        &nodes,
-                        2,
-                        Duration::from_secs(6),
-                        Duration::from_secs(21),
-                    )
-                })
-                .collect::<Vec<_>>()
-        };
-        let steps = draw_all(7);
-        assert_eq!(steps, draw_all(7));
-        assert_ne!(steps, draw_all(8));
-        let mut kinds = std::collections::BTreeSet::new();
-        for (i, step) in steps.iter().enumerate() {
-            let text = experiment_text(&format!("s{i}"), "# header\n", 3, step);
-            let e = experiment::parse(Path::new("s.toml"), &text)
-                .unwrap_or_else(|e| panic!("{e:?}\n{text}"));
-            assert!(e.invariants.oracle);
-            kinds.extend(e.faults.iter().map(|f| f.kind.name()));
-        }
+        let steps = draw_all(7, &nodes);
+        assert_eq!(steps, draw_all(7, &nodes));
+        assert_ne!(steps, draw_all(8, &nodes));
+        let kinds = round_trip(&nodes);
         for k in [
             "partition",
             "isolate",
@@ -474,5 +568,37 @@ mod tests {
         ] {
             assert!(kinds.contains(k), "{k} never drawn: {kinds:?}");
         }
+    }
+
+    #[test]
+    fn odd_node_names_round_trip() {
+        let nodes: Vec<String> = ["a\"1", "b\\2", "c\n3 # not a comment", "dé\u{1}"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        round_trip(&nodes);
+    }
+
+    #[test]
+    fn no_nodes_is_an_error_not_a_panic() {
+        let mut rng = fastrand::Rng::with_seed(1);
+        let d = Duration::from_secs(1);
+        assert_eq!(draw(&mut rng, &[], 1, d, d), Err(NoNodes));
+
+        let dir = std::env::temp_dir().join(format!("corodrill-random-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let inventory = dir.join("empty.toml");
+        std::fs::write(&inventory, "name = \"empty\"\nnode = []\n").unwrap();
+        let args = RandomArgs {
+            inventory,
+            seed: 1,
+            duration: Duration::from_secs(1),
+            out: dir.join("out"),
+            model_override: BTreeMap::new(),
+            lease: Duration::from_secs(5),
+        };
+        let code = random_drill(&args, &|_| {}, &AtomicBool::new(false));
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(code, 2);
     }
 }
