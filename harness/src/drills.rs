@@ -89,7 +89,7 @@ pub fn load_inventory(path: &Path) -> Result<Inventory, String> {
         .map_err(|e| format!("{}: cannot read the inventory: {e}", path.display()))?;
     Inventory::from_toml(&text).map_err(|e| {
         let (line, column) = experiment::line_column(&text, e.span().map_or(0, |s| s.start));
-        format!("{}:{line}:{column}: {}", path.display(), e.message().trim())
+        format!("{}:{line}:{column}: {}", path.display(), e.message())
     })
 }
 

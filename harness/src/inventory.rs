@@ -3,8 +3,11 @@
 //! for real clusters. `run` treats both alike.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
+use toml::Spanned;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -20,7 +23,8 @@ pub struct InventoryNode {
     pub name: String,
     /// Any shell command whose stdin/stdout is the node's agent.
     pub connect: String,
-    /// Corosync link name ("ring0") -> this node's address on it.
+    /// Corosync link name ("ring0" to "ring7") -> this node's address on
+    /// it (an IP address); `from_toml` refuses anything else.
     pub links: BTreeMap<String, String>,
     pub power: Power,
 }
@@ -91,9 +95,111 @@ impl Inventory {
         toml::to_string(self).unwrap_or_else(|e| format!("# cannot write inventory: {e}\n"))
     }
 
-    pub fn from_toml(text: &str) -> Result<Inventory, toml::de::Error> {
-        toml::from_str(text)
+    /// Reads an inventory and checks what serde cannot: node names are
+    /// unique, links are `ringN` with an IP address. Errors carry the
+    /// byte span of what they are about, for `file:line:column`.
+    pub fn from_toml(text: &str) -> Result<Inventory, InventoryError> {
+        let inventory: Inventory = toml::from_str(text)?;
+        // The same text again, for where each name, key and address is.
+        let spans: Spans = toml::from_str(text)?;
+        let mut first: BTreeMap<&str, usize> = BTreeMap::new();
+        for node in &spans.node {
+            let name = node.name.get_ref().as_str();
+            if let Some(earlier) = first.insert(name, node.name.span().start) {
+                let (line, _) = crate::experiment::line_column(text, earlier);
+                return Err(InventoryError::at(
+                    node.name.span(),
+                    format!("name: node {name:?} is named twice (first on line {line})"),
+                ));
+            }
+            for (key, address) in &node.links {
+                let link = key.get_ref();
+                if link_number(link).is_none() {
+                    return Err(InventoryError::at(
+                        key.span(),
+                        format!("links: node {name:?}: link {link:?} is not ring0 to ring7 (corosync's link numbers)"),
+                    ));
+                }
+                if address.get_ref().parse::<IpAddr>().is_err() {
+                    return Err(InventoryError::at(
+                        address.span(),
+                        format!(
+                            "links: node {name:?}: {link} = {:?} is not an IP address",
+                            address.get_ref()
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(inventory)
     }
+}
+
+impl InventoryNode {
+    /// This node's address on each corosync link, by link number.
+    /// `from_toml` has checked every link; one the lab or a test built
+    /// wrong is left out.
+    pub fn link_addresses(&self) -> BTreeMap<u8, IpAddr> {
+        self.links
+            .iter()
+            .filter_map(|(key, addr)| Some((link_number(key)?, addr.parse().ok()?)))
+            .collect()
+    }
+}
+
+/// "ring0" to "ring7" as corosync's link number; None for anything else
+/// ("ring08", "eth0", "ring8").
+pub fn link_number(key: &str) -> Option<u8> {
+    let n: u8 = key.strip_prefix("ring")?.parse().ok()?;
+    (n <= 7 && key == format!("ring{n}")).then_some(n)
+}
+
+/// What is wrong with an inventory, and where (a byte span of its text).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct InventoryError {
+    message: String,
+    span: Option<Range<usize>>,
+}
+
+impl InventoryError {
+    fn at(span: Range<usize>, message: String) -> InventoryError {
+        InventoryError {
+            message,
+            span: Some(span),
+        }
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    pub fn span(&self) -> Option<Range<usize>> {
+        self.span.clone()
+    }
+}
+
+impl From<toml::de::Error> for InventoryError {
+    fn from(e: toml::de::Error) -> InventoryError {
+        InventoryError {
+            message: e.message().trim().to_owned(),
+            span: e.span(),
+        }
+    }
+}
+
+/// Where an inventory's node names, link keys and addresses are written.
+#[derive(Deserialize)]
+struct Spans {
+    #[serde(default)]
+    node: Vec<NodeSpans>,
+}
+
+#[derive(Deserialize)]
+struct NodeSpans {
+    name: Spanned<String>,
+    #[serde(default)]
+    links: BTreeMap<Spanned<String>, Spanned<String>>,
 }
 
 #[cfg(test)]
@@ -127,6 +233,54 @@ mod tests {
             err.contains("unknown variant `ilo`")
                 && err.contains("`lab`, `command`, `vagrant`, `libvirt`, `ipmi`, `proxmox`"),
             "{err}"
+        );
+    }
+
+    /// Two nodes of one name, a link that is not `ringN`, an address that
+    /// is not an IP: refused where they are written, naming the node.
+    #[test]
+    fn duplicate_names_and_bad_links_are_refused_where_written() {
+        let node = |name: &str, links: &str| {
+            format!("[[node]]\nname = \"{name}\"\nconnect = \"true\"\nlinks = {{ {links} }}\npower = {{ driver = \"lab\", lab = \"l\" }}\n")
+        };
+        let where_ = |text: &str| {
+            let e = Inventory::from_toml(text).unwrap_err();
+            let (line, column) =
+                crate::experiment::line_column(text, e.span().map_or(0, |s| s.start));
+            format!("{line}:{column}: {}", e.message())
+        };
+        let good = format!(
+            "name = \"x\"\n{}{}",
+            node("pve1", "ring0 = \"198.18.0.1\", ring1 = \"fd00::1\""),
+            node("pve2", "ring0 = \"198.18.0.2\"")
+        );
+        let inv = Inventory::from_toml(&good).unwrap();
+        assert_eq!(
+            inv.nodes[0].link_addresses(),
+            [
+                (0, "198.18.0.1".parse().unwrap()),
+                (1, "fd00::1".parse().unwrap())
+            ]
+            .into()
+        );
+        let twice = good.replace("\"pve2\"", "\"pve1\"");
+        assert_eq!(
+            where_(&twice),
+            "8:8: name: node \"pve1\" is named twice (first on line 3)"
+        );
+        let eth = good.replace("ring1 =", "eth1 =");
+        let e = where_(&eth);
+        assert!(
+            e.starts_with("5:33: links: node \"pve1\": link \"eth1\" is not ring0 to ring7"),
+            "{e}"
+        );
+        for bad in ["ring8", "ring01", "ring"] {
+            assert!(Inventory::from_toml(&good.replace("ring1 =", &format!("{bad} ="))).is_err());
+        }
+        let name = good.replace("\"198.18.0.2\"", "\"pve2.example\"");
+        assert_eq!(
+            where_(&name),
+            "10:19: links: node \"pve2\": ring0 = \"pve2.example\" is not an IP address"
         );
     }
 

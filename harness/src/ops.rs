@@ -458,13 +458,7 @@ pub fn preflight(inventory_path: &Path, junit: Option<&Path>) -> u8 {
     };
     // Each node's link addresses by link number (ring0 first).
     let addresses = |n: &crate::inventory::InventoryNode| -> Vec<std::net::IpAddr> {
-        let mut links: Vec<(u8, std::net::IpAddr)> = n
-            .links
-            .iter()
-            .filter_map(|(k, v)| Some((k.strip_prefix("ring")?.parse().ok()?, v.parse().ok()?)))
-            .collect();
-        links.sort();
-        links.into_iter().map(|(_, a)| a).collect()
+        n.link_addresses().into_values().collect()
     };
     let (mut agents, failures) = connect_all(&inventory, Duration::from_secs(20));
     let mut results: Vec<(String, Check)> = failures

@@ -79,17 +79,7 @@ pub fn plan(experiment: &Experiment, inventory: &Inventory) -> Result<Plan, Vec<
     let addresses: BTreeMap<&str, BTreeMap<u8, IpAddr>> = inventory
         .nodes
         .iter()
-        .map(|n| {
-            let links = n
-                .links
-                .iter()
-                .filter_map(|(name, addr)| {
-                    let link = name.strip_prefix("ring")?.parse::<u8>().ok()?;
-                    Some((link, addr.parse::<IpAddr>().ok()?))
-                })
-                .collect();
-            (n.name.as_str(), links)
-        })
+        .map(|n| (n.name.as_str(), n.link_addresses()))
         .collect();
     let links_in_all = (0..8u8)
         .take_while(|l| addresses.values().all(|a| a.contains_key(l)))
