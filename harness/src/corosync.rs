@@ -43,15 +43,36 @@ impl QuorumStatus {
     }
 }
 
-/// Parses `corosync-quorumtool -s -p`. Returns `None` when the text holds no
+/// A line of a corosync tool's output that says something this parser
+/// cannot read: a value that is not a number, a member line that is not
+/// one. Better an error than a 0 that reads as a real value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{tool}: line {line}: {message}")]
+pub struct ToolOutputError {
+    pub tool: &'static str,
+    pub line: usize,
+    pub message: String,
+}
+
+const QUORUMTOOL: &str = "corosync-quorumtool";
+const CFGTOOL: &str = "corosync-cfgtool";
+
+/// Parses `corosync-quorumtool -s -p`. `Ok(None)` when the text holds no
 /// quorum section (corosync not running prints "Cannot initialize ...").
-pub fn parse_quorum_status(text: &str) -> Option<QuorumStatus> {
+pub fn parse_quorum_status(text: &str) -> Result<Option<QuorumStatus>, ToolOutputError> {
     let mut status = QuorumStatus::default();
     let mut seen_quorate = false;
     let mut in_members = false;
-    for line in text.lines() {
+    for (n, line) in text.lines().enumerate() {
+        let error = |message: String| ToolOutputError {
+            tool: QUORUMTOOL,
+            line: n + 1,
+            message,
+        };
         if in_members {
-            if let Some(member) = parse_member_line(line) {
+            if !line.trim().is_empty() {
+                let member = parse_member_line(line)
+                    .ok_or_else(|| error(format!("not a member line: {line:?}")))?;
                 status.members.push(member);
             }
             continue;
@@ -64,35 +85,37 @@ pub fn parse_quorum_status(text: &str) -> Option<QuorumStatus> {
             continue;
         };
         let value = value.trim();
+        let number = |value: &str| -> Result<u32, ToolOutputError> {
+            node_id(value)
+                .ok_or_else(|| error(format!("{}: {value:?} is not a number", key.trim())))
+        };
         match key.trim() {
-            "Node ID" => status.node_id = value.parse().unwrap_or(0),
+            "Node ID" => status.node_id = number(value)?,
             "Ring ID" => status.ring_id = value.to_owned(),
             "Quorate" => {
                 seen_quorate = true;
-                status.quorate = value == "Yes";
+                status.quorate = match value {
+                    "Yes" => true,
+                    "No" => false,
+                    other => return Err(error(format!("Quorate: {other:?} is not Yes or No"))),
+                };
             }
-            "Expected votes" => status.expected_votes = value.parse().unwrap_or(0),
-            "Total votes" => status.total_votes = value.parse().unwrap_or(0),
-            "Quorum" => {
-                // "Quorum:           2  Activity blocked" when inquorate.
-                status.quorum = value
-                    .split_whitespace()
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0);
-            }
+            "Expected votes" => status.expected_votes = number(value)?,
+            "Total votes" => status.total_votes = number(value)?,
+            // "Quorum:           2  Activity blocked" when inquorate.
+            "Quorum" => status.quorum = number(value.split_whitespace().next().unwrap_or(""))?,
             "Flags" => status.flags = value.split_whitespace().map(str::to_owned).collect(),
             _ => {}
         }
     }
-    seen_quorate.then_some(status)
+    Ok(seen_quorate.then_some(status))
 }
 
 /// `         1          1         NR pve1 (local)`: id, votes, an optional
 /// QDevice column, the name. The QDevice itself appears as `0 1 Qdevice`.
 fn parse_member_line(line: &str) -> Option<Member> {
     let mut words = line.split_whitespace();
-    let node_id = words.next()?.parse().ok()?;
+    let node_id = node_id(words.next()?)?;
     let votes = words.next()?.parse().ok()?;
     let rest: Vec<&str> = words.filter(|w| *w != "(local)").collect();
     let name = rest.last()?.to_string();
@@ -101,6 +124,15 @@ fn parse_member_line(line: &str) -> Option<Member> {
         votes,
         name,
     })
+}
+
+/// A number as quorumtool prints it: decimal, or hex with `-H`
+/// (`0x00000001`, as `pvecm status` shows node ids).
+fn node_id(text: &str) -> Option<u32> {
+    match text.strip_prefix("0x") {
+        Some(hex) => u32::from_str_radix(hex, 16).ok(),
+        None => text.parse().ok(),
+    }
 }
 
 /// One knet link as `corosync-cfgtool -s` reports it from this node.
@@ -122,28 +154,41 @@ impl LinkStatus {
 }
 
 /// Parses `corosync-cfgtool -s` (corosync 3, knet).
-pub fn parse_link_status(text: &str) -> Vec<LinkStatus> {
+pub fn parse_link_status(text: &str) -> Result<Vec<LinkStatus>, ToolOutputError> {
     let mut links: Vec<LinkStatus> = Vec::new();
-    for line in text.lines() {
+    for (n, line) in text.lines().enumerate() {
+        let error = |message: String| ToolOutputError {
+            tool: CFGTOOL,
+            line: n + 1,
+            message,
+        };
         let trimmed = line.trim();
         if let Some(rest) = trimmed.strip_prefix("LINK ID ") {
-            if let Some(link) = rest.split_whitespace().next().and_then(|l| l.parse().ok()) {
-                links.push(LinkStatus {
-                    link,
-                    peers: Vec::new(),
-                });
-            }
+            let id = rest.split_whitespace().next().unwrap_or("");
+            let link = id
+                .parse()
+                .map_err(|_| error(format!("LINK ID {id:?} is not a link number")))?;
+            links.push(LinkStatus {
+                link,
+                peers: Vec::new(),
+            });
         } else if let Some(rest) = trimmed.strip_prefix("nodeid:") {
-            let (Some(current), Some((id, state))) = (links.last_mut(), rest.split_once(':'))
-            else {
-                continue;
+            let Some((id, state)) = rest.split_once(':') else {
+                return Err(error(format!(
+                    "expected `nodeid: ID: state`, found {trimmed:?}"
+                )));
             };
-            if let Ok(id) = id.trim().parse() {
-                current.peers.push((id, state.trim().to_owned()));
-            }
+            let id = id.trim();
+            let id = id
+                .parse()
+                .map_err(|_| error(format!("nodeid {id:?} is not a number")))?;
+            let current = links
+                .last_mut()
+                .ok_or_else(|| error("a nodeid before any LINK ID".to_owned()))?;
+            current.peers.push((id, state.trim().to_owned()));
         }
     }
-    links
+    Ok(links)
 }
 
 #[cfg(test)]
@@ -178,7 +223,7 @@ Membership information
 
     #[test]
     fn quorate_three_nodes() {
-        let s = parse_quorum_status(QUORATE).unwrap();
+        let s = parse_quorum_status(QUORATE).unwrap().unwrap();
         assert!(s.quorate);
         assert_eq!(s.node_id, 1);
         assert_eq!(s.ring_id, "1.d");
@@ -195,13 +240,51 @@ Membership information
                 "Quorum:           2  ",
                 "Quorum:           2 Activity blocked",
             );
-        let s = parse_quorum_status(&text).unwrap();
+        let s = parse_quorum_status(&text).unwrap().unwrap();
         assert!(!s.quorate);
         assert_eq!(s.quorum, 2);
         assert_eq!(
             parse_quorum_status("Cannot initialize QUORUM service\n"),
-            None
+            Ok(None)
         );
+    }
+
+    /// A value that is not a number was read as 0 (a node id, a vote
+    /// count), and a member line that was not one dropped a member.
+    #[test]
+    fn unreadable_values_are_errors_with_their_line() {
+        let bad = |from: &str, to: &str| {
+            let text = QUORATE.replace(from, to);
+            parse_quorum_status(&text).unwrap_err().to_string()
+        };
+        assert_eq!(
+            bad("Total votes:      3", "Total votes:      three"),
+            "corosync-quorumtool: line 14: Total votes: \"three\" is not a number"
+        );
+        assert!(bad("Node ID:          1", "Node ID:          -1").contains("line 6: Node ID"));
+        assert!(bad("Quorate:          Yes", "Quorate:          Maybe").contains("Maybe"));
+        assert!(bad("Quorum:           2  ", "Quorum:").contains("line 15: Quorum"));
+        assert!(bad(
+            "         3          1         NR pve3",
+            "         x          1         NR pve3"
+        )
+        .contains("line 23: not a member line"));
+        let links = "LINK ID x udp\n\t\tnodeid:          2:\tconnected\n";
+        assert_eq!(
+            parse_link_status(links).unwrap_err().to_string(),
+            "corosync-cfgtool: line 1: LINK ID \"x\" is not a link number"
+        );
+        assert!(parse_link_status("LINK ID 0 udp\n\t\tnodeid: two:\tconnected\n").is_err());
+        assert!(parse_link_status("\t\tnodeid: 2:\tconnected\n").is_err());
+        // quorumtool -H (pvecm status) prints node ids in hex.
+        let hex = QUORATE
+            .replace("Node ID:          1", "Node ID:          0x00000001")
+            .replace(
+                "         2          1         NR pve2",
+                "0x00000002          1         NR pve2",
+            );
+        let s = parse_quorum_status(&hex).unwrap().unwrap();
+        assert_eq!((s.node_id, s.members[1].node_id), (1, 2));
     }
 
     #[test]
@@ -219,7 +302,7 @@ LINK ID 1 udp
 \t\tnodeid:          1:\tlocalhost
 \t\tnodeid:          2:\tconnected
 ";
-        let links = parse_link_status(text);
+        let links = parse_link_status(text).unwrap();
         assert_eq!(links.len(), 2);
         assert_eq!(links[0].connected_peers(), 1);
         assert_eq!(links[0].remote_peers(), 2);
@@ -283,13 +366,29 @@ pub fn parse_corosync_conf(text: &str) -> Result<ConfSummary, String> {
             .as_slice()
         {
             ["nodelist", "node"] => match key {
-                "nodeid" => node.0 = value.parse().ok(),
+                "nodeid" => match value.parse() {
+                    Ok(id) => node.0 = Some(id),
+                    Err(_) => {
+                        return Err(format!("line {}: nodeid {value:?} is not a number", n + 1))
+                    }
+                },
                 "name" => node.1 = Some(value),
-                k if k.starts_with("ring") && k.ends_with("_addr") => {
-                    let link: usize = k[4..k.len() - 5].parse().unwrap_or(0);
-                    summary.links = summary.links.max(link + 1);
+                k => {
+                    if let Some(number) =
+                        k.strip_suffix("_addr").and_then(|r| r.strip_prefix("ring"))
+                    {
+                        // corosync's links are 0 to 7 (knet's KNET_MAX_LINK).
+                        match number.parse::<usize>() {
+                            Ok(link) if link <= 7 => summary.links = summary.links.max(link + 1),
+                            _ => {
+                                return Err(format!(
+                                    "line {}: {k}: {number:?} is not a link number 0 to 7",
+                                    n + 1
+                                ))
+                            }
+                        }
+                    }
                 }
-                _ => {}
             },
             ["totem"] => {
                 summary.totem.insert(key.to_owned(), value);
@@ -326,5 +425,32 @@ mod conf_tests {
         assert_eq!(s.quorum["device.net.algorithm"], "ffsplit");
         assert_eq!(s.totem["version"], "2");
         assert!(parse_corosync_conf("quorum {\n").is_err());
+    }
+
+    /// A nodeid that is not a number was "a node without nodeid"; a ring
+    /// number that was not one counted as link 0 (or overflowed).
+    #[test]
+    fn unreadable_numbers_are_errors_with_their_line() {
+        let conf =
+            |body: &str| format!("nodelist {{\n  node {{\n    name: pve1\n{body}\n  }}\n}}\n");
+        assert_eq!(
+            parse_corosync_conf(&conf("    nodeid: one")),
+            Err("line 4: nodeid \"one\" is not a number".into())
+        );
+        for bad in [
+            "ringx_addr",
+            "ring8_addr",
+            "ring18446744073709551615_addr",
+            "ring_addr",
+        ] {
+            let e = parse_corosync_conf(&conf(&format!("    nodeid: 1\n    {bad}: 10.0.0.1")))
+                .unwrap_err();
+            assert!(
+                e.starts_with("line 5:") && e.contains("not a link number"),
+                "{e}"
+            );
+        }
+        let s = parse_corosync_conf(&conf("    nodeid: 1\n    ring7_addr: 10.0.0.1")).unwrap();
+        assert_eq!(s.links, 8);
     }
 }

@@ -181,16 +181,26 @@ impl Lab {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
+    /// The node's view, None while corosync does not answer. Output the
+    /// parser cannot read is no view either, and is said, with the node.
     pub fn quorum(&self, node: &str) -> Option<QuorumStatus> {
-        self.tool_output(node, "corosync-quorumtool", &["-s", "-p"])
-            .ok()
-            .and_then(|text| parse_quorum_status(&text))
+        let text = self
+            .tool_output(node, "corosync-quorumtool", &["-s", "-p"])
+            .ok()?;
+        parse_quorum_status(&text).unwrap_or_else(|e| {
+            tracing::warn!("{node}: {e}");
+            None
+        })
     }
 
     pub fn links(&self, node: &str) -> Vec<LinkStatus> {
-        self.tool_output(node, "corosync-cfgtool", &["-s"])
-            .map(|text| parse_link_status(&text))
-            .unwrap_or_default()
+        let Ok(text) = self.tool_output(node, "corosync-cfgtool", &["-s"]) else {
+            return Vec::new();
+        };
+        parse_link_status(&text).unwrap_or_else(|e| {
+            tracing::warn!("{node}: {e}");
+            Vec::new()
+        })
     }
 
     /// Whether `program` runs inside the host's network namespace. Found by
