@@ -78,6 +78,9 @@ pub fn lab_root() -> PathBuf {
 }
 
 const LIBFAKETIME: &str = "faketime/libfaketime.so.1";
+/// How long a node's corosync or Pacemaker tool may take to answer
+/// (`tool_output`); they answer in well under a second when they can.
+const TOOL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What a lab records about itself, written before anything is built and
 /// after every process it starts, so that `lab down` can always clean up.
@@ -162,23 +165,23 @@ impl Lab {
         })
     }
 
-    /// Runs one of corosync's tools inside a host and returns what it printed
-    /// (stdout, whatever its exit status: quorumtool exits non-zero when
-    /// inquorate).
+    /// Runs one of corosync's or Pacemaker's tools inside a host and returns
+    /// what it printed (stdout, whatever its exit status: quorumtool exits
+    /// non-zero when inquorate), or an error past `TOOL_TIMEOUT`.
     pub fn tool_output(
         &self,
         host: &str,
         program: &str,
         args: &[&str],
     ) -> Result<String, LabError> {
-        let out = self
-            .namespaces(host)
-            .foreground_command(program)?
-            .args(args)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .map_err(|e| LabError::io(format!("running {program} on {host}"), e))?;
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        let mut cmd = self.namespaces(host).foreground_command(program)?;
+        cmd.args(args);
+        // A paused corosync never answers its tools: bounded, so that `lab
+        // status` and the lab's waits go on. Whatever the exit status, the
+        // output is the answer (corosync-quorumtool exits 2 without quorum).
+        crate::tool::run_within(&mut cmd, None, TOOL_TIMEOUT)
+            .map(|f| f.stdout)
+            .map_err(|e| LabError::Failed(format!("{host}: {e}")))
     }
 
     /// The node's view, None while corosync does not answer. Output the
