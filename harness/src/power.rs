@@ -2,7 +2,8 @@
 //! implementation per inventory driver. A `power-off` fault is a driver's
 //! `off`, then `status` until it says off; its heal is `on`, then `status`
 //! until it says on. Secrets come from the environment and are handed to
-//! the tool through its environment or stdin, never on a command line.
+//! the tool through its environment (or, for the Proxmox API, sent in the
+//! controller's own request), never on a command line.
 //! This module knows drivers, not drills.
 
 #[cfg(test)]
@@ -84,8 +85,7 @@ pub struct Tools {
     pub vagrant: PathBuf,
     pub virsh: PathBuf,
     pub ipmitool: PathBuf,
-    pub curl: PathBuf,
-    /// How long one call of a tool may take.
+    /// How long one call of a tool (or of the Proxmox API) may take.
     pub timeout: Duration,
 }
 
@@ -95,7 +95,6 @@ impl Default for Tools {
             vagrant: "vagrant".into(),
             virsh: "virsh".into(),
             ipmitool: "ipmitool".into(),
-            curl: "curl".into(),
             timeout: Duration::from_secs(60),
         }
     }
@@ -159,16 +158,21 @@ pub fn driver_for(
             vmid,
             token_env,
             cacert,
-        } => Box::new(ProxmoxPower {
-            program: tools.curl.clone(),
-            vm_url: format!(
-                "{}/api2/json/nodes/{pve_node}/qemu/{vmid}/status",
-                api.trim_end_matches('/')
-            ),
-            token: secret(token_env)?,
-            cacert: cacert.clone(),
-            timeout,
-        }),
+        } => Box::new(
+            ProxmoxPower::new(
+                api,
+                pve_node,
+                *vmid,
+                secret(token_env)?,
+                cacert.as_deref(),
+                timeout,
+            )
+            .map_err(|message| PowerError::Failed {
+                node: node.name.clone(),
+                driver: node.power.driver(),
+                message,
+            })?,
+        ),
     })
 }
 
@@ -428,34 +432,101 @@ impl PowerDriver for IpmiPower {
 }
 
 /// A VM of an outer Proxmox VE host, through its API with an API token
-/// (`USER@REALM!TOKENID=SECRET`). curl reads the URL and the token from its
-/// stdin (`-K -`), so the token is never on a command line.
+/// (`USER@REALM!TOKENID=SECRET`) in the `Authorization` header of the
+/// controller's own HTTPS request: no tool, so no command line or config
+/// file holds it. TLS is verified, against the inventory's CA if it names
+/// one, the system's CAs otherwise.
 struct ProxmoxPower {
-    program: PathBuf,
-    /// `.../nodes/NODE/qemu/VMID/status`
+    agent: ureq::Agent,
+    /// `API/api2/json/nodes/NODE/qemu/VMID/status`, each path segment
+    /// percent-encoded.
     vm_url: String,
     token: String,
-    cacert: Option<String>,
-    timeout: Duration,
+}
+
+/// Everything but RFC 3986's unreserved characters is encoded in a path
+/// segment, `.` too (a segment of dots would otherwise be a relative path):
+/// a node name with `/`, `?`, `#`, spaces or a newline stays one segment
+/// of the request line.
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'~');
+
+/// The VM's status URL under the API's base (`https://host:8006`).
+fn vm_status_url(api: &str, node: &str, vmid: u32) -> String {
+    format!(
+        "{}/api2/json/nodes/{}/qemu/{vmid}/status",
+        api.trim_end_matches('/'),
+        percent_encoding::utf8_percent_encode(node, SEGMENT)
+    )
 }
 
 impl ProxmoxPower {
-    fn call(&self, method: &str, path: &str) -> Result<serde_json::Value, String> {
-        let quote = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
-        let mut config = format!(
-            "url = \"{}/{path}\"\nheader = \"Authorization: PVEAPIToken={}\"\nrequest = \"{method}\"\n",
-            quote(&self.vm_url),
-            quote(&self.token)
-        );
-        if let Some(ca) = &self.cacert {
-            config.push_str(&format!("cacert = \"{}\"\n", quote(ca)));
+    fn new(
+        api: &str,
+        node: &str,
+        vmid: u32,
+        token: String,
+        cacert: Option<&str>,
+        timeout: Duration,
+    ) -> Result<ProxmoxPower, String> {
+        use ureq::tls::{RootCerts, TlsConfig};
+        let roots = match cacert {
+            Some(path) => {
+                let pem = std::fs::read(path).map_err(|e| format!("cacert {path}: {e}"))?;
+                let certs = ureq::tls::parse_pem(&pem)
+                    .filter_map(|item| match item {
+                        Ok(ureq::tls::PemItem::Certificate(c)) => Some(Ok(c)),
+                        Ok(_) => None,
+                        Err(e) => Some(Err(e)),
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| format!("cacert {path}: {e}"))?;
+                if certs.is_empty() {
+                    return Err(format!("cacert {path}: no PEM certificate in it"));
+                }
+                RootCerts::new_with_certs(&certs)
+            }
+            None => RootCerts::PlatformVerifier,
+        };
+        let agent = ureq::Agent::config_builder()
+            .timeout_global(Some(timeout))
+            // The API's error answers carry a message: read them, not
+            // ureq's bare status error.
+            .http_status_as_error(false)
+            .tls_config(TlsConfig::builder().root_certs(roots).build())
+            .build()
+            .new_agent();
+        Ok(ProxmoxPower {
+            agent,
+            vm_url: vm_status_url(api, node, vmid),
+            token,
+        })
+    }
+
+    /// `POST` or `GET` `vm_url/action`; the API's JSON answer.
+    fn call(&self, method: &str, action: &str) -> Result<serde_json::Value, String> {
+        let url = format!("{}/{action}", self.vm_url);
+        let auth = format!("PVEAPIToken={}", self.token);
+        let answer = match method {
+            "POST" => self
+                .agent
+                .post(&url)
+                .header("Authorization", &auth)
+                .send_empty(),
+            _ => self.agent.get(&url).header("Authorization", &auth).call(),
+        };
+        let mut answer = answer.map_err(|e| format!("{method} {url}: {e}"))?;
+        let status = answer.status();
+        let body = answer
+            .body_mut()
+            .read_to_string()
+            .map_err(|e| format!("{method} {url}: reading the answer: {e}"))?;
+        if !status.is_success() {
+            return Err(format!("{method} {url}: HTTP {status}: {}", body.trim()));
         }
-        let mut cmd = Command::new(&self.program);
-        cmd.args(["--silent", "--show-error", "--fail-with-body"])
-            .args(["--max-time", &self.timeout.as_secs().max(1).to_string()])
-            .args(["--config", "-"]);
-        let out = crate::tool::run(&mut cmd, Some(config.as_bytes()), self.timeout)?;
-        serde_json::from_str(&out).map_err(|e| format!("the API answered {:?}: {e}", out.trim()))
+        serde_json::from_str(&body).map_err(|e| format!("the API answered {:?}: {e}", body.trim()))
     }
 }
 
@@ -565,8 +636,7 @@ mod tests {
         match name {
             "vagrant" => tools.vagrant = path,
             "virsh" => tools.virsh = path,
-            "ipmitool" => tools.ipmitool = path,
-            _ => tools.curl = path,
+            _ => tools.ipmitool = path,
         }
         tools
     }
@@ -691,50 +761,218 @@ esac"#,
             .all(|l| l == "IPMI_PASSWORD=s3cret-bmc"));
     }
 
-    #[test]
-    fn proxmox_calls_the_vm_status_api_with_the_token_on_stdin() {
-        let s = StandIn::new(
-            "curl",
-            "running",
-            r#"config=$(cat)
-echo "$config" >> "$d/config"
-case "$config" in
-  *'status/stop"'*) echo stopped > "$d/state"; echo '{"data":"UPID:outer:stop"}' ;;
-  *'status/start"'*) echo running > "$d/state"; echo '{"data":"UPID:outer:start"}' ;;
-  *'status/current"'*) echo "{\"data\":{\"status\":\"$(cat "$d/state")\",\"vmid\":103}}" ;;
-esac"#,
-        );
-        let n = node(Power::Proxmox {
-            api: "https://outer.example:8006/".into(),
-            node: "outer".into(),
+    /// One request as the stand-in API server read it off the socket.
+    #[derive(Debug, Clone, PartialEq)]
+    struct Seen {
+        method: String,
+        /// As on the request line: still percent-encoded.
+        path: String,
+        headers: Vec<(String, String)>,
+    }
+
+    /// An outer Proxmox VE host's API, in this process: a thread on a
+    /// 127.0.0.1 port that keeps a VM's state, answers `status/stop`,
+    /// `status/start` and `status/current` as the API does, and records
+    /// every request. Anything else is a 501.
+    struct StandInApi {
+        url: String,
+        seen: std::sync::Arc<std::sync::Mutex<Vec<Seen>>>,
+    }
+
+    impl StandInApi {
+        fn start() -> StandInApi {
+            use std::io::{BufRead, BufReader, Write};
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let url = format!("http://{}", listener.local_addr().unwrap());
+            let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+            let log = seen.clone();
+            std::thread::spawn(move || {
+                let mut running = true;
+                for stream in listener.incoming() {
+                    let Ok(mut stream) = stream else { return };
+                    let mut reader = BufReader::new(stream.try_clone().unwrap());
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).is_err() {
+                        continue;
+                    }
+                    let mut words = line.split_whitespace();
+                    let method = words.next().unwrap_or_default().to_owned();
+                    let path = words.next().unwrap_or_default().to_owned();
+                    let mut headers = Vec::new();
+                    loop {
+                        let mut h = String::new();
+                        if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                            break;
+                        }
+                        if let Some((k, v)) = h.trim_end().split_once(':') {
+                            headers.push((k.to_ascii_lowercase(), v.trim().to_owned()));
+                        }
+                    }
+                    log.lock().unwrap().push(Seen {
+                        method: method.clone(),
+                        path: path.clone(),
+                        headers,
+                    });
+                    let (code, body) = match (method.as_str(), path.rsplit('/').next()) {
+                        ("POST", Some("stop")) => {
+                            running = false;
+                            (200, r#"{"data":"UPID:outer:stop"}"#.to_owned())
+                        }
+                        ("POST", Some("start")) => {
+                            running = true;
+                            (200, r#"{"data":"UPID:outer:start"}"#.to_owned())
+                        }
+                        ("GET", Some("current")) => (
+                            200,
+                            format!(
+                                r#"{{"data":{{"status":"{}","vmid":103}}}}"#,
+                                if running { "running" } else { "stopped" }
+                            ),
+                        ),
+                        _ => (501, r#"{"data":null,"errors":"no such call"}"#.to_owned()),
+                    };
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 {code} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                }
+            });
+            StandInApi { url, seen }
+        }
+
+        fn seen(&self) -> Vec<Seen> {
+            self.seen.lock().unwrap().clone()
+        }
+    }
+
+    fn proxmox(api: &str, pve_node: &str, cacert: Option<&str>) -> InventoryNode {
+        node(Power::Proxmox {
+            api: api.into(),
+            node: pve_node.into(),
             vmid: 103,
             token_env: "PVE_TOKEN".into(),
-            cacert: Some("/etc/corodrill/outer-ca.pem".into()),
-        });
+            cacert: cacert.map(Into::into),
+        })
+    }
+
+    #[test]
+    fn proxmox_calls_the_vm_status_api_with_the_token_in_its_header() {
+        let api = StandInApi::start();
+        let n = proxmox(&format!("{}/", api.url), "outer", None);
         cycle(
-            driver_for(&n, &tools(&s, "curl"), &secrets)
+            driver_for(&n, &Tools::default(), &secrets)
                 .unwrap()
                 .as_ref(),
         );
-        let argv = s.read("argv");
+        let seen = api.seen();
+        let calls: Vec<(&str, &str)> = seen
+            .iter()
+            .map(|s| (s.method.as_str(), s.path.as_str()))
+            .collect();
+        let vm = "/api2/json/nodes/outer/qemu/103/status";
+        assert_eq!(calls[0], ("GET", &*format!("{vm}/current")));
         assert!(
-            !argv.contains("secret"),
-            "the token leaked onto argv: {argv}"
+            calls.contains(&("POST", &*format!("{vm}/stop"))),
+            "{calls:?}"
         );
-        let config = s.read("config");
         assert!(
-            config.contains(
-                "url = \"https://outer.example:8006/api2/json/nodes/outer/qemu/103/status/stop\"\n\
-             header = \"Authorization: PVEAPIToken=drill@pve!ci=0000-secret\"\n\
-             request = \"POST\""
-            ),
-            "{config}"
+            calls.contains(&("POST", &*format!("{vm}/start"))),
+            "{calls:?}"
         );
-        assert!(config.contains("status/current\"\nheader"), "{config}");
+        for s in &seen {
+            let auth: Vec<&str> = s
+                .headers
+                .iter()
+                .filter(|(k, _)| k == "authorization")
+                .map(|(_, v)| v.as_str())
+                .collect();
+            assert_eq!(auth, ["PVEAPIToken=drill@pve!ci=0000-secret"], "{s:?}");
+        }
+    }
+
+    #[test]
+    fn a_node_name_stays_one_path_segment() {
+        let api = StandInApi::start();
+        let odd = "pve 3/../x?y#z\r\nX-Injected: 1 %2F é..";
+        let n = proxmox(&api.url, odd, None);
+        let d = driver_for(&n, &Tools::default(), &secrets).unwrap();
+        assert_eq!(d.status().unwrap(), PowerState::On);
+        let [seen] = &api.seen()[..] else {
+            panic!("one request: {:?}", api.seen())
+        };
+        assert_eq!(
+            seen.path,
+            "/api2/json/nodes/pve%203%2F%2E%2E%2Fx%3Fy%23z%0D%0AX-Injected%3A%201%20%252F%20%C3%A9%2E%2E/qemu/103/status/current"
+        );
         assert!(
-            config.contains("cacert = \"/etc/corodrill/outer-ca.pem\""),
-            "{config}"
+            seen.headers.iter().all(|(k, _)| k != "x-injected"),
+            "{seen:?}"
         );
+        assert_eq!(
+            vm_status_url("https://h:8006", "..", 1),
+            "https://h:8006/api2/json/nodes/%2E%2E/qemu/1/status"
+        );
+    }
+
+    #[test]
+    fn the_api_s_error_answer_is_the_error() {
+        let api = StandInApi::start();
+        let p = ProxmoxPower::new(
+            &api.url,
+            "outer",
+            103,
+            "t".into(),
+            None,
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        let err = p.call("GET", "bogus").unwrap_err();
+        assert!(
+            err.contains("HTTP 501") && err.contains("no such call"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_cacert_that_cannot_be_read_is_refused_before_any_call() {
+        let n = proxmox(
+            "https://outer.example:8006",
+            "outer",
+            Some("/nonexistent/ca.pem"),
+        );
+        let err = driver_for(&n, &Tools::default(), &secrets).err().unwrap();
+        let text = err.to_string();
+        assert!(
+            text.starts_with("node pve3: power driver proxmox: cacert /nonexistent/ca.pem"),
+            "{text}"
+        );
+        let empty = std::env::temp_dir().join(format!("corodrill-empty-ca-{}", std::process::id()));
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let n = proxmox("https://outer.example:8006", "outer", empty.to_str());
+        let err = driver_for(&n, &Tools::default(), &secrets).err().unwrap();
+        let _ = std::fs::remove_file(&empty);
+        assert!(err.to_string().contains("no PEM certificate"), "{err}");
+    }
+
+    #[test]
+    fn an_api_that_does_not_answer_is_an_error_at_the_timeout() {
+        // Accepts the connection, never answers.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let _held = std::thread::spawn(move || {
+            let conn = listener.accept();
+            std::thread::sleep(Duration::from_secs(5));
+            drop(conn);
+        });
+        let tools = Tools {
+            timeout: Duration::from_millis(300),
+            ..Tools::default()
+        };
+        let d = driver_for(&proxmox(&url, "outer", None), &tools, &secrets).unwrap();
+        let started = Instant::now();
+        assert!(d.status().is_err());
+        assert!(started.elapsed() < Duration::from_secs(4));
     }
 
     #[test]
