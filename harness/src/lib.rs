@@ -6,6 +6,7 @@ pub mod corosync;
 pub mod drills;
 pub mod experiment;
 pub mod fencing;
+pub mod fuzz;
 pub mod generated;
 pub mod html;
 pub mod install;

@@ -1,0 +1,7 @@
+//! Inventories: parse any text, never panic.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    corodrill::fuzz::inventory(data);
+});
