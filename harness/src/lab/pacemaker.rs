@@ -26,16 +26,60 @@ pub const AGENT_PATH: &str = "/usr/lib/ocf/resource.d/pacemaker/Dummy";
 /// How often Pacemaker checks each resource where it runs.
 pub const MONITOR_INTERVAL: &str = "2s";
 
-/// Cluster properties for a lab without fencing. With stonith enabled and
-/// no fence device, Pacemaker starts no resource at all. `stop` is also
-/// Pacemaker's default: a partition without quorum stops its resources. A
-/// short recheck interval makes time-based rules (failure-timeout) act in
-/// lab time.
+/// Cluster properties for a lab without fencing, in the CIB every node
+/// starts with. With stonith enabled and no fence device, Pacemaker starts
+/// no resource at all. `stop` is also Pacemaker's default: a partition
+/// without quorum stops its resources. A short recheck interval makes
+/// time-based rules (failure-timeout) act in lab time. Controllers that
+/// start together hear no DC and wait `dc-deadtime` before they elect one
+/// (20 s by default, most of a lab's start-up); the lab's nodes start within
+/// a second or two of each other, so 2 s is enough, and it only matters
+/// while there is no DC.
 pub const PROPERTIES: &[(&str, &str)] = &[
     ("stonith-enabled", "false"),
     ("no-quorum-policy", "stop"),
     ("cluster-recheck-interval", "1min"),
+    ("dc-deadtime", "2s"),
 ];
+
+/// The CIB a node starts with on its first start: the lab's properties and
+/// nothing else. Without the digest file beside it Pacemaker 2.1 warns and
+/// reads it anyway; from its first change on it keeps the CIB itself.
+pub fn seed_cib_xml() -> String {
+    let properties: String = PROPERTIES
+        .iter()
+        .map(|(name, value)| {
+            format!(
+                "<nvpair id=\"cib-bootstrap-options-{name}\" name=\"{name}\" value=\"{value}\"/>"
+            )
+        })
+        .collect();
+    format!(
+        "<cib validate-with=\"pacemaker-3.0\" admin_epoch=\"0\" epoch=\"1\" num_updates=\"0\">\
+         <configuration><crm_config>\
+         <cluster_property_set id=\"cib-bootstrap-options\">{properties}</cluster_property_set>\
+         </crm_config><nodes/><resources/><constraints/></configuration>\
+         <status/></cib>\n"
+    )
+}
+
+/// Writes the seed CIB into a node's own Pacemaker directory unless the
+/// node already has one (a node powered back on keeps its CIB).
+fn seed_cib(lib: &Path) -> Result<(), LabError> {
+    let path = lib.join("cib").join("cib.xml");
+    if path.exists() {
+        return Ok(());
+    }
+    host::write_file(&path, seed_cib_xml().as_bytes())?;
+    let owner =
+        |e: nix::Error| LabError::io(format!("giving {} to hacluster", path.display()), e.into());
+    let user = nix::unistd::User::from_name("hacluster")
+        .map_err(owner)?
+        .ok_or_else(|| LabError::Environment("no user hacluster".into()))?;
+    nix::unistd::chown(&path, Some(user.uid), Some(user.gid)).map_err(owner)?;
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .map_err(|e| LabError::io(format!("making {} private", path.display()), e))
+}
 
 /// The machine's directories Pacemaker writes to, each covered on every
 /// node by a directory of the lab (Debian's package creates both).
@@ -102,6 +146,7 @@ pub(super) fn start(lab: &mut Lab, node: &str) -> Result<(), LabError> {
     let (lib, log) = node_dirs(lab, node);
     let ns = lab.namespaces(node);
     ns.mount_pacemaker_dirs(node, &lib, &log)?;
+    seed_cib(&lib)?;
     let process = host::spawn_daemon(
         &ns,
         node,
@@ -186,10 +231,9 @@ pub fn settle(
 ) -> Result<(String, PacemakerView), LabError> {
     let spec = lab.spec();
     let nodes: Vec<String> = spec.node_names().collect();
-    // Controllers that start together hear no DC and wait dc-deadtime
-    // (20 s, a cluster property nobody could have set yet) before they
-    // elect one: most of a Pacemaker lab's start-up.
-    progress("waiting for Pacemaker: a DC (after dc-deadtime, 20 s), and every node online");
+    // The seed CIB's dc-deadtime: controllers that start together wait
+    // that long before they elect a DC.
+    progress("waiting for Pacemaker: a DC (after dc-deadtime, 2 s), and every node online");
     let timeout = Duration::from_secs(60) + Duration::from_secs(2) * u32::from(spec.nodes);
     wait_for_views(lab, started, timeout, progress, |view| {
         let online = view.online();
@@ -204,23 +248,6 @@ pub fn settle(
     })?;
 
     let first = &nodes[0];
-    progress(&format!(
-        "setting cluster properties for a lab without fencing: {}",
-        PROPERTIES
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    ));
-    for (name, value) in PROPERTIES {
-        tool(
-            lab,
-            first,
-            "crm_attribute",
-            &["--type", "crm_config", "--name", name, "--update", value],
-            &format!("setting the cluster property {name}={value}"),
-        )?;
-    }
     for name in &spec.resources {
         progress(&format!(
             "creating resource {name} ({AGENT}, monitor every {MONITOR_INTERVAL})"
@@ -373,5 +400,27 @@ mod tests {
             prefers_xml("svc", "pve1"),
             "<rsc_location id=\"svc-prefers-pve1\" rsc=\"svc\" node=\"pve1\" score=\"100\"/>"
         );
+    }
+
+    /// Pacemaker's own checker accepts the seed CIB (pacemaker-cli-utils,
+    /// which the lab needs anyway).
+    #[test]
+    fn the_seed_cib_is_valid() {
+        let file =
+            std::env::temp_dir().join(format!("corodrill-seed-cib-{}.xml", std::process::id()));
+        std::fs::write(&file, seed_cib_xml()).unwrap();
+        let out = std::process::Command::new("crm_verify")
+            .arg("--xml-file")
+            .arg(&file)
+            .output()
+            .expect("crm_verify (Debian package pacemaker-cli-utils) is needed for this test");
+        let _ = std::fs::remove_file(&file);
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(seed_cib_xml().contains("name=\"dc-deadtime\" value=\"2s\""));
     }
 }
