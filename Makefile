@@ -1,7 +1,7 @@
 # The two commands of the README: `make demo` and `make test`.
 CARGO ?= cargo
 
-.PHONY: deps build demo test bench lint clean-labs
+.PHONY: deps build demo test test-long nextest bench lint fuzz clean-labs
 
 deps:
 	./scripts/install-deps
@@ -13,15 +13,39 @@ build: deps
 demo: build
 	./target/debug/corodrill demo
 
-# The end-to-end tests run the agent binary, which `cargo test` alone does
-# not build: build the workspace first.
-test: deps
+# The end-to-end tests run the agent binary, which the test build alone
+# does not build: build the workspace first. cargo-nextest runs two labs at
+# a time (.config/nextest.toml); it does not run doctests, cargo test does.
+test: deps nextest
 	$(CARGO) build --workspace
-	$(CARGO) test --workspace
+	$(CARGO) nextest run --workspace
+	$(CARGO) test --workspace --doc
+
+# Tests that are long by nature (every split of five nodes, a 62 s
+# watchdog reset, a 10-minute random drill); CI does not run them.
+test-long: deps nextest
+	$(CARGO) build --workspace
+	$(CARGO) nextest run --workspace --run-ignored only
+
+nextest:
+	@$(CARGO) nextest --version >/dev/null 2>&1 || $(CARGO) install --locked cargo-nextest
 
 bench: deps
 	$(CARGO) build --release --workspace
 	$(CARGO) bench --bench lab_up --bench agent --bench drills --bench oracle --bench failover --bench chaos
+
+# Fuzzing (cargo-fuzz, nightly): FUZZ_SECONDS per target on one core. New
+# inputs go to target/fuzz-corpus; the seeds in fuzz/corpus are left as
+# they are (they replay as unit tests in `make test`).
+FUZZ_SECONDS ?= 300
+FUZZ_TARGETS := experiment inventory protocol corosync
+fuzz:
+	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+		mkdir -p ../target/fuzz-corpus/$$t && \
+		$(CARGO) +nightly fuzz run -s none $$t ../target/fuzz-corpus/$$t corpus/$$t -- \
+			-max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 || exit 1; \
+	done
 
 lint:
 	$(CARGO) fmt --check
