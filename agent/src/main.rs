@@ -12,6 +12,7 @@ mod quorum;
 mod resources;
 mod server;
 mod stall;
+mod wire;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -13,7 +13,7 @@ use corodrill_protocol::{EventBody, LinkState, Member};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use rust_corosync::{cmap, quorum, votequorum, DispatchFlags, NodeId, TrackFlags};
 
-use crate::server::Out;
+use crate::wire::Out;
 
 /// What the library callbacks saw, collected in the watching thread (the
 /// callbacks are plain `fn`s, called from `dispatch` on this same thread).
@@ -126,7 +126,7 @@ fn session(out: &Out, down_reported: &mut bool) -> Result<(), String> {
         };
         // Stamped when corosync's notification arrives, before the
         // votequorum queries that complete the event.
-        let seen = (crate::server::mono_ns(), crate::server::utc_us());
+        let seen = (crate::wire::mono_ns(), crate::wire::utc_us());
         if ready(&fds[0]) {
             cs("quorum_dispatch", quorum::dispatch(&qh, DispatchFlags::All))?;
         }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use corodrill_protocol::{EventBody, ResourceSource, ResourceWatch};
 
-use crate::server::Out;
+use crate::wire::Out;
 
 /// One thread per source: Pacemaker's and the HA manager's views are read
 /// once for all their resources (at the shortest interval asked), each
@@ -68,7 +68,7 @@ fn watch(
 ) {
     let mut last: BTreeMap<String, Option<Vec<String>>> = BTreeMap::new();
     loop {
-        let read_at = (crate::server::mono_ns(), crate::server::utc_us());
+        let read_at = (crate::wire::mono_ns(), crate::wire::utc_us());
         let view = read();
         for r in &resources {
             let active_on = view

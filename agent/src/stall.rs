@@ -10,7 +10,7 @@ use std::time::Duration;
 use corodrill_protocol::{EventBody, StallSource};
 
 use crate::node::{Node, NodeKind};
-use crate::server::Out;
+use crate::wire::Out;
 
 /// A timer that wakes this much later than asked says the machine stalled:
 /// well above scheduling noise, well below corosync's own threshold (80 %
