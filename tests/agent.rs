@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use common::*;
-use corodrill::agent::AgentConn;
+use corodrill::cluster::agent::AgentConn;
 use corodrill_protocol::{Direction, Event, EventBody, Fault, Op, Outcome, StallSource};
 
 const T: Duration = Duration::from_secs(30);

@@ -11,7 +11,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use common::*;
-use corodrill::inventory::{Inventory, Power};
+use corodrill::cluster::inventory::{Inventory, Power};
 use quick_junit::Report;
 
 /// Drills measure corosync's timing; two labs at once on a 2-core machine
@@ -886,7 +886,7 @@ fn drills_entirely_over_ssh() {
     }
 
     // The agent really is sshd's child, run from the node's own copy.
-    let agent = corodrill::agent::AgentConn::connect(
+    let agent = corodrill::cluster::agent::AgentConn::connect(
         "pve1",
         &inventory.nodes[0].connect,
         Duration::from_secs(20),

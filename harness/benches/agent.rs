@@ -14,7 +14,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
-use corodrill::agent::AgentConn;
+use corodrill::cluster::agent::AgentConn;
 use corodrill::lab::{self, LabSpec, Profile};
 use corodrill_protocol::{Direction, EventBody, Fault, Op, Outcome};
 

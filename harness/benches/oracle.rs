@@ -55,13 +55,14 @@ fn main() {
     // Every split of five nodes, judged by the oracle.
     {
         let lab = Lab::up("bo5", &["--nodes", "5"]);
-        let inventory = corodrill::inventory::Inventory::from_toml(
+        let inventory = corodrill::cluster::inventory::Inventory::from_toml(
             &std::fs::read_to_string(lab.inventory()).expect("inventory"),
         )
         .expect("inventory");
-        let (agents, failures) = corodrill::ops::connect_all(&inventory, Duration::from_secs(20));
+        let (agents, failures) =
+            corodrill::cluster::connect::connect_all(&inventory, Duration::from_secs(20));
         assert!(failures.is_empty(), "{failures:?}");
-        let (_, cmap) = corodrill::ops::cluster_config(&agents);
+        let (_, cmap) = corodrill::cluster::connect::cluster_config(&agents);
         drop(agents);
         let timing = corodrill::oracle::Timing::from_runtime(&cmap).expect("totem runtime");
         let predicted = timing.detection().as_secs_f64();

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::cluster::inventory::Inventory;
 use crate::experiment::{self, Experiment};
-use crate::inventory::Inventory;
 use crate::judge::judge;
 use crate::lab::{self, LabSpec, Profile};
 use crate::plan::{self, Plan};
@@ -84,15 +84,6 @@ pub fn check(paths: &[PathBuf]) -> u8 {
     }
 }
 
-pub fn load_inventory(path: &Path) -> Result<Inventory, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("{}: cannot read the inventory: {e}", path.display()))?;
-    Inventory::from_toml(&text).map_err(|e| {
-        let (line, column) = experiment::line_column(&text, e.span().map_or(0, |s| s.start));
-        format!("{}:{line}:{column}: {}", path.display(), e.message())
-    })
-}
-
 /// Loads and plans every experiment against the inventory, or says every
 /// reason it cannot (exit 2).
 /// The drills to run, each with its plan. A drill found in a directory
@@ -130,10 +121,10 @@ pub(crate) fn prepare(
                     let Some(node) = inventory.nodes.iter().find(|n| &n.name == node) else {
                         continue;
                     };
-                    if let Err(err) = crate::power::driver_for(
+                    if let Err(err) = crate::cluster::power::driver_for(
                         node,
-                        &crate::power::Tools::default(),
-                        &crate::power::from_environment,
+                        &crate::cluster::power::Tools::default(),
+                        &crate::cluster::power::from_environment,
                     ) {
                         errors.push(format!("{}: {err}", e.file.display()));
                     }
@@ -159,7 +150,7 @@ pub(crate) fn from_directory(paths: &[PathBuf], e: &Experiment) -> bool {
 }
 
 pub fn run_command(args: &RunArgs, progress: &dyn Fn(&str), cancel: &AtomicBool) -> u8 {
-    let inventory = match load_inventory(&args.inventory) {
+    let inventory = match crate::cluster::inventory::load(&args.inventory) {
         Ok(i) => i,
         Err(e) => {
             eprintln!("{e}");

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use crate::inventory::{Inventory, InventoryNode, Power};
+use crate::cluster::inventory::{Inventory, InventoryNode, Power};
 
 /// An experiment file: parsed, and when valid, planned on a 3-node lab
 /// with two links and described (plan adds the durations it says).
@@ -34,7 +34,7 @@ pub fn inventory(data: &[u8]) {
     if let Ok(inventory) = Inventory::from_toml(text) {
         for node in &inventory.nodes {
             let _ = node.link_addresses();
-            let _ = crate::install::CommandPath::parse(&node.connect);
+            let _ = crate::cluster::install::CommandPath::parse(&node.connect);
         }
         let _ = Inventory::from_toml(&inventory.to_toml());
     }
@@ -43,15 +43,15 @@ pub fn inventory(data: &[u8]) {
 /// Text as corosync's tools print it, and as corosync.conf.
 pub fn corosync(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
-    if let Ok(Some(status)) = crate::corosync::parse_quorum_status(&text) {
+    if let Ok(Some(status)) = crate::cluster::corosync::parse_quorum_status(&text) {
         let _ = status.member_names();
     }
-    if let Ok(links) = crate::corosync::parse_link_status(&text) {
+    if let Ok(links) = crate::cluster::corosync::parse_link_status(&text) {
         for l in &links {
             let _ = (l.connected_peers(), l.remote_peers());
         }
     }
-    let _ = crate::corosync::parse_corosync_conf(&text);
+    let _ = crate::cluster::corosync::parse_corosync_conf(&text);
 }
 
 fn lab_inventory() -> Inventory {

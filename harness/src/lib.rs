@@ -1,16 +1,13 @@
 //! corodrill, the controller: reads experiments, drives the agents, judges
 //! what it saw and reports. See ARCHITECTURE.md for the map.
 
-pub mod agent;
-pub mod corosync;
+pub mod cluster;
 pub mod drills;
 pub mod experiment;
 pub mod fencing;
 pub mod fuzz;
 pub mod generated;
 pub mod html;
-pub mod install;
-pub mod inventory;
 pub mod judge;
 pub mod lab;
 pub mod log;
@@ -18,9 +15,7 @@ pub mod mutate;
 pub mod ops;
 pub mod oracle;
 pub mod plan;
-pub mod power;
 pub mod predict;
 pub mod random;
 pub mod report;
 pub mod run;
-pub mod tool;

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{CommandFactory, Parser, Subcommand};
+use corodrill::cluster::inventory::Inventory;
 use corodrill::drills::{self, RunArgs};
 use corodrill::lab::{self, LabError, LabSpec, Profile};
 
@@ -518,7 +519,16 @@ fn run_lab(cmd: LabCommand, progress: &dyn Fn(&str)) -> Result<ExitCode, LabErro
             )?
             .with_pacemaker(pacemaker, &resources)?;
             spec.ssh = ssh;
-            let up = lab::up(spec, inventory_out.as_deref(), progress)?;
+            // A lab with ssh reaches its agents as a real cluster does, so
+            // they are installed the same way, once the cluster is whole.
+            let ready = |inventory: &Inventory| {
+                if ssh {
+                    install_agents(inventory, progress)
+                } else {
+                    Ok(())
+                }
+            };
+            let up = lab::up_then(spec, inventory_out.as_deref(), progress, &ready)?;
             println!(
                 "lab {} is up: {} nodes quorate{} in {:.1}s",
                 up.lab.spec().name,
@@ -668,6 +678,32 @@ fn init_logging(verbose: u8, format: LogFormat) {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),
     };
+}
+
+/// Puts the agent on every node over ssh, as `corodrill install-agent`
+/// does on a real cluster.
+fn install_agents(inventory: &Inventory, progress: &dyn Fn(&str)) -> Result<(), LabError> {
+    let binary = corodrill::cluster::agent::bundled_agent().ok_or_else(|| {
+        LabError::Environment(
+            "no corodrill-agent beside this corodrill to install on the nodes (cargo build --workspace)"
+                .into(),
+        )
+    })?;
+    progress(&format!(
+        "installing {} on every node over ssh",
+        binary.display()
+    ));
+    let results =
+        corodrill::cluster::install::install_all(inventory, &binary, Duration::from_secs(30));
+    let failures: Vec<String> = results
+        .into_iter()
+        .filter_map(|r| r.err().map(|e| e.to_string()))
+        .collect();
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(LabError::Failed(failures.join("; ")))
+    }
 }
 
 fn print_up_table(up: &lab::LabUp) {

@@ -6,85 +6,16 @@ use std::time::{Duration, Instant};
 
 use corodrill_protocol::{EventBody, Op, Outcome};
 
-use crate::agent::{AgentConn, AgentError};
-use crate::drills::load_inventory;
-use crate::inventory::Inventory;
+use crate::cluster::agent::AgentConn;
+use crate::cluster::connect::{cluster_config, cluster_model, connect_all};
+use crate::cluster::inventory::Inventory;
 
 /// The inventory, or its error printed and exit status 2.
 fn inventory_or_report(path: &Path) -> Result<Inventory, u8> {
-    load_inventory(path).map_err(|e| {
+    crate::cluster::inventory::load(path).map_err(|e| {
         eprintln!("{e}");
         2
     })
-}
-
-/// Every agent of the inventory, connected in parallel; failures by node.
-pub fn connect_all(inventory: &Inventory, timeout: Duration) -> (Vec<AgentConn>, Vec<String>) {
-    let results: Vec<Result<AgentConn, AgentError>> = std::thread::scope(|s| {
-        let handles: Vec<_> = inventory
-            .nodes
-            .iter()
-            .map(|n| s.spawn(move || AgentConn::connect(&n.name, &n.connect, timeout)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join().unwrap_or_else(|_| {
-                    Err(AgentError::Gone {
-                        node: "?".into(),
-                        stderr: String::new(),
-                    })
-                })
-            })
-            .collect()
-    });
-    let mut agents = Vec::new();
-    let mut failures = Vec::new();
-    for r in results {
-        match r {
-            Ok(a) => agents.push(a),
-            Err(e) => failures.push(e.to_string()),
-        }
-    }
-    (agents, failures)
-}
-
-/// The nodes (id, name) and corosync's quorum and totem settings, as the
-/// agents' hellos report them (the first node's view of the settings).
-pub fn cluster_config(
-    agents: &[AgentConn],
-) -> (
-    Vec<(u32, String)>,
-    std::collections::BTreeMap<String, String>,
-) {
-    let nodes = agents
-        .iter()
-        .enumerate()
-        .map(|(i, a)| (a.hello.node_id.unwrap_or(i as u32 + 1), a.node.clone()))
-        .collect();
-    let cmap = agents
-        .first()
-        .map(|a| a.hello.quorum_config.clone())
-        .unwrap_or_default();
-    (nodes, cmap)
-}
-
-/// The quorum and timing model of the cluster the agents are on, with the
-/// operator's "what if" overrides (`--model-override`) on top.
-pub fn cluster_model(
-    agents: &[AgentConn],
-    inventory: &crate::inventory::Inventory,
-    overrides: &std::collections::BTreeMap<String, String>,
-) -> crate::predict::Model {
-    let (nodes, mut cmap) = cluster_config(agents);
-    cmap.extend(overrides.clone());
-    crate::predict::Model {
-        config: crate::oracle::QuorumConfig::from_cmap(nodes, &cmap),
-        timing: crate::oracle::Timing::from_runtime(&cmap).unwrap_or_else(|| {
-            crate::oracle::Timing::from_totem(&Default::default(), inventory.nodes.len())
-        }),
-        links: inventory.links(),
-    }
 }
 
 /// `corodrill install-agent`: the agent binary onto every node, each
@@ -96,7 +27,7 @@ pub fn install_agent(inventory_path: &Path, agent: Option<&Path>) -> u8 {
     };
     let Some(binary) = agent
         .map(Path::to_path_buf)
-        .or_else(crate::install::bundled_agent)
+        .or_else(crate::cluster::agent::bundled_agent)
     else {
         eprintln!(
             "no corodrill-agent beside corodrill: say which binary to install with --agent PATH"
@@ -108,7 +39,8 @@ pub fn install_agent(inventory_path: &Path, agent: Option<&Path>) -> u8 {
         return 2;
     }
     let mut code = 0;
-    for result in crate::install::install_all(&inventory, &binary, Duration::from_secs(60)) {
+    for result in crate::cluster::install::install_all(&inventory, &binary, Duration::from_secs(60))
+    {
         match result {
             Ok(i) => println!(
                 "{}: {} installed at {} ({:.1}s), answering",
@@ -457,7 +389,7 @@ pub fn preflight(inventory_path: &Path, junit: Option<&Path>) -> u8 {
         Err(code) => return code,
     };
     // Each node's link addresses by link number (ring0 first).
-    let addresses = |n: &crate::inventory::InventoryNode| -> Vec<std::net::IpAddr> {
+    let addresses = |n: &crate::cluster::inventory::InventoryNode| -> Vec<std::net::IpAddr> {
         n.link_addresses().into_values().collect()
     };
     let (mut agents, failures) = connect_all(&inventory, Duration::from_secs(20));
@@ -678,7 +610,7 @@ pub fn plan(
                     return 2;
                 }
             };
-            match crate::corosync::parse_corosync_conf(&text) {
+            match crate::cluster::corosync::parse_corosync_conf(&text) {
                 Ok(s) => {
                     let timing = Some(crate::oracle::Timing::from_totem(&s.totem, s.nodes.len()));
                     (

@@ -601,7 +601,7 @@ pub fn oracle_expectations(experiment: &Experiment, plan: &Plan, model: &Model) 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::inventory::{Inventory, InventoryNode, Power};
+    use crate::cluster::inventory::{Inventory, InventoryNode, Power};
     use std::collections::BTreeMap;
 
     pub(crate) fn inventory(nodes: usize, links: usize) -> Inventory {

@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::cluster::inventory::Inventory;
 use crate::experiment;
 use crate::generated::{Expect, ExperimentFile, Fault, FaultKind, Invariants};
-use crate::inventory::Inventory;
 use crate::judge::{judge, Verdict};
 use crate::plan;
 use crate::run::{self, RunOptions};
@@ -275,7 +275,7 @@ fn run_step(
 /// failed (written out and shrunk), 2 for bad input, 3 when a step could not
 /// be carried out, 130 when interrupted.
 pub fn random_drill(args: &RandomArgs, progress: &dyn Fn(&str), cancel: &AtomicBool) -> u8 {
-    let inventory = match crate::drills::load_inventory(&args.inventory) {
+    let inventory = match crate::cluster::inventory::load(&args.inventory) {
         Ok(i) => i,
         Err(e) => {
             eprintln!("{e}");
@@ -288,12 +288,13 @@ pub fn random_drill(args: &RandomArgs, progress: &dyn Fn(&str), cancel: &AtomicB
     }
     let nodes: Vec<String> = inventory.nodes.iter().map(|n| n.name.clone()).collect();
     // The timing decides how long each step holds: read it once.
-    let (agents, failures) = crate::ops::connect_all(&inventory, Duration::from_secs(20));
+    let (agents, failures) =
+        crate::cluster::connect::connect_all(&inventory, Duration::from_secs(20));
     if !failures.is_empty() {
         eprintln!("agents unreachable: {}", failures.join("; "));
         return 3;
     }
-    let model = crate::ops::cluster_model(&agents, &inventory, &Default::default());
+    let model = crate::cluster::connect::cluster_model(&agents, &inventory, &Default::default());
     drop(agents);
     let hold = model.window() + Duration::from_secs(1);
     let settle = model.merge_window();

@@ -13,12 +13,12 @@ use corodrill_protocol::{
     Event, EventBody, Op, Outcome, ResourceSource, ResourceWatch, RollbackReport,
 };
 
-use crate::agent::{AgentConn, AgentError, AgentHandle};
+use crate::cluster::agent::{AgentConn, AgentError, AgentHandle};
+use crate::cluster::inventory::Inventory;
+use crate::cluster::power::{self, PowerDriver, PowerError, PowerState};
 use crate::experiment::{Experiment, WatchKind, WatchSpec};
-use crate::inventory::Inventory;
 use crate::log::{LogBody, LogEvent, NodeState};
 use crate::plan::{Plan, PlannedFault};
-use crate::power::{self, PowerDriver, PowerError, PowerState};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -274,7 +274,8 @@ pub fn run(
         log: Vec::new(),
     };
     let mut drill = Drill::connect(experiment, plan, inventory, opts).map_err(aborted)?;
-    let model = crate::ops::cluster_model(&drill.agents, inventory, &opts.model_override);
+    let model =
+        crate::cluster::connect::cluster_model(&drill.agents, inventory, &opts.model_override);
     drill.settle = model.window().as_secs_f64();
     // Fencing foresight: on a cluster with HA services, a drill that keeps
     // nodes out of quorum long enough gets them reset. Refused before any
@@ -345,7 +346,8 @@ impl<'a> Drill<'a> {
     ) -> Result<Drill<'a>, RunError> {
         let power = power_drivers(plan, inventory, opts)?;
         (opts.progress)(&format!("connecting to {} agents", inventory.nodes.len()));
-        let (mut agents, failures) = crate::ops::connect_all(inventory, opts.connect_timeout);
+        let (mut agents, failures) =
+            crate::cluster::connect::connect_all(inventory, opts.connect_timeout);
         if !failures.is_empty() {
             return Err(RunError::Unreachable(format!(
                 "agents unreachable: {}",

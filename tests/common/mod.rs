@@ -162,22 +162,26 @@ impl TestLab {
         std::path::PathBuf::from(format!("/var/lib/corodrill/labs/{}", self.name))
     }
 
-    pub fn inventory(&self) -> corodrill::inventory::Inventory {
+    pub fn inventory(&self) -> corodrill::cluster::inventory::Inventory {
         let text =
             std::fs::read_to_string(self.dir().join("inventory.toml")).expect("no inventory");
-        corodrill::inventory::Inventory::from_toml(&text).expect("bad inventory")
+        corodrill::cluster::inventory::Inventory::from_toml(&text).expect("bad inventory")
     }
 
     /// Connects to a node's agent with the inventory's own `connect` line.
-    pub fn agent(&self, node: &str) -> corodrill::agent::AgentConn {
+    pub fn agent(&self, node: &str) -> corodrill::cluster::agent::AgentConn {
         let inventory = self.inventory();
         let n = inventory
             .nodes
             .iter()
             .find(|n| n.name == node)
             .expect("no such node");
-        corodrill::agent::AgentConn::connect(node, &n.connect, std::time::Duration::from_secs(10))
-            .unwrap_or_else(|e| panic!("{e}"))
+        corodrill::cluster::agent::AgentConn::connect(
+            node,
+            &n.connect,
+            std::time::Duration::from_secs(10),
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Waits until every node's corosync-quorumtool shows it quorate with

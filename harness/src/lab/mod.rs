@@ -26,8 +26,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::corosync::{parse_link_status, parse_quorum_status, LinkStatus, QuorumStatus};
-use crate::inventory::{Inventory, InventoryNode, Power};
+use crate::cluster::corosync::{parse_link_status, parse_quorum_status, LinkStatus, QuorumStatus};
+use crate::cluster::inventory::{Inventory, InventoryNode, Power};
 use host::{HostNamespaces, LabProcess};
 use spec::{node_address, qnetd_address, QNETD};
 pub use spec::{LabSpec, Profile};
@@ -179,7 +179,7 @@ impl Lab {
         // A paused corosync never answers its tools: bounded, so that `lab
         // status` and the lab's waits go on. Whatever the exit status, the
         // output is the answer (corosync-quorumtool exits 2 without quorum).
-        crate::tool::run_within(&mut cmd, None, TOOL_TIMEOUT)
+        crate::cluster::tool::run_within(&mut cmd, None, TOOL_TIMEOUT)
             .map(|f| f.stdout)
             .map_err(|e| LabError::Failed(format!("{host}: {e}")))
     }
@@ -319,6 +319,22 @@ pub fn up(
     inventory_out: Option<&Path>,
     progress: &dyn Fn(&str),
 ) -> Result<LabUp, LabError> {
+    up_then(spec, inventory_out, progress, &|_| Ok(()))
+}
+
+/// What runs on a lab once its cluster is whole, before its inventory is
+/// written (`lab up --ssh` puts the agents on the nodes): the lab builds a
+/// cluster and knows nothing of what the caller puts on it.
+pub type Ready<'a> = &'a dyn Fn(&Inventory) -> Result<(), LabError>;
+
+/// [`up`], with `ready` run on the whole cluster; its failure tears the lab
+/// down like any other.
+pub fn up_then(
+    spec: LabSpec,
+    inventory_out: Option<&Path>,
+    progress: &dyn Fn(&str),
+    ready: Ready,
+) -> Result<LabUp, LabError> {
     check_environment(&spec)?;
     let mut lab = Lab::new(spec);
     if lab.dir.join("lab.toml").exists() {
@@ -349,9 +365,7 @@ pub fn up(
         } else {
             None
         };
-        if lab.spec().ssh {
-            install_agents(&lab, progress)?;
-        }
+        ready(&inventory(&lab))?;
         let inventory_path = inventory_out
             .map(Path::to_path_buf)
             .unwrap_or_else(|| lab.inventory_path());
@@ -497,31 +511,6 @@ fn build(lab: &mut Lab, progress: &dyn Fn(&str)) -> Result<(), LabError> {
         }
     }
     Ok(())
-}
-
-/// Puts the agent on every node over ssh, as `corodrill install-agent`
-/// does on a real cluster.
-fn install_agents(lab: &Lab, progress: &dyn Fn(&str)) -> Result<(), LabError> {
-    let binary = crate::install::bundled_agent().ok_or_else(|| {
-        LabError::Environment(
-            "no corodrill-agent beside this corodrill to install on the nodes (cargo build --workspace)"
-                .into(),
-        )
-    })?;
-    progress(&format!(
-        "installing {} on every node over ssh",
-        binary.display()
-    ));
-    let results = crate::install::install_all(&inventory(lab), &binary, Duration::from_secs(30));
-    let failures: Vec<String> = results
-        .into_iter()
-        .filter_map(|r| r.err().map(|e| e.to_string()))
-        .collect();
-    if failures.is_empty() {
-        Ok(())
-    } else {
-        Err(LabError::Failed(failures.join("; ")))
-    }
 }
 
 /// Starts a node's daemons as booting it would: corosync, then (once
@@ -779,7 +768,7 @@ fn dead_daemon(lab: &Lab) -> Option<LabError> {
 /// started inside the node's namespaces by `nsenter`, or, in a lab with
 /// ssh, by the node's sshd from its own copy of the agent.
 pub fn inventory(lab: &Lab) -> Inventory {
-    let agent = crate::install::bundled_agent()
+    let agent = crate::cluster::agent::bundled_agent()
         .map(|p| path_str(&p))
         .unwrap_or_else(|| "corodrill-agent".to_owned());
     let spec = lab.spec();

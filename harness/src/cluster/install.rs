@@ -3,17 +3,16 @@
 //! version it reports and that it says hello. No new port, no new secret:
 //! whatever reaches the agent installs it.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::agent::AgentConn;
-use crate::inventory::{Inventory, InventoryNode};
+use crate::cluster::agent::{AgentConn, AGENT};
+use crate::cluster::inventory::{Inventory, InventoryNode};
 
 /// Where an agent named without a path in `connect` is installed: on
 /// Debian's default PATH, for root and for sudo's secure_path alike.
 pub const DEFAULT_AGENT_PATH: &str = "/usr/local/bin/corodrill-agent";
-const AGENT: &str = "corodrill-agent";
 
 /// A node's `connect` split around its agent invocation, so that other
 /// commands can take the agent's place on the same path (through the same
@@ -137,19 +136,6 @@ pub struct Installed {
     pub took: Duration,
 }
 
-/// The agent binary this controller came with: beside it (an install, or
-/// cargo's target dir), or one level up (cargo's test binaries live in
-/// target/*/deps).
-pub fn bundled_agent() -> Option<PathBuf> {
-    std::env::current_exe().ok().and_then(|exe| {
-        exe.ancestors()
-            .skip(1)
-            .take(2)
-            .map(|dir| dir.join(AGENT))
-            .find(|p| p.is_file())
-    })
-}
-
 /// The version line this controller expects every agent to print.
 pub fn expected_version() -> String {
     format!("{AGENT} {}", env!("CARGO_PKG_VERSION"))
@@ -232,7 +218,7 @@ pub fn install(
 
 /// Runs one command with `sh -c`, feeding it `input`.
 fn shell(command: &str, input: Option<&[u8]>, timeout: Duration) -> Result<String, String> {
-    crate::tool::run(Command::new("sh").args(["-c", command]), input, timeout)
+    crate::cluster::tool::run(Command::new("sh").args(["-c", command]), input, timeout)
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::inventory::{InventoryNode, Power};
+use crate::cluster::inventory::{InventoryNode, Power};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PowerState {
@@ -268,7 +268,7 @@ impl PowerDriver for CommandPower {
         "command"
     }
     fn off(&self) -> Result<(), String> {
-        crate::tool::run(
+        crate::cluster::tool::run(
             Command::new("sh").args(["-c", &self.off]),
             None,
             self.timeout,
@@ -276,7 +276,7 @@ impl PowerDriver for CommandPower {
         .map(drop)
     }
     fn on(&self) -> Result<(), String> {
-        crate::tool::run(
+        crate::cluster::tool::run(
             Command::new("sh").args(["-c", &self.on]),
             None,
             self.timeout,
@@ -284,7 +284,7 @@ impl PowerDriver for CommandPower {
         .map(drop)
     }
     fn status(&self) -> Result<PowerState, String> {
-        let out = crate::tool::run(
+        let out = crate::cluster::tool::run(
             Command::new("sh").args(["-c", &self.status]),
             None,
             self.timeout,
@@ -316,7 +316,7 @@ impl VagrantPower {
         if let Some(dir) = &self.dir {
             cmd.current_dir(dir);
         }
-        crate::tool::run(&mut cmd, None, self.timeout)
+        crate::cluster::tool::run(&mut cmd, None, self.timeout)
     }
 }
 
@@ -365,7 +365,7 @@ impl LibvirtPower {
             cmd.args(["-c", uri]);
         }
         cmd.args([verb, &self.domain]);
-        crate::tool::run(&mut cmd, None, self.timeout)
+        crate::cluster::tool::run(&mut cmd, None, self.timeout)
     }
 }
 
@@ -406,7 +406,7 @@ impl IpmiPower {
         cmd.args(["-I", "lanplus", "-H", &self.host, "-U", &self.user, "-E"])
             .args(["chassis", "power", verb])
             .env("IPMI_PASSWORD", &self.password);
-        crate::tool::run(&mut cmd, None, self.timeout)
+        crate::cluster::tool::run(&mut cmd, None, self.timeout)
     }
 }
 

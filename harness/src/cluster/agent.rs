@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -14,6 +15,22 @@ use std::time::{Duration, Instant};
 use corodrill_protocol::{
     parse_message, to_line, Event, Hello, Message, Op, Outcome, ProtocolError, Reply, Request, Role,
 };
+
+/// The agent's binary name, as installed and as `--version` prints it.
+pub const AGENT: &str = "corodrill-agent";
+
+/// The agent binary this controller came with: beside it (an install, or
+/// cargo's target dir), or one level up (cargo's test binaries live in
+/// target/*/deps).
+pub fn bundled_agent() -> Option<PathBuf> {
+    std::env::current_exe().ok().and_then(|exe| {
+        exe.ancestors()
+            .skip(1)
+            .take(2)
+            .map(|dir| dir.join(AGENT))
+            .find(|p| p.is_file())
+    })
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {

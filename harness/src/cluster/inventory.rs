@@ -202,6 +202,16 @@ struct NodeSpans {
     links: BTreeMap<Spanned<String>, Spanned<String>>,
 }
 
+/// The inventory file at `path`, every error with `file:line:column`.
+pub fn load(path: &std::path::Path) -> Result<Inventory, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("{}: cannot read the inventory: {e}", path.display()))?;
+    Inventory::from_toml(&text).map_err(|e| {
+        let (line, column) = crate::experiment::line_column(&text, e.span().map_or(0, |s| s.start));
+        format!("{}:{line}:{column}: {}", path.display(), e.message())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
