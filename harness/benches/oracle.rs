@@ -64,13 +64,13 @@ fn main() {
         assert!(failures.is_empty(), "{failures:?}");
         let (_, cmap) = corodrill::cluster::connect::cluster_config(&agents);
         drop(agents);
-        let timing = corodrill::oracle::Timing::from_runtime(&cmap).expect("totem runtime");
+        let timing = corodrill::model::oracle::Timing::from_runtime(&cmap).expect("totem runtime");
         let predicted = timing.detection().as_secs_f64();
         let nodes: Vec<String> = inventory.nodes.iter().map(|n| n.name.clone()).collect();
         let file = dir.join("every-split.toml");
         std::fs::write(
             &file,
-            corodrill::predict::every_split_drill(&nodes, Duration::from_secs(9)),
+            corodrill::generated::every_split_drill(&nodes, Duration::from_secs(9)),
         )
         .expect("write drill");
         let json = dir.join("every-split.jsonl");

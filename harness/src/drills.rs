@@ -40,7 +40,7 @@ pub struct RunArgs {
 fn assumed_model(
     inventory: &Inventory,
     overrides: &BTreeMap<String, String>,
-) -> crate::predict::Model {
+) -> crate::model::predict::Model {
     let nodes: Vec<(u32, String)> = inventory
         .nodes
         .iter()
@@ -51,9 +51,9 @@ fn assumed_model(
         .iter()
         .filter_map(|(k, v)| Some((k.strip_prefix("totem.")?.to_owned(), v.clone())))
         .collect();
-    crate::predict::Model {
-        config: crate::oracle::QuorumConfig::from_cmap(nodes, overrides),
-        timing: crate::oracle::Timing::from_totem(&totem, inventory.nodes.len()),
+    crate::model::predict::Model {
+        config: crate::model::oracle::QuorumConfig::from_cmap(nodes, overrides),
+        timing: crate::model::oracle::Timing::from_totem(&totem, inventory.nodes.len()),
         links: inventory.links(),
     }
 }
@@ -186,7 +186,7 @@ pub fn run_command(args: &RunArgs, progress: &dyn Fn(&str), cancel: &AtomicBool)
             println!("{}", plan::describe(e, p));
             println!(
                 "{}\n",
-                crate::fencing::foresight_text(
+                crate::model::fencing::foresight_text(
                     e,
                     p,
                     &model,

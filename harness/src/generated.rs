@@ -147,6 +147,71 @@ impl ExperimentFile {
     }
 }
 
+/// Every way of splitting `nodes` into two non-empty groups (2^(n-1) - 1
+/// of them), the group holding the first node first.
+pub fn two_way_splits(nodes: &[String]) -> Vec<[Vec<String>; 2]> {
+    let n = nodes.len();
+    if !(2..=16).contains(&n) {
+        return Vec::new();
+    }
+    (1u32..(1 << (n - 1)))
+        .map(|mask| {
+            // Bit i set: node i+1 goes to the second group; node 0 stays.
+            let (mut a, mut b) = (vec![nodes[0].clone()], Vec::new());
+            for (i, node) in nodes.iter().enumerate().skip(1) {
+                if mask & (1 << (i - 1)) != 0 {
+                    b.push(node.clone());
+                } else {
+                    a.push(node.clone());
+                }
+            }
+            [a, b]
+        })
+        .collect()
+}
+
+/// A drill that splits the cluster every way in two, one split at a time:
+/// each lasts `hold`, then `hold` healed before the next. Meant for `run
+/// --oracle`, which judges every node after every split and every heal.
+pub fn every_split_drill(nodes: &[String], hold: Duration) -> String {
+    let faults: Vec<Fault> = two_way_splits(nodes)
+        .into_iter()
+        .zip(0u32..)
+        .map(|([a, b], i)| Fault {
+            id: format!("split{}", i + 1),
+            kind: FaultKind::Partition { groups: vec![a, b] },
+            at: hold.saturating_mul(2 * i),
+            heal_after: hold,
+        })
+        .collect();
+    let expects = faults
+        .last()
+        .map(|last| {
+            Expect::whole(
+                "whole after the last split",
+                format!("{}.healed", last.id),
+                hold,
+            )
+        })
+        .into_iter()
+        .collect();
+    ExperimentFile {
+        name: format!("every-split-of-{}", nodes.len()),
+        description: format!(
+            "Every way of splitting {} nodes in two, one at a time, judged by the oracle (run --oracle).",
+            nodes.len()
+        ),
+        nodes: nodes.len(),
+        invariants: Default::default(),
+        faults,
+        expects,
+    }
+    .to_toml("")
+    // Strings, numbers and lists always serialize; were it ever not so, a
+    // file that `run` refuses with this message rather than a panic.
+    .unwrap_or_else(|e| format!("# cannot write the every-split drill: {e}\n"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,5 +331,43 @@ mod tests {
             groups: vec![vec!["a".into()], vec!["b".into(), "c".into()]],
         };
         assert_eq!(k.to_string(), "partition [a] [b, c]");
+    }
+}
+
+#[cfg(test)]
+mod split_tests {
+    use super::*;
+
+    #[test]
+    fn five_nodes_split_fifteen_ways() {
+        let nodes: Vec<String> = (1..=5).map(|i| format!("pve{i}")).collect();
+        let splits = two_way_splits(&nodes);
+        assert_eq!(splits.len(), 15);
+        let mut seen = std::collections::BTreeSet::new();
+        for [a, b] in &splits {
+            assert_eq!(a.len() + b.len(), 5);
+            assert!(!b.is_empty() && a[0] == "pve1");
+            assert!(seen.insert(b.clone()));
+        }
+        let text = every_split_drill(&nodes, Duration::from_secs(9));
+        let e = crate::experiment::parse(std::path::Path::new("every.toml"), &text)
+            .unwrap_or_else(|e| panic!("{e:?}\n{text}"));
+        assert_eq!(e.faults.len(), 15);
+        assert_eq!(e.faults[14].at, Duration::from_secs(14 * 18));
+        // The file is the splits: each fault the split of the same index.
+        for (f, [a, b]) in e.faults.iter().zip(&splits) {
+            assert_eq!(f.heal_after, Some(Duration::from_secs(9)));
+            assert_eq!(
+                f.kind,
+                crate::experiment::FaultKind::Partition {
+                    groups: vec![a.clone(), b.clone()],
+                    links: None,
+                    one_way: false,
+                }
+            );
+        }
+        assert_eq!(e.expects.len(), 1);
+        assert_eq!(e.expects[0].after.fault, "split15");
+        assert_eq!(e.expects[0].within, Duration::from_secs(9));
     }
 }

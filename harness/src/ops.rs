@@ -586,7 +586,7 @@ pub fn plan(
     conf_path: Option<&Path>,
     experiments: &[std::path::PathBuf],
 ) -> u8 {
-    use crate::oracle::{plan_table, QuorumConfig};
+    use crate::model::oracle::{plan_table, QuorumConfig};
     if !experiments.is_empty() && inventory_path.is_none() {
         eprintln!("corodrill plan: experiments are planned against an inventory: give --inventory");
         return 2;
@@ -612,7 +612,10 @@ pub fn plan(
             };
             match crate::cluster::corosync::parse_corosync_conf(&text) {
                 Ok(s) => {
-                    let timing = Some(crate::oracle::Timing::from_totem(&s.totem, s.nodes.len()));
+                    let timing = Some(crate::model::oracle::Timing::from_totem(
+                        &s.totem,
+                        s.nodes.len(),
+                    ));
                     (
                         conf.display().to_string(),
                         s.nodes,
@@ -653,7 +656,7 @@ pub fn plan(
             }
             let (nodes, cmap) = cluster_config(&agents);
             let links = inv.links();
-            let timing = crate::oracle::Timing::from_runtime(&cmap);
+            let timing = crate::model::oracle::Timing::from_runtime(&cmap);
             let name = inv.name.clone();
             inventory = Some((
                 planned,
@@ -734,12 +737,12 @@ pub fn plan(
         return 0;
     };
     println!("Proxmox VE HA fencing (nodes with active HA services):");
-    let model = crate::predict::Model {
+    let model = crate::model::predict::Model {
         config: cfg,
         timing,
         links,
     };
-    for note in crate::fencing::cluster_notes(&model) {
+    for note in crate::model::fencing::cluster_notes(&model) {
         println!("  {note}");
     }
     // Each drill against this cluster's model: the timeline, what each
@@ -753,7 +756,7 @@ pub fn plan(
             model.window().as_secs_f64(),
             model.merge_window().as_secs_f64()
         );
-        for (t, what, views) in crate::predict::over_time(e, p, &model) {
+        for (t, what, views) in crate::model::predict::over_time(e, p, &model) {
             let said = match views {
                 Err(why) => format!("the model cannot say: {why}"),
                 Ok(views) => views
@@ -771,7 +774,7 @@ pub fn plan(
         }
         println!(
             "{}",
-            crate::fencing::foresight_text(
+            crate::model::fencing::foresight_text(
                 e,
                 p,
                 &model,

@@ -289,7 +289,7 @@ pub fn run(
         .into_iter()
         .collect();
     if !ha_services.is_empty() {
-        let resets = crate::fencing::foresee(experiment, plan, &model);
+        let resets = crate::model::fencing::foresee(experiment, plan, &model);
         if !resets.is_empty() {
             let listed: Vec<String> = resets.iter().map(|r| format!("  {r}")).collect();
             if !opts.allow_fencing {
@@ -309,7 +309,7 @@ pub fn run(
     }
     let oracle = opts.oracle || experiment.invariants.oracle;
     let experiment =
-        crate::predict::resolve(experiment, plan, &model, oracle).map_err(|errors| {
+        crate::model::predict::resolve(experiment, plan, &model, oracle).map_err(|errors| {
             aborted(RunError::Requires(format!(
                 "{}: {}",
                 experiment.file.display(),

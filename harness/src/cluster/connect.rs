@@ -64,13 +64,13 @@ pub fn cluster_model(
     agents: &[AgentConn],
     inventory: &Inventory,
     overrides: &std::collections::BTreeMap<String, String>,
-) -> crate::predict::Model {
+) -> crate::model::predict::Model {
     let (nodes, mut cmap) = cluster_config(agents);
     cmap.extend(overrides.clone());
-    crate::predict::Model {
-        config: crate::oracle::QuorumConfig::from_cmap(nodes, &cmap),
-        timing: crate::oracle::Timing::from_runtime(&cmap).unwrap_or_else(|| {
-            crate::oracle::Timing::from_totem(&Default::default(), inventory.nodes.len())
+    crate::model::predict::Model {
+        config: crate::model::oracle::QuorumConfig::from_cmap(nodes, &cmap),
+        timing: crate::model::oracle::Timing::from_runtime(&cmap).unwrap_or_else(|| {
+            crate::model::oracle::Timing::from_totem(&Default::default(), inventory.nodes.len())
         }),
         links: inventory.links(),
     }

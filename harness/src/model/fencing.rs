@@ -24,42 +24,12 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
+use super::predict::{self, Model, Situation};
+use super::pve_ha::{
+    CLIENT_WATCHDOG_TIMEOUT, LOCK_LIFETIME, NEAR_CLIENT_TIMEOUT, WATCHDOG_TIMEOUT,
+};
 use crate::experiment::{Experiment, FaultKind, FaultSpec};
 use crate::plan::Plan;
-use crate::predict::{self, Model, Situation};
-
-/// How long watchdog-mux waits for a client (pve-ha-lrm, pve-ha-crm) to
-/// feed it before it stops feeding the watchdog device: watchdog-mux.c,
-/// `CLIENT_WATCHDOG_TIMEOUT` (60), checked once a second.
-pub const CLIENT_WATCHDOG_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// The watchdog device's own timeout, which watchdog-mux sets with
-/// `WDIOC_SETTIMEOUT`: watchdog-mux.c, `watchdog_timeout = 10`.
-pub const WATCHDOG_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// How long a pmxcfs lock lives without renewal; the HA manager can take a
-/// lost node's agent lock, and so treats it as fenced, only after it:
-/// Env/PVE2.pm, `get_pve_lock`, `$retry_timeout = 120` ("hardcoded lock
-/// lifetime limit from pmxcfs"); NodeStatus.pm `fence_node` takes it.
-pub const LOCK_LIFETIME: Duration = Duration::from_secs(120);
-
-/// How long the HA manager waits for a node out of the quorate partition
-/// before it puts the node's services in the `fence` state:
-/// NodeStatus.pm, `$fence_delay = 60`. Shorter than the lock's lifetime,
-/// so the lock decides when services are recovered.
-pub const FENCE_DELAY: Duration = Duration::from_secs(60);
-
-/// One round of pve-ha-lrm and pve-ha-crm (LRM.pm and CRM.pm, `work`, `my
-/// $max_time = 10`): the LRM renews its lock and feeds its watchdog once a
-/// round, so the last feed may come this long before quorum is lost.
-pub const HA_ROUND: Duration = Duration::from_secs(10);
-
-/// Detection (token + consensus) from which a mere re-formation of the
-/// membership is near the client timeout: while corosync re-forms, pmxcfs
-/// cannot renew locks, the last feed may be a round ([`HA_ROUND`]) older,
-/// and pmxcfs resynchronises for a few seconds after the new membership.
-/// 60 s - 10 s - 5 s.
-pub const NEAR_CLIENT_TIMEOUT: Duration = Duration::from_secs(45);
 
 /// A node the drill is predicted to get reset by its watchdog, if it runs
 /// active HA services. Times are from the drill's start.
@@ -561,11 +531,11 @@ pub fn cluster_notes(model: &Model) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::oracle::Timing;
+    use crate::model::oracle::Timing;
 
     // The same small cluster as predict's tests: three nodes, a 1 s token
     // (1650 + 1980 ms, a 5.037 s window).
-    use crate::predict::tests::{drill, model};
+    use crate::model::predict::tests::{drill, model};
 
     fn one_fault(kind: &str, body: &str, heal_after: &str) -> String {
         format!("[[fault]]\nid = \"f\"\nkind = \"{kind}\"\n{body}\nheal_after = \"{heal_after}\"\n")
