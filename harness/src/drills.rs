@@ -339,12 +339,12 @@ fn drill_all(
 /// all of them.
 fn finish(all: &[Vec<DrillResult>], code: u8, reports: Reports, pass_rate: Option<f64>) -> u8 {
     for runs in all {
-        println!("{}", report::summary_with(runs, pass_rate));
+        println!("{}", report::console::summary_with(runs, pass_rate));
     }
     let mut code = code;
     let page = match reports
         .html
-        .map(|_| crate::html::render_with(all, pass_rate))
+        .map(|_| crate::report::html::render_with(all, pass_rate))
     {
         Some(Err(e)) => {
             eprintln!("{e}");
@@ -355,8 +355,8 @@ fn finish(all: &[Vec<DrillResult>], code: u8, reports: Reports, pass_rate: Optio
         None => String::new(),
     };
     for (path, text) in [
-        (reports.junit, report::junit_with(all, pass_rate)),
-        (reports.json, report::json_lines_with(all, pass_rate)),
+        (reports.junit, report::junit::junit_with(all, pass_rate)),
+        (reports.json, report::jsonl::json_lines_with(all, pass_rate)),
         (reports.html, page),
     ] {
         if let Some(path) = path {
@@ -503,7 +503,7 @@ pub fn demo(
             &mut Vec::new(),
         );
         for runs in &results {
-            println!("{}", report::summary(runs));
+            println!("{}", report::console::summary(runs));
         }
         all.extend(results);
         let _ = lab::down(&name);
@@ -516,15 +516,15 @@ pub fn demo(
     let json = reports_dir.join("events.jsonl");
     let html = reports_dir.join("report.html");
     let _ = std::fs::create_dir_all(reports_dir);
-    let page = crate::html::render(&all).unwrap_or_else(|e| {
+    let page = crate::report::html::render(&all).unwrap_or_else(|e| {
         eprintln!("{e}");
         code = code.max(3);
         String::new()
     });
     let mut written = Vec::new();
     for (path, text) in [
-        (&junit, report::junit(&all)),
-        (&json, report::json_lines(&all)),
+        (&junit, report::junit::junit(&all)),
+        (&json, report::jsonl::json_lines(&all)),
         (&html, page),
     ] {
         if std::fs::write(path, text).is_ok() {

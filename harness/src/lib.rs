@@ -6,7 +6,6 @@ pub mod drills;
 pub mod experiment;
 pub mod fuzz;
 pub mod generated;
-pub mod html;
 pub mod judge;
 pub mod lab;
 pub mod log;

@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::log::{LogBody, NodeState};
 use crate::report::DrillResult;
 
-const TEMPLATE: &str = include_str!("../templates/report.html");
+const TEMPLATE: &str = include_str!("../../templates/report.html");
 
 #[derive(Serialize)]
 struct Page {
