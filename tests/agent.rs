@@ -664,6 +664,43 @@ fn process_clock_and_command_faults() {
     heal_clean(&mut pve3, "cmd");
     assert!(!marker.exists());
 
+    // An owner whose controller is gone (here: its ssh session hung up)
+    // rolls back on its way out, and says so in its lock file; an agent
+    // started meanwhile (the next drill's) waits for it and then owns the
+    // node, instead of observing a node that is about to be free.
+    apply_ok(
+        &mut pve3,
+        "slow-undo",
+        Fault::Command {
+            run: format!("touch {m}"),
+            undo: Some(format!("sleep 2; rm {m}")),
+            timeout_ms: None,
+        },
+    );
+    let leaving = agent_pid_in(&lab, "pve3");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(leaving),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    let lock_file = lab.dir().join("pve3/agent/owner.lock");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !std::fs::read_to_string(&lock_file)
+        .unwrap_or_default()
+        .contains(&format!("{leaving} closing"))
+    {
+        assert!(Instant::now() < deadline, "the leaving owner never said so");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let next = lab.agent("pve3");
+    assert!(next.owns(), "{:?}", next.hello.role);
+    assert!(
+        !marker.exists(),
+        "the next owner came before the undo ended"
+    );
+    drop(pve3);
+    let mut pve3 = next;
+
     // A slow command holds nothing: while it runs, renewals are answered
     // at once; past its timeout it is killed and the fault refused.
     let slow = pve3.handle();

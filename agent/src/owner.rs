@@ -29,7 +29,26 @@ use crate::node::Node;
 
 /// The lock that makes this process the node's owner; dropped with it.
 pub struct OwnerLock {
-    _lock: Flock<File>,
+    lock: Flock<File>,
+}
+
+/// What an owner on its way out writes after its pid: its controller is
+/// gone and it is rolling back, so the agent of the next drill waits for it
+/// instead of observing.
+const CLOSING: &str = "closing";
+
+impl OwnerLock {
+    /// Says, for agents started from now on, that this owner is rolling
+    /// back to exit (best effort: at worst they observe, as before).
+    pub fn closing(&mut self) {
+        let pid = std::process::id();
+        let f: &mut File = &mut self.lock;
+        let _ = f
+            .set_len(0)
+            .and_then(|()| f.rewind())
+            .and_then(|()| writeln!(f, "{pid} {CLOSING}"))
+            .and_then(|()| f.flush());
+    }
 }
 
 fn lock_path(state_dir: &Path) -> PathBuf {
@@ -59,43 +78,63 @@ pub fn try_own(state_dir: &Path) -> Result<Option<OwnerLock>, String> {
                 f.flush()
             };
             write(&mut lock).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-            Ok(Some(OwnerLock { _lock: lock }))
+            Ok(Some(OwnerLock { lock }))
         }
         Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
         Err((_, e)) => Err(format!("cannot lock {}: {e}", path.display())),
     }
 }
 
-/// Takes the node's ownership, waiting out a guard that holds it: a guard
-/// holds the lock only after its agent died, for as long as it rolls back,
-/// and the agent started now (a reconnecting controller's) is the owner
-/// that comes next. A live agent holding it: None, observe.
+/// Takes the node's ownership, waiting out an owner on its way out: a
+/// guard (it holds the lock only after its agent died, for as long as it
+/// rolls back) or an agent whose controller is gone and that rolls back to
+/// exit (the previous drill's, when drills follow each other). The agent
+/// started now is the owner that comes next. A live agent holding it:
+/// None, observe.
 pub fn own_after_guard(node: &Node, patience: Duration) -> Result<Option<OwnerLock>, String> {
     let deadline = Instant::now() + patience;
     loop {
         if let Some(lock) = try_own(&node.state_dir)? {
             return Ok(Some(lock));
         }
-        let guard_holds = owner_pid(&node.state_dir).is_some_and(|pid| {
-            is_agent_of(node, pid)
-                && std::fs::read(format!("/proc/{pid}/cmdline"))
-                    .is_ok_and(|c| c.split(|b| *b == 0).any(|a| a == b"--guard"))
-        });
-        if !guard_holds || Instant::now() >= deadline {
+        let text = lock_text(&node.state_dir).unwrap_or_default();
+        let mut words = text.split_whitespace();
+        let pid = words.next().and_then(|p| p.parse::<i32>().ok());
+        let closing = words.next() == Some(CLOSING);
+        let leaving = match pid {
+            Some(pid) if is_agent_of(node, pid) => {
+                closing
+                    || std::fs::read(format!("/proc/{pid}/cmdline"))
+                        .is_ok_and(|c| c.split(|b| *b == 0).any(|a| a == b"--guard"))
+            }
+            // Held, but the file names no live agent: its holder took the
+            // lock a moment ago and has not written its pid yet (a guard
+            // waking after its agent exited does that after every drill).
+            _ => true,
+        };
+        if !leaving || Instant::now() >= deadline {
             return Ok(None);
         }
         std::thread::sleep(Duration::from_millis(20));
     }
 }
 
-/// The pid the owner wrote into the lock file.
-pub fn owner_pid(state_dir: &Path) -> Option<i32> {
+fn lock_text(state_dir: &Path) -> Option<String> {
     let mut text = String::new();
     File::open(lock_path(state_dir))
         .ok()?
         .read_to_string(&mut text)
         .ok()?;
-    text.trim().parse().ok()
+    Some(text)
+}
+
+/// The pid the owner wrote into the lock file.
+pub fn owner_pid(state_dir: &Path) -> Option<i32> {
+    lock_text(state_dir)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// The faults the journal holds, read without taking it over.

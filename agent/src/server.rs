@@ -564,7 +564,11 @@ pub fn serve(mut agent: Agent, hello_node: String, owner: Option<OwnerLock>) -> 
             if let Ok(sig) = stop_signals().wait() {
                 crate::resources::stop_probes();
                 crate::node::kill_running();
-                let reports = lock(&agent).heal_all();
+                let mut agent = lock(&agent);
+                if let Some(owner) = agent.owner.as_mut() {
+                    owner.closing();
+                }
+                let reports = agent.heal_all();
                 eprintln!(
                     "corodrill-agent: {sig}: rolled back {} fault(s)",
                     reports.len()
@@ -693,7 +697,11 @@ pub fn serve(mut agent: Agent, hello_node: String, owner: Option<OwnerLock>) -> 
     drop(work_tx);
     crate::resources::stop_probes();
     crate::node::kill_running();
-    lock(&agent).heal_all();
+    let mut agent = lock(&agent);
+    if let Some(owner) = agent.owner.as_mut() {
+        owner.closing();
+    }
+    agent.heal_all();
     drop(worker);
     0
 }
