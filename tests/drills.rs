@@ -1262,7 +1262,7 @@ fn every_split_of_five_nodes_matches_the_model() {
     let file = dir.join("every-split.toml");
     std::fs::write(
         &file,
-        corodrill::generated::every_split_drill(&nodes, Duration::from_secs(9)),
+        corodrill::experiment::generated::every_split_drill(&nodes, Duration::from_secs(9)),
     )
     .unwrap();
     let junit = dir.join("junit.xml");

@@ -70,7 +70,7 @@ fn main() {
         let file = dir.join("every-split.toml");
         std::fs::write(
             &file,
-            corodrill::generated::every_split_drill(&nodes, Duration::from_secs(9)),
+            corodrill::experiment::generated::every_split_drill(&nodes, Duration::from_secs(9)),
         )
         .expect("write drill");
         let json = dir.join("every-split.jsonl");

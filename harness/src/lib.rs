@@ -5,7 +5,6 @@ pub mod cluster;
 pub mod drills;
 pub mod experiment;
 pub mod fuzz;
-pub mod generated;
 pub mod judge;
 pub mod lab;
 pub mod log;

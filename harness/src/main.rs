@@ -80,7 +80,7 @@ enum Command {
         #[arg(long, value_name = "N", default_value_t = 0)]
         retry_disturbed: usize,
         /// How long a fault outlives a silent controller (the agents' lease).
-        #[arg(long, default_value = "10s", value_parser = corodrill::experiment::parse_flag_duration)]
+        #[arg(long, default_value = "10s", value_parser = corodrill::experiment::durations::parse_flag_duration)]
         lease: Duration,
         /// Also check every node after every change of faults against the
         /// quorum oracle (predicted state and time); a mismatch fails.
@@ -111,7 +111,7 @@ enum Command {
         #[arg(long)]
         inventory: PathBuf,
         /// How long a fault outlives a silent controller (the agents' lease).
-        #[arg(long, default_value = "10s", value_parser = corodrill::experiment::parse_flag_duration)]
+        #[arg(long, default_value = "10s", value_parser = corodrill::experiment::durations::parse_flag_duration)]
         lease: Duration,
         /// A corosync setting the oracle assumes instead of the cluster's (repeatable).
         #[arg(long = "model-override", value_name = "KEY=VALUE", value_parser = key_value)]
@@ -135,7 +135,7 @@ enum Command {
         /// The same seed draws the same faults (default: from the clock, printed).
         #[arg(long)]
         seed: Option<u64>,
-        #[arg(long, default_value = "10m", value_parser = corodrill::experiment::parse_flag_duration)]
+        #[arg(long, default_value = "10m", value_parser = corodrill::experiment::durations::parse_flag_duration)]
         duration: Duration,
         /// Where a failing step and its shrunk form are written.
         #[arg(long, default_value = "reports")]
@@ -143,7 +143,7 @@ enum Command {
         /// A corosync setting the oracle assumes instead of the cluster's (repeatable).
         #[arg(long = "model-override", value_name = "KEY=VALUE", value_parser = key_value)]
         model_override: Vec<(String, String)>,
-        #[arg(long, default_value = "10s", value_parser = corodrill::experiment::parse_flag_duration)]
+        #[arg(long, default_value = "10s", value_parser = corodrill::experiment::durations::parse_flag_duration)]
         lease: Duration,
     },
     /// Each node's view of quorum, live, from its agent.

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::cluster::inventory::Inventory;
 use crate::experiment;
-use crate::generated::{Expect, ExperimentFile, Fault, FaultKind, Invariants};
+use crate::experiment::generated::{Expect, ExperimentFile, Fault, FaultKind, Invariants};
 use crate::judge::{judge, Verdict};
 use crate::plan;
 use crate::run::{self, RunOptions};

@@ -106,7 +106,7 @@ impl Inventory {
         for node in &spans.node {
             let name = node.name.get_ref().as_str();
             if let Some(earlier) = first.insert(name, node.name.span().start) {
-                let (line, _) = crate::experiment::line_column(text, earlier);
+                let (line, _) = crate::experiment::spans::line_column(text, earlier);
                 return Err(InventoryError::at(
                     node.name.span(),
                     format!("name: node {name:?} is named twice (first on line {line})"),
@@ -207,7 +207,8 @@ pub fn load(path: &std::path::Path) -> Result<Inventory, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("{}: cannot read the inventory: {e}", path.display()))?;
     Inventory::from_toml(&text).map_err(|e| {
-        let (line, column) = crate::experiment::line_column(&text, e.span().map_or(0, |s| s.start));
+        let (line, column) =
+            crate::experiment::spans::line_column(&text, e.span().map_or(0, |s| s.start));
         format!("{}:{line}:{column}: {}", path.display(), e.message())
     })
 }
@@ -256,7 +257,7 @@ mod tests {
         let where_ = |text: &str| {
             let e = Inventory::from_toml(text).unwrap_err();
             let (line, column) =
-                crate::experiment::line_column(text, e.span().map_or(0, |s| s.start));
+                crate::experiment::spans::line_column(text, e.span().map_or(0, |s| s.start));
             format!("{line}:{column}: {}", e.message())
         };
         let good = format!(
