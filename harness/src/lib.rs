@@ -2,16 +2,13 @@
 //! what it saw and reports. See ARCHITECTURE.md for the map.
 
 pub mod cluster;
-pub mod drills;
+pub mod commands;
 pub mod experiment;
 pub mod fuzz;
 pub mod judge;
 pub mod lab;
 pub mod log;
 pub mod model;
-pub mod mutate;
-pub mod ops;
 pub mod plan;
-pub mod random;
 pub mod report;
 pub mod run;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use corodrill::cluster::inventory::Inventory;
-use corodrill::drills::{self, RunArgs};
+use corodrill::commands::drills::{self, RunArgs};
 use corodrill::lab::{self, LabError, LabSpec, Profile};
 
 #[derive(Parser)]
@@ -378,7 +378,7 @@ fn main() -> ExitCode {
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(1, |d| d.as_secs())
             });
-            let args = corodrill::random::RandomArgs {
+            let args = corodrill::commands::random::RandomArgs {
                 inventory,
                 seed,
                 duration,
@@ -386,30 +386,33 @@ fn main() -> ExitCode {
                 model_override: model_override.into_iter().collect(),
                 lease,
             };
-            Ok(ExitCode::from(corodrill::random::random_drill(
+            Ok(ExitCode::from(corodrill::commands::random::random_drill(
                 &args,
                 &progress,
                 &corodrill::run::CANCEL,
             )))
         }
-        Command::Status { inventory } => Ok(ExitCode::from(corodrill::ops::status(&inventory))),
-        Command::Heal { inventory } => Ok(ExitCode::from(corodrill::ops::heal(&inventory))),
+        Command::Status { inventory } => {
+            Ok(ExitCode::from(corodrill::commands::ops::status(&inventory)))
+        }
+        Command::Heal { inventory } => {
+            Ok(ExitCode::from(corodrill::commands::ops::heal(&inventory)))
+        }
         Command::Plan {
             experiments,
             inventory,
             from,
-        } => Ok(ExitCode::from(corodrill::ops::plan(
+        } => Ok(ExitCode::from(corodrill::commands::ops::plan(
             inventory.as_deref(),
             from.as_deref(),
             &experiments,
         ))),
         Command::InstallAgent { inventory, agent } => Ok(ExitCode::from(
-            corodrill::ops::install_agent(&inventory, agent.as_deref()),
+            corodrill::commands::ops::install_agent(&inventory, agent.as_deref()),
         )),
-        Command::Preflight { inventory, junit } => Ok(ExitCode::from(corodrill::ops::preflight(
-            &inventory,
-            junit.as_deref(),
-        ))),
+        Command::Preflight { inventory, junit } => Ok(ExitCode::from(
+            corodrill::commands::ops::preflight(&inventory, junit.as_deref()),
+        )),
         Command::Run {
             experiments,
             inventory,
@@ -456,14 +459,14 @@ fn main() -> ExitCode {
             allow_fencing,
         } => {
             corodrill::run::cancel_on_signals();
-            let args = corodrill::mutate::MutateArgs {
+            let args = corodrill::commands::mutate::MutateArgs {
                 paths: experiments,
                 inventory,
                 lease,
                 model_override: model_override.into_iter().collect(),
                 allow_fencing,
             };
-            Ok(ExitCode::from(corodrill::mutate::mutate_command(
+            Ok(ExitCode::from(corodrill::commands::mutate::mutate_command(
                 &args,
                 &progress,
                 &corodrill::run::CANCEL,

@@ -767,7 +767,7 @@ pub fn mutate_command(args: &MutateArgs, progress: &dyn Fn(&str), cancel: &Atomi
         }
     };
     let mut skipped = Vec::new();
-    let planned = match crate::drills::prepare(&args.paths, &inventory, &mut skipped) {
+    let planned = match crate::commands::drills::prepare(&args.paths, &inventory, &mut skipped) {
         Ok(p) => p,
         Err(errors) => {
             for e in errors {
@@ -805,7 +805,7 @@ pub fn mutate_command(args: &MutateArgs, progress: &dyn Fn(&str), cancel: &Atomi
             }
             Err(aborted) => {
                 if let crate::run::RunError::Requires(why) = &aborted.error {
-                    if crate::drills::from_directory(&args.paths, e) {
+                    if crate::commands::drills::from_directory(&args.paths, e) {
                         skipped.push(format!("{}: {why}", e.file.display()));
                         continue;
                     }
