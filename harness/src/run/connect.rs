@@ -4,18 +4,17 @@
 //! experiment's `requires` checked against what the agents report.
 
 use std::collections::BTreeMap;
-use std::sync::mpsc::{self, Sender};
-use std::time::{Duration, Instant, SystemTime};
-
-use corodrill_protocol::{Event, Op, Outcome, ResourceSource, ResourceWatch};
+use std::sync::mpsc::{self};
+use std::time::{Instant, SystemTime};
 
 use crate::cluster::agent::AgentConn;
 use crate::cluster::inventory::Inventory;
-use crate::experiment::{Experiment, WatchKind, WatchSpec};
+use crate::experiment::Experiment;
 use crate::plan::Plan;
 
 use super::leases::Renewer;
 use super::power::power_drivers;
+use super::streams::{forward_events, watch, watch_resources};
 use super::{mono_ns, Drill, RunError, RunOptions};
 
 impl<'a> Drill<'a> {
@@ -103,78 +102,6 @@ impl<'a> Drill<'a> {
         }
         Ok(drill)
     }
-}
-
-/// Hands an agent's events to the drill's collector.
-pub(super) fn forward_events(agent: &mut AgentConn, tx: &Sender<(String, Event)>) {
-    let rx = agent.take_events();
-    let tx = tx.clone();
-    let node = agent.node.clone();
-    std::thread::spawn(move || {
-        for ev in rx {
-            if tx.send((node.clone(), ev)).is_err() {
-                break;
-            }
-        }
-    });
-}
-
-/// Starts the agent's quorum stream; returns the offset that maps the
-/// agent's monotonic clock onto ours (the reply's agent time against the
-/// round trip's midpoint here).
-pub(super) fn watch(agent: &mut AgentConn, timeout: Duration) -> Result<i64, RunError> {
-    let before = mono_ns();
-    let outcome = agent.request(Op::Watch, timeout)?;
-    let after = mono_ns();
-    match outcome {
-        Outcome::Ok { mono_ns } => Ok((before + after) / 2 - mono_ns as i64),
-        other => Err(RunError::Unreachable(format!(
-            "{}: watch answered {other:?}",
-            agent.node
-        ))),
-    }
-}
-
-/// Starts the agent's resource stream, if the experiment watches any.
-pub(super) fn watch_resources(
-    agent: &mut AgentConn,
-    watches: &[WatchSpec],
-    timeout: Duration,
-) -> Result<(), RunError> {
-    let Some(op) = watch_op(watches, &agent.node) else {
-        return Ok(());
-    };
-    match agent.request(op, timeout)? {
-        Outcome::Ok { .. } => Ok(()),
-        other => Err(RunError::Unreachable(format!(
-            "{}: watching resources answered {other:?}",
-            agent.node
-        ))),
-    }
-}
-
-/// What `node`'s agent watches of the experiment's resources, if anything.
-fn watch_op(watches: &[WatchSpec], node: &str) -> Option<Op> {
-    let watches: Vec<ResourceWatch> = watches
-        .iter()
-        .filter(|w| w.watched_on(node))
-        .map(|w| ResourceWatch {
-            resource: w.resource.clone(),
-            interval_ms: w.interval.as_millis() as u64,
-            source: match w.kind {
-                WatchKind::Pacemaker => ResourceSource::Pacemaker,
-                WatchKind::PveHa => ResourceSource::PveHa,
-                WatchKind::Probe => ResourceSource::Probe {
-                    command: w.command.clone().unwrap_or_default(),
-                    timeout_ms: w.timeout.as_millis() as u64,
-                },
-            },
-        })
-        .collect();
-    (!watches.is_empty()).then(|| Op::WatchResources {
-        node: node.to_owned(),
-        watches,
-    })
 }
 
 /// "for drill X: cut (cut), skew (clock-skew)", from an observer's hello.

@@ -6,7 +6,8 @@
 //! Here the drill's course from start to end; each of its jobs in a file
 //! of its own: `connect`, `events` (the clock and the log), `leases`,
 //! `schedule` (what is due when, pure), `faults` (apply and heal),
-//! `power`, `reconnect` (nodes lost, reset or powered back on), `whole`.
+//! `power`, `reconnect` (nodes lost, reset or powered back on), `streams`
+//! (an agent's watches and events), `whole`.
 
 mod connect;
 mod events;
@@ -15,6 +16,7 @@ mod leases;
 mod power;
 mod reconnect;
 mod schedule;
+mod streams;
 mod whole;
 
 use std::collections::BTreeMap;

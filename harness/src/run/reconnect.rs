@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use crate::cluster::agent::AgentConn;
 use crate::log::{LogBody, NodeState};
 
-use super::connect::{forward_events, watch, watch_resources};
+use super::streams::{forward_events, watch, watch_resources};
 use super::{Drill, RunError};
 
 impl<'a> Drill<'a> {
