@@ -535,7 +535,7 @@ mod tests {
 
     // The same small cluster as predict's tests: three nodes, a 1 s token
     // (1650 + 1980 ms, a 5.037 s window).
-    use crate::model::predict::tests::{drill, model};
+    use crate::model::tests::{drill, model};
 
     fn one_fault(kind: &str, body: &str, heal_after: &str) -> String {
         format!("[[fault]]\nid = \"f\"\nkind = \"{kind}\"\n{body}\nheal_after = \"{heal_after}\"\n")

@@ -269,8 +269,8 @@ pub fn run(
         }
     }
     let oracle = opts.oracle || experiment.invariants.oracle;
-    let experiment =
-        crate::model::predict::resolve(experiment, plan, &model, oracle).map_err(|errors| {
+    let experiment = crate::model::expectations::resolve(experiment, plan, &model, oracle)
+        .map_err(|errors| {
             aborted(RunError::Requires(format!(
                 "{}: {}",
                 experiment.file.display(),

@@ -8,9 +8,9 @@ use super::*;
 /// cluster's model (token 1650 ms + consensus 1980 ms: detection
 /// 3.630 s, reaction time 5.037 s).
 fn resolved(nodes: usize, text: &str, cmap: &[(&str, &str)]) -> Experiment {
-    let (e, p) = crate::model::predict::tests::drill(nodes, 1, text);
-    let model = crate::model::predict::tests::model(nodes, 1, cmap);
-    crate::model::predict::resolve(&e, &p, &model, false).unwrap_or_else(|e| panic!("{e:?}"))
+    let (e, p) = crate::model::tests::drill(nodes, 1, text);
+    let model = crate::model::tests::model(nodes, 1, cmap);
+    crate::model::expectations::resolve(&e, &p, &model, false).unwrap_or_else(|e| panic!("{e:?}"))
 }
 
 fn names(n: usize) -> Vec<String> {
