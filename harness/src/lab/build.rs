@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use super::host::{self, LabProcess};
 use super::spec::{node_address, qnetd_address, QNETD};
-use super::{conf, libfaketime, pacemaker, path_str, spec, ssh, wait_for, Lab, LabError};
+use super::{
+    conf, dead_daemon, libfaketime, pacemaker, path_str, spec, ssh, wait_for, Lab, LabError,
+};
 use crate::cluster::corosync::QuorumStatus;
 
 pub(super) fn build(lab: &mut Lab, progress: &dyn Fn(&str)) -> Result<(), LabError> {
@@ -269,20 +271,4 @@ pub(super) fn wait_until_whole(
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-/// While a lab comes up: the first daemon it started that has exited, as
-/// an error carrying the last lines it wrote.
-pub(super) fn dead_daemon(lab: &Lab) -> Option<LabError> {
-    let dead = lab.record.processes.iter().find(|p| !p.is_alive())?;
-    let log = lab
-        .host_dir(&dead.host)
-        .join(format!("{}.out", dead.program));
-    let tail = std::fs::read_to_string(&log).unwrap_or_default();
-    Some(LabError::Failed(format!(
-        "{} on {} exited while the lab was coming up: {}",
-        dead.program,
-        dead.host,
-        tail.lines().rev().take(3).collect::<Vec<_>>().join(" / ")
-    )))
 }

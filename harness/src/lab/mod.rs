@@ -422,6 +422,22 @@ fn wait_for(timeout: Duration, what: &str, mut done: impl FnMut() -> bool) -> Re
     Ok(())
 }
 
+/// While a lab comes up: the first daemon it started that has exited, as
+/// an error carrying the last lines it wrote.
+fn dead_daemon(lab: &Lab) -> Option<LabError> {
+    let dead = lab.record.processes.iter().find(|p| !p.is_alive())?;
+    let log = lab
+        .host_dir(&dead.host)
+        .join(format!("{}.out", dead.program));
+    let tail = std::fs::read_to_string(&log).unwrap_or_default();
+    Some(LabError::Failed(format!(
+        "{} on {} exited while the lab was coming up: {}",
+        dead.program,
+        dead.host,
+        tail.lines().rev().take(3).collect::<Vec<_>>().join(" / ")
+    )))
+}
+
 /// The inventory `corodrill run` uses for this lab: each node's agent is
 /// started inside the node's namespaces by `nsenter`, or, in a lab with
 /// ssh, by the node's sshd from its own copy of the agent.

@@ -363,7 +363,7 @@ fn wait_for_views(
         if confirmed == nodes.len() {
             return Ok(());
         }
-        if let Some(err) = super::build::dead_daemon(lab) {
+        if let Some(err) = super::dead_daemon(lab) {
             return Err(err);
         }
         if Instant::now() >= deadline {
