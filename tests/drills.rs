@@ -11,7 +11,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use common::*;
-use corodrill::cluster::inventory::{Inventory, Power};
+use corodrill::inventory::{Inventory, Power};
 use quick_junit::Report;
 
 /// Drills measure corosync's timing; two labs at once on a 2-core machine

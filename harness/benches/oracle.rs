@@ -55,7 +55,7 @@ fn main() {
     // Every split of five nodes, judged by the oracle.
     {
         let lab = Lab::up("bo5", &["--nodes", "5"]);
-        let inventory = corodrill::cluster::inventory::Inventory::from_toml(
+        let inventory = corodrill::inventory::Inventory::from_toml(
             &std::fs::read_to_string(lab.inventory()).expect("inventory"),
         )
         .expect("inventory");

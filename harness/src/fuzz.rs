@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use crate::cluster::inventory::{Inventory, InventoryNode, Power};
+use crate::inventory::{Inventory, InventoryNode, Power};
 
 /// An experiment file: parsed, and when valid, planned on a 3-node lab
 /// with two links and described (plan adds the durations it says).

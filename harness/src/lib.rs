@@ -5,6 +5,7 @@ pub mod cluster;
 pub mod commands;
 pub mod experiment;
 pub mod fuzz;
+pub mod inventory;
 pub mod judge;
 pub mod lab;
 pub mod log;

@@ -8,9 +8,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{CommandFactory, Parser, Subcommand};
-use corodrill::cluster::inventory::Inventory;
 use corodrill::commands;
 use corodrill::commands::drills::{self, RunArgs};
+use corodrill::inventory::Inventory;
 use corodrill::lab::{self, LabError, LabSpec, Profile};
 
 #[derive(Parser)]

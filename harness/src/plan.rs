@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use corodrill_protocol::{Direction, Fault};
 
-use crate::cluster::inventory::Inventory;
 use crate::experiment::{Anchor, Experiment, FaultKind, NodeSet, WatchKind};
+use crate::inventory::Inventory;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlannedFault {
@@ -405,8 +405,8 @@ pub fn describe(experiment: &Experiment, plan: &Plan) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::inventory::{InventoryNode, Power};
     use crate::experiment::parse;
+    use crate::inventory::{InventoryNode, Power};
     use std::path::Path;
 
     fn inventory(nodes: u8, links: u8) -> Inventory {

@@ -162,10 +162,10 @@ impl TestLab {
         std::path::PathBuf::from(format!("/var/lib/corodrill/labs/{}", self.name))
     }
 
-    pub fn inventory(&self) -> corodrill::cluster::inventory::Inventory {
+    pub fn inventory(&self) -> corodrill::inventory::Inventory {
         let text =
             std::fs::read_to_string(self.dir().join("inventory.toml")).expect("no inventory");
-        corodrill::cluster::inventory::Inventory::from_toml(&text).expect("bad inventory")
+        corodrill::inventory::Inventory::from_toml(&text).expect("bad inventory")
     }
 
     /// Connects to a node's agent with the inventory's own `connect` line.

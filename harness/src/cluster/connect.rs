@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::cluster::agent::{AgentConn, AgentError};
-use crate::cluster::inventory::Inventory;
+use crate::inventory::Inventory;
 
 /// Every agent of the inventory, connected in parallel; failures by node.
 pub fn connect_all(inventory: &Inventory, timeout: Duration) -> (Vec<AgentConn>, Vec<String>) {

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::cluster::agent::{AgentConn, AGENT};
-use crate::cluster::inventory::{Inventory, InventoryNode};
+use crate::inventory::{Inventory, InventoryNode};
 
 /// Where an agent named without a path in `connect` is installed: on
 /// Debian's default PATH, for root and for sudo's secure_path alike.

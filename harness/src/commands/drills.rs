@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::cluster::inventory::Inventory;
 use crate::experiment::{self, Experiment};
+use crate::inventory::Inventory;
 use crate::judge::judge;
 use crate::lab::{self, LabSpec, Profile};
 use crate::plan::{self, Plan};
@@ -150,7 +150,7 @@ pub(crate) fn from_directory(paths: &[PathBuf], e: &Experiment) -> bool {
 }
 
 pub fn run_command(args: &RunArgs, progress: &dyn Fn(&str), cancel: &AtomicBool) -> u8 {
-    let inventory = match crate::cluster::inventory::load(&args.inventory) {
+    let inventory = match crate::inventory::load(&args.inventory) {
         Ok(i) => i,
         Err(e) => {
             eprintln!("{e}");

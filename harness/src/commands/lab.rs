@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::cluster::inventory::Inventory;
+use crate::inventory::Inventory;
 use crate::lab::{self, LabError};
 
 /// Puts the agent on every node over ssh, as `corodrill install-agent`

@@ -8,11 +8,11 @@ use corodrill_protocol::{EventBody, Op, Outcome};
 
 use crate::cluster::agent::AgentConn;
 use crate::cluster::connect::{cluster_config, cluster_model, connect_all};
-use crate::cluster::inventory::Inventory;
+use crate::inventory::Inventory;
 
 /// The inventory, or its error printed and exit status 2.
 fn inventory_or_report(path: &Path) -> Result<Inventory, u8> {
-    crate::cluster::inventory::load(path).map_err(|e| {
+    crate::inventory::load(path).map_err(|e| {
         eprintln!("{e}");
         2
     })
@@ -389,7 +389,7 @@ pub fn preflight(inventory_path: &Path, junit: Option<&Path>) -> u8 {
         Err(code) => return code,
     };
     // Each node's link addresses by link number (ring0 first).
-    let addresses = |n: &crate::cluster::inventory::InventoryNode| -> Vec<std::net::IpAddr> {
+    let addresses = |n: &crate::inventory::InventoryNode| -> Vec<std::net::IpAddr> {
         n.link_addresses().into_values().collect()
     };
     let (mut agents, failures) = connect_all(&inventory, Duration::from_secs(20));

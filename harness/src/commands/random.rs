@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::cluster::inventory::Inventory;
 use crate::experiment;
 use crate::experiment::generated::{Expect, ExperimentFile, Fault, FaultKind, Invariants};
+use crate::inventory::Inventory;
 use crate::judge::{judge, Verdict};
 use crate::plan;
 use crate::run::{self, RunOptions};
@@ -275,7 +275,7 @@ fn run_step(
 /// failed (written out and shrunk), 2 for bad input, 3 when a step could not
 /// be carried out, 130 when interrupted.
 pub fn random_drill(args: &RandomArgs, progress: &dyn Fn(&str), cancel: &AtomicBool) -> u8 {
-    let inventory = match crate::cluster::inventory::load(&args.inventory) {
+    let inventory = match crate::inventory::load(&args.inventory) {
         Ok(i) => i,
         Err(e) => {
             eprintln!("{e}");

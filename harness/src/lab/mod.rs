@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::cluster::corosync::{parse_link_status, parse_quorum_status, LinkStatus, QuorumStatus};
-use crate::cluster::inventory::{Inventory, InventoryNode, Power};
+use crate::inventory::{Inventory, InventoryNode, Power};
 use host::{HostNamespaces, LabProcess};
 use spec::{node_address, QNETD};
 

@@ -3,7 +3,7 @@
 
 use super::expectations::*;
 use super::predict::*;
-use crate::cluster::inventory::{Inventory, InventoryNode, Power};
+use crate::inventory::{Inventory, InventoryNode, Power};
 use std::collections::BTreeMap;
 use std::time::Duration;
 

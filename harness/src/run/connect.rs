@@ -8,8 +8,8 @@ use std::sync::mpsc::{self};
 use std::time::{Instant, SystemTime};
 
 use crate::cluster::agent::AgentConn;
-use crate::cluster::inventory::Inventory;
 use crate::experiment::Experiment;
+use crate::inventory::Inventory;
 use crate::plan::Plan;
 
 use super::leases::Renewer;

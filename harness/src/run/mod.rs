@@ -28,9 +28,9 @@ use std::time::{Duration, Instant, SystemTime};
 use corodrill_protocol::Event;
 
 use crate::cluster::agent::{AgentConn, AgentError};
-use crate::cluster::inventory::Inventory;
 use crate::cluster::power::{PowerDriver, PowerError};
 use crate::experiment::{Experiment, WatchSpec};
+use crate::inventory::Inventory;
 use crate::log::{LogBody, LogEvent, NodeState};
 use crate::plan::Plan;
 use leases::Renewer;

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cluster::agent::AgentConn;
-use crate::cluster::inventory::Inventory;
 use crate::cluster::power::{self, PowerDriver, PowerError, PowerState};
+use crate::inventory::Inventory;
 use crate::log::LogBody;
 use crate::plan::{Plan, PlannedFault};
 

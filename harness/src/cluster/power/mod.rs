@@ -18,7 +18,7 @@ use std::path::Path;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::cluster::inventory::{InventoryNode, Power};
+use crate::inventory::{InventoryNode, Power};
 
 use command::CommandPower;
 use ipmi::IpmiPower;

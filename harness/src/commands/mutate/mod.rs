@@ -316,7 +316,7 @@ pub struct MutateArgs {
 /// (or a drill failed), 2 invalid input, 3 a drill could not be carried
 /// out, 130 interrupted.
 pub fn mutate_command(args: &MutateArgs, progress: &dyn Fn(&str), cancel: &AtomicBool) -> u8 {
-    let inventory = match crate::cluster::inventory::load(&args.inventory) {
+    let inventory = match crate::inventory::load(&args.inventory) {
         Ok(i) => i,
         Err(e) => {
             eprintln!("{e}");
