@@ -324,8 +324,8 @@ pub struct NodeWant {
 }
 
 /// How long after an expectation's anchor the cluster may take to react
-/// to it, from the cluster's model (`predict::resolve` sets it once the
-/// cluster's timing is known). A state that was already there at the
+/// to it, from the cluster's model (`model::expectations::resolve` sets it
+/// once the cluster's timing is known). A state that was already there at the
 /// anchor is evidence only if it still holds after this, and `hold` more:
 /// until then corosync (or a resource manager) may simply not have
 /// reacted yet.
@@ -365,17 +365,18 @@ pub struct Expect {
     pub within: Duration,
     pub hold: Duration,
     /// Fields the file left to the oracle (`"predicted"`), filled in by
-    /// `predict::resolve` once the cluster's configuration is known.
+    /// `model::expectations::resolve` once the cluster's configuration is
+    /// known.
     pub predicted: Predicted,
     /// An expectation on a watched resource instead of quorum.
     pub resource: Option<ResourceExpect>,
     /// Per node, where `"predicted"` fields differ between the nodes
-    /// named (set by `predict::resolve`): each node is judged against its
-    /// own prediction.
+    /// named (set by `model::expectations::resolve`): each node is judged
+    /// against its own prediction.
     pub per_node: BTreeMap<String, NodeWant>,
     /// How long the cluster may take to react to the anchor; None until
-    /// `predict::resolve` has read the cluster's model, and then a state
-    /// already there at the anchor never passes.
+    /// `model::expectations::resolve` has read the cluster's model, and then
+    /// a state already there at the anchor never passes.
     pub reaction: Option<Reaction>,
 }
 
