@@ -393,26 +393,26 @@ fn main() -> ExitCode {
                 &corodrill::run::CANCEL,
             )))
         }
-        Command::Status { inventory } => {
-            Ok(ExitCode::from(corodrill::commands::ops::status(&inventory)))
-        }
+        Command::Status { inventory } => Ok(ExitCode::from(corodrill::commands::status::status(
+            &inventory,
+        ))),
         Command::Heal { inventory } => {
-            Ok(ExitCode::from(corodrill::commands::ops::heal(&inventory)))
+            Ok(ExitCode::from(corodrill::commands::heal::heal(&inventory)))
         }
         Command::Plan {
             experiments,
             inventory,
             from,
-        } => Ok(ExitCode::from(corodrill::commands::ops::plan(
+        } => Ok(ExitCode::from(corodrill::commands::plan::plan(
             inventory.as_deref(),
             from.as_deref(),
             &experiments,
         ))),
         Command::InstallAgent { inventory, agent } => Ok(ExitCode::from(
-            corodrill::commands::ops::install_agent(&inventory, agent.as_deref()),
+            corodrill::commands::install::install_agent(&inventory, agent.as_deref()),
         )),
         Command::Preflight { inventory, junit } => Ok(ExitCode::from(
-            corodrill::commands::ops::preflight(&inventory, junit.as_deref()),
+            corodrill::commands::preflight::preflight(&inventory, junit.as_deref()),
         )),
         Command::Run {
             experiments,
