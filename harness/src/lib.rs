@@ -1,15 +1,30 @@
 //! corodrill, the controller: reads experiments, drives the agents, judges
 //! what it saw and reports. See ARCHITECTURE.md for the map.
+//!
+//! The modules in the order a drill goes through them: `experiment` and
+//! `inventory` (the inputs), `plan`, `model` (what the cluster should do),
+//! `run` (the only stage that acts, through `cluster`), `log`, `judge`,
+//! `report`; `commands` wires them, `lab` is the cluster corodrill builds
+//! itself.
 
-pub mod cluster;
-pub mod commands;
+// Inputs.
 pub mod experiment;
-pub mod fuzz;
 pub mod inventory;
-pub mod judge;
-pub mod lab;
-pub mod log;
+
+// Deciding what to do and what should happen.
 pub mod model;
 pub mod plan;
-pub mod report;
+
+// Doing it, and the edge it acts through.
+pub mod cluster;
+pub mod lab;
 pub mod run;
+
+// What was seen, and what it means.
+pub mod judge;
+pub mod log;
+pub mod report;
+
+// The operator's commands, and the fuzz targets' entries.
+pub mod commands;
+pub mod fuzz;
