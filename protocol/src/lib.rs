@@ -423,6 +423,8 @@ pub enum ProtocolError {
          install the same corodrill version on both sides"
     )]
     VersionMismatch { agent: u32, controller: u32 },
+    #[error("a message longer than {max} bytes: not an agent's line (is something else printing on its stdout?)")]
+    TooLong { max: usize },
 }
 
 impl Hello {

@@ -353,8 +353,16 @@ fn read_messages(
     link: &Link,
     events: Sender<Event>,
 ) {
-    for line in BufReader::new(stdout).lines() {
-        let Ok(line) = line else { break };
+    let mut reader = BufReader::new(stdout);
+    loop {
+        let line = match next_line(&mut reader, MAX_LINE) {
+            Ok(Some(line)) => line,
+            Ok(None) => break,
+            Err(e) => {
+                let _ = hello.send(Err(e));
+                continue;
+            }
+        };
         match parse_message(&line) {
             Ok(Message::Hello(h)) => {
                 let _ = hello.send(Ok(h));
@@ -380,6 +388,55 @@ fn read_messages(
     }
     // The agent is gone: every waiter hears it now, not at its timeout.
     *link.pending.lock().unwrap_or_else(|p| p.into_inner()) = None;
+}
+
+/// The longest line an agent sends: a hello or an event is a few KiB; a
+/// status with many held faults stays far below this. Anything longer is
+/// not the agent speaking, and is skipped rather than kept in memory.
+const MAX_LINE: usize = 1 << 20;
+
+/// The next line (without its newline), None at the end of the stream. A
+/// line longer than `max` is read through to its end without keeping it,
+/// and is an error; a stream that fails to read ends like one that closed.
+fn next_line(reader: &mut impl BufRead, max: usize) -> Result<Option<String>, ProtocolError> {
+    let mut line = Vec::new();
+    let mut too_long = false;
+    loop {
+        let (done, used) = match reader.fill_buf() {
+            Ok([]) => {
+                return Ok((!line.is_empty() && !too_long)
+                    .then(|| String::from_utf8_lossy(&line).into_owned()));
+            }
+            Ok(buf) => match buf.iter().position(|b| *b == b'\n') {
+                Some(i) => {
+                    if !too_long {
+                        line.extend_from_slice(&buf[..i]);
+                    }
+                    (true, i + 1)
+                }
+                None => {
+                    if !too_long {
+                        line.extend_from_slice(buf);
+                    }
+                    (false, buf.len())
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return Ok(None),
+        };
+        reader.consume(used);
+        if line.len() > max {
+            too_long = true;
+            line = Vec::new();
+        }
+        if done {
+            return if too_long {
+                Err(ProtocolError::TooLong { max })
+            } else {
+                Ok(Some(String::from_utf8_lossy(&line).into_owned()))
+            };
+        }
+    }
 }
 
 fn stderr_suffix(stderr: &Mutex<Vec<u8>>) -> String {
@@ -422,6 +479,29 @@ fn op_name(op: &Op) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Lines come out whole, a line past the limit is skipped with an
+    /// error (without being kept), and the lines after it still come.
+    #[test]
+    fn lines_are_bounded() {
+        let long = "x".repeat(100);
+        let input = format!("first\n{long}\nlast without newline");
+        // A small buffer, so that lines cross reads.
+        let mut reader = BufReader::with_capacity(7, input.as_bytes());
+        assert_eq!(
+            next_line(&mut reader, 50).unwrap().as_deref(),
+            Some("first")
+        );
+        assert!(matches!(
+            next_line(&mut reader, 50),
+            Err(ProtocolError::TooLong { max: 50 })
+        ));
+        assert_eq!(
+            next_line(&mut reader, 50).unwrap().as_deref(),
+            Some("last without newline")
+        );
+        assert_eq!(next_line(&mut reader, 50).unwrap(), None);
+    }
 
     /// An agent that writes to stderr without end: the controller keeps
     /// its last 64 KiB, and its last lines still make the error.
