@@ -6,66 +6,130 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::ops::Range;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A corodrill inventory: the nodes of one cluster, how to reach each
+/// node's agent and how to power it. `corodrill lab up` writes one; write
+/// your own for a real cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(title = "corodrill inventory")]
 pub struct Inventory {
+    /// The cluster's name, as reports show it.
+    #[schemars(extend("examples" = ["pve"]))]
     pub name: String,
+    /// The nodes (`[[node]]`), each once.
     #[serde(rename = "node")]
     pub nodes: Vec<InventoryNode>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One node of the cluster (`[[node]]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InventoryNode {
+    /// The node's name, as experiments name it (corosync's node name).
+    /// Unique in the inventory.
+    #[schemars(extend("examples" = ["pve1"]))]
     pub name: String,
-    /// Any shell command whose stdin/stdout is the node's agent.
+    /// Any shell command whose stdin/stdout is the node's agent, run with
+    /// `sh -c` on the controller: `ssh root@10.0.0.10 corodrill-agent
+    /// --stdio` on a real cluster.
+    #[schemars(extend("examples" = ["ssh root@10.0.0.10 corodrill-agent --stdio"]))]
     pub connect: String,
-    /// Corosync link name ("ring0" to "ring7") -> this node's address on
-    /// it (an IP address); `from_toml` refuses anything else.
+    /// The node's address on each corosync link: keys `ring0` to `ring7`
+    /// (corosync's link numbers), each an IP address. Faults name links by
+    /// number (`links = [1]` is `ring1`).
+    #[schemars(
+        extend("propertyNames" = {"pattern": "^ring[0-7]$"}),
+        extend("examples" = [{"ring0": "10.10.0.10", "ring1": "10.20.0.10"}])
+    )]
     pub links: BTreeMap<String, String>,
+    /// How corodrill powers the node off and on (`power-off` faults);
+    /// `driver` says which driver.
     pub power: Power,
 }
 
-/// How the controller powers a node off and on (README, "Real clusters").
-/// Only `lab` is driven so far; the others are read, so that real
-/// inventories parse, and a drill that would need them is refused.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// How the controller powers a node off and on: `driver` says which, each
+/// driver has its fields. Secrets are never written here: the inventory
+/// names an environment variable, read when the drill starts and handed to
+/// the tool through its environment or an HTTP header, never a command
+/// line. Before any fault `run` asks each driver of a node to be powered
+/// off for its state: a missing variable is exit 2, no answer exit 3.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "driver", rename_all = "lowercase", deny_unknown_fields)]
 pub enum Power {
-    /// A node of the network-namespace lab `lab` on this machine.
-    Lab { lab: String },
-    /// Operator-given shell commands.
+    /// A node of the network-namespace lab on this machine (`corodrill lab
+    /// power NODE off|on`): every process in the node dies, its links go
+    /// down; on brings them up and starts its daemons as a boot would.
+    Lab {
+        /// The lab's name (`lab up --name`).
+        #[schemars(extend("examples" = ["lab"]))]
+        lab: String,
+    },
+    /// Your own shell commands, run with `sh -c` on the controller.
     Command {
+        /// Powers the node off.
+        #[schemars(extend("examples" = ["virsh destroy pve1"]))]
         off: String,
+        /// Powers the node on.
+        #[schemars(extend("examples" = ["virsh start pve1"]))]
         on: String,
+        /// Prints the node's power state: its last word `on` or `off`.
+        #[schemars(extend("examples" = ["virsh domstate pve1 | sed 's/running/on/;s/shut off/off/'"]))]
         status: String,
     },
-    /// `vagrant halt --force` / `vagrant up` of a machine of a Vagrant project.
+    /// A machine of a Vagrant project: `vagrant halt --force` / `vagrant up`.
     Vagrant {
+        /// The machine's name in the Vagrantfile.
+        #[schemars(extend("examples" = ["pve1"]))]
         machine: String,
+        /// The directory of the Vagrantfile. Default: the current directory.
+        #[schemars(extend("examples" = ["."]))]
         dir: Option<String>,
     },
-    /// `virsh destroy` / `virsh start` of a libvirt domain.
-    Libvirt { domain: String, uri: Option<String> },
-    /// `ipmitool chassis power`; the password is read from an environment
-    /// variable, never written in the inventory or on a command line.
+    /// A libvirt domain: `virsh destroy` / `virsh start`.
+    Libvirt {
+        /// The domain's name.
+        #[schemars(extend("examples" = ["pve1"]))]
+        domain: String,
+        /// virsh's connection URI (`-c`). Default: virsh's own default.
+        #[schemars(extend("examples" = ["qemu:///system"]))]
+        uri: Option<String>,
+    },
+    /// A BMC over IPMI: `ipmitool -I lanplus -H HOST -U USER -E chassis
+    /// power off|on|status`, the password in ipmitool's environment.
     Ipmi {
+        /// The BMC's address.
+        #[schemars(extend("examples" = ["10.0.1.10"]))]
         host: String,
+        /// The BMC user.
+        #[schemars(extend("examples" = ["admin"]))]
         user: String,
+        /// The environment variable that holds the BMC password.
+        #[schemars(extend("examples" = ["IPMI_PASSWORD"]))]
         password_env: String,
     },
-    /// A VM of an outer Proxmox VE host (nested clusters), through its API
-    /// with a token read from an environment variable.
+    /// A VM of an outer Proxmox VE host (nested clusters), through its
+    /// HTTPS API (`/nodes/NODE/qemu/VMID/status/...`), TLS verified.
     Proxmox {
+        /// The outer host's API: `https://HOST:8006`.
+        #[schemars(extend("examples" = ["https://10.0.0.2:8006"]))]
         api: String,
+        /// The outer host's node name that runs the VM.
+        #[schemars(extend("examples" = ["host1"]))]
         node: String,
+        /// The VM's id on the outer host.
+        #[schemars(extend("examples" = [101]))]
         vmid: u32,
+        /// The environment variable that holds the API token,
+        /// `USER@REALM!ID=SECRET`, sent in the `Authorization` header.
+        #[schemars(extend("examples" = ["PVE_TOKEN"]))]
         token_env: String,
-        /// The outer host's CA certificate (PEM), for its self-signed
-        /// certificate; the system's CAs otherwise.
+        /// The outer host's CA certificate (a PEM file), for its
+        /// self-signed certificate. Default: the system's CAs.
+        #[schemars(extend("examples" = ["/etc/corodrill/outer-ca.pem"]))]
         cacert: Option<String>,
     },
 }

@@ -25,6 +25,9 @@ pub mod judge;
 pub mod log;
 pub mod report;
 
+// The formats' reference (schemas, `explain`), generated from the inputs' types.
+pub mod reference;
+
 // The operator's commands, and the fuzz targets' entries.
 pub mod commands;
 pub mod fuzz;

@@ -1,94 +1,171 @@
 //! The event log: everything a drill observed and did, one timeline.
 //! `run` writes it; `judge` and the reports only read it.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One line of the event log (`--json`), as `run` records it; the report
+/// adds `experiment`, `run` and `of` to each line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct LogEvent {
     /// Seconds since the drill started, on the controller's monotonic clock
     /// (agents' times are mapped onto it).
     pub t: f64,
     /// UTC, RFC 3339 with microseconds.
     pub ts: String,
+    /// The node whose view or action this is; absent for the drill's own
+    /// events.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
     #[serde(flatten)]
     pub body: LogBody,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// What happened; `kind` says which.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind")]
 pub enum LogBody {
+    /// The drill starts (t = 0).
     #[serde(rename = "drill.start")]
-    DrillStart { experiment: String },
+    DrillStart {
+        /// The experiment's `name`.
+        experiment: String,
+    },
+    /// A fault took effect on `node`.
     #[serde(rename = "fault.applied")]
-    FaultApplied { fault: String, fault_kind: String },
+    FaultApplied {
+        /// The fault's `id`.
+        fault: String,
+        /// Its `kind` ("partition", ...).
+        fault_kind: String,
+    },
+    /// A fault was rolled back on `node`.
     #[serde(rename = "fault.healed")]
     FaultHealed {
+        /// The fault's `id`.
         fault: String,
+        /// Whether the node's read-back found it gone.
         clean: bool,
+        /// What the rollback did or found.
         detail: String,
     },
+    /// A fault could not be applied on `node` (the drill then ends, exit 3).
     #[serde(rename = "fault.failed")]
-    FaultFailed { fault: String, error: String },
+    FaultFailed {
+        /// The fault's `id`.
+        fault: String,
+        /// Why.
+        error: String,
+    },
+    /// `node`'s quorum view changed (votequorum's notification).
     #[serde(rename = "quorum")]
     Quorum {
+        /// Whether the node is quorate.
         quorate: bool,
+        /// The members the node sees, by name.
         members: Vec<String>,
+        /// corosync's ring id of this membership.
         ring_id: String,
+        /// votequorum's total votes.
         total_votes: Option<u32>,
+        /// votequorum's expected votes.
         expected_votes: Option<u32>,
+        /// The votes needed for quorum.
         quorum: Option<u32>,
     },
+    /// corosync is not running on `node` (killed, stopped, powered off).
     #[serde(rename = "corosync.down")]
-    CorosyncDown { reason: String },
+    CorosyncDown {
+        /// How the agent knows.
+        reason: String,
+    },
     /// This node's knet links: (peer, link number, connected).
     #[serde(rename = "links")]
-    Links { links: Vec<(String, u8, bool)> },
-    /// Where this node's view says a watched resource is active; `None`
-    /// when the node cannot say.
+    Links {
+        /// `[peer, link number, connected]` for each peer and link.
+        links: Vec<(String, u8, bool)>,
+    },
+    /// Where this node's view says a watched resource is active.
     #[serde(rename = "resource")]
     Resource {
+        /// The `[[watch]]` resource.
         resource: String,
+        /// The nodes it is active on; null when the node cannot say.
         active_on: Option<Vec<String>>,
     },
     /// A node that went down unplanned-for by the schedule (reset by its
     /// watchdog, as the fencing foresight said) answers again.
     #[serde(rename = "node.back")]
-    NodeBack { detail: String },
+    NodeBack {
+        /// How it came back.
+        detail: String,
+    },
     /// Whether `/etc/pve` takes writes on this node (Proxmox VE's pmxcfs
     /// is read-only while the node is inquorate).
     #[serde(rename = "etc_pve")]
-    EtcPve { writable: bool },
+    EtcPve {
+        /// false while read-only.
+        writable: bool,
+    },
     /// The machine stalled (corosync's own "not scheduled" warning, or the
-    /// agent's timer waking late); `t` is when the stall began, `late_ms`
-    /// how long it lasted. A failure beside one is the machine's as much
-    /// as the cluster's.
+    /// agent's timer waking late); `t` is when the stall began. A failure
+    /// beside one is the machine's as much as the cluster's.
     #[serde(rename = "stall")]
     Stall {
+        /// "corosync" or "agent".
         source: String,
+        /// How long the stall lasted, in milliseconds.
         late_ms: u64,
+        /// The evidence (corosync's log line, the timer's lateness).
         detail: String,
     },
+    /// A fault's lease ran out on `node` and the agent rolled it back by
+    /// itself (the controller stopped renewing it).
     #[serde(rename = "lease.expired")]
     LeaseExpired {
+        /// The fault's `id`.
         fault: String,
+        /// Whether the read-back found it gone.
         clean: bool,
+        /// What the rollback did.
         detail: String,
     },
+    /// After the last heal, every node is quorate with every node, in
+    /// views newer than the heal.
     #[serde(rename = "cluster.whole")]
     ClusterWhole {},
+    /// The cluster did not become whole in time after the last heal.
     #[serde(rename = "cluster.not_whole")]
-    ClusterNotWhole { why: String },
+    ClusterNotWhole {
+        /// Each node that is not, and what it sees.
+        why: String,
+    },
+    /// The drill's last event before the verdicts.
     #[serde(rename = "drill.end")]
     DrillEnd {},
+    /// An expectation (or invariant) held.
     #[serde(rename = "expect.pass")]
-    ExpectPass { name: String, measured: Option<f64> },
+    ExpectPass {
+        /// The expectation's name.
+        name: String,
+        /// Seconds from its anchor to the state reached; null for a kept
+        /// state (nothing arrived to be timed).
+        measured: Option<f64>,
+    },
+    /// An expectation (or invariant) failed.
     #[serde(rename = "expect.fail")]
-    ExpectFail { name: String, message: String },
+    ExpectFail {
+        /// The expectation's name.
+        name: String,
+        /// What was seen instead, with times.
+        message: String,
+    },
     /// The run failed while the machine stalled (written after the verdicts).
     #[serde(rename = "drill.disturbed")]
-    DrillDisturbed { evidence: String },
+    DrillDisturbed {
+        /// The stalls beside the failure.
+        evidence: String,
+    },
 }
 
 impl LogEvent {

@@ -2,7 +2,7 @@
 //! lives here.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use std::time::Duration;
@@ -31,6 +31,12 @@ struct Cli {
     /// `json`: progress and logs on stderr as JSON lines, for machines.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
     log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum SchemaFormat {
+    Experiment,
+    Inventory,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -212,9 +218,31 @@ enum Command {
         after_help = "Example:\n  corodrill completions bash > /etc/bash_completion.d/corodrill"
     )]
     Completions { shell: clap_complete::Shell },
-    /// Print the man page (roff).
-    #[command(after_help = "Example:\n  corodrill man > /usr/local/share/man/man1/corodrill.1")]
-    Man,
+    /// Print the man page of corodrill or of one subcommand (roff), or write every page.
+    #[command(
+        after_help = "Example:\n  corodrill man run | man -l -\n  corodrill man lab up | man -l -\n  corodrill man --out /usr/local/share/man/man1"
+    )]
+    Man {
+        /// A subcommand (`run`, `lab up`): its page instead of corodrill's.
+        subcommand: Vec<String>,
+        /// Write corodrill.1 and one page per subcommand (corodrill-run.1,
+        /// corodrill-lab-up.1, ...) into this directory.
+        #[arg(long, conflicts_with = "subcommand")]
+        out: Option<PathBuf>,
+    },
+    /// Print the JSON Schema of experiment or inventory files (what
+    /// docs/schema/ holds, for editors).
+    #[command(after_help = "Example:\n  corodrill schema experiment > experiment.json")]
+    Schema { format: SchemaFormat },
+    /// Print the reference entry of a fault kind, a field, a table or a power driver.
+    #[command(
+        after_help = "Example:\n  corodrill explain partition\n  corodrill explain within\n  corodrill explain watch.nodes\n  corodrill explain ipmi"
+    )]
+    Explain {
+        /// A fault kind (`degrade`), a field (`heal_after`, `expect.nodes`),
+        /// a table (`requires`, `invariants`) or a power driver (`ipmi`).
+        topic: String,
+    },
     /// Every shipped drill on a lab of its shape; reports into reports/.
     #[command(after_help = "Example:\n  corodrill demo")]
     Demo {
@@ -354,16 +382,28 @@ fn main() -> ExitCode {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Man => {
-            let page = clap_mangen::Man::new(Cli::command());
-            match page.render(&mut std::io::stdout()) {
-                Ok(()) => Ok(ExitCode::SUCCESS),
-                Err(e) => {
-                    eprintln!("corodrill: {e}");
-                    Ok(ExitCode::from(3))
-                }
-            }
+        Command::Man { subcommand, out } => Ok(man(&subcommand, out.as_deref())),
+        Command::Schema { format } => {
+            let format = match format {
+                SchemaFormat::Experiment => corodrill::reference::Format::Experiment,
+                SchemaFormat::Inventory => corodrill::reference::Format::Inventory,
+            };
+            print!("{}", corodrill::reference::schema(format));
+            Ok(ExitCode::SUCCESS)
         }
+        Command::Explain { topic } => match corodrill::reference::explain(&topic) {
+            Some(entry) => {
+                print!("{entry}");
+                Ok(ExitCode::SUCCESS)
+            }
+            None => {
+                eprintln!(
+                    "corodrill: nothing named {topic:?} in the reference; known: {}, and every field of them",
+                    corodrill::reference::topics().join(", ")
+                );
+                Ok(ExitCode::from(2))
+            }
+        },
         Command::Check { experiments } => Ok(ExitCode::from(drills::check(&experiments))),
         Command::Drill {
             random: _,
@@ -493,6 +533,63 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("corodrill: {e}");
             ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// Every command, as a path of names (`["lab", "up"]`), with its clap
+/// command, the top one first.
+fn commands() -> Vec<(Vec<String>, clap::Command)> {
+    fn walk(path: Vec<String>, cmd: &clap::Command, out: &mut Vec<(Vec<String>, clap::Command)>) {
+        out.push((path.clone(), cmd.clone()));
+        for sub in cmd.get_subcommands() {
+            if sub.get_name() == "help" {
+                continue;
+            }
+            let mut p = path.clone();
+            p.push(sub.get_name().to_owned());
+            walk(p, sub, out);
+        }
+    }
+    let mut top = Cli::command();
+    // Subcommands' pages name their command in full (corodrill-lab-up).
+    top.build();
+    let mut out = Vec::new();
+    walk(Vec::new(), &top, &mut out);
+    out
+}
+
+/// `corodrill man`: one page to stdout, or every page into a directory.
+fn man(subcommand: &[String], out: Option<&Path>) -> ExitCode {
+    let all = commands();
+    if let Some(dir) = out {
+        for (_, cmd) in &all {
+            // Built, a subcommand's display name is corodrill-lab-up.
+            let page = clap_mangen::Man::new(cmd.clone());
+            let file = dir.join(page.get_filename());
+            let mut roff = Vec::new();
+            let written = page
+                .render(&mut roff)
+                .and_then(|()| std::fs::write(&file, roff));
+            if let Err(e) = written {
+                eprintln!("corodrill: {}: {e}", file.display());
+                return ExitCode::from(3);
+            }
+        }
+        return ExitCode::SUCCESS;
+    }
+    let Some((_, cmd)) = all.iter().find(|(p, _)| p.as_slice() == subcommand) else {
+        eprintln!(
+            "corodrill: no subcommand {:?}; `corodrill man --out DIR` writes every page",
+            subcommand.join(" ")
+        );
+        return ExitCode::from(2);
+    };
+    match clap_mangen::Man::new(cmd.clone()).render(&mut std::io::stdout()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("corodrill: {e}");
+            ExitCode::from(3)
         }
     }
 }
@@ -708,6 +805,49 @@ mod tests {
         walk(&Cli::command(), "corodrill", &mut missing);
         assert!(missing.is_empty(), "no example in --help of: {missing:?}");
         Cli::command().debug_assert();
+    }
+
+    /// The man pages in docs/man (shipped in the package) are what
+    /// `corodrill man --out` writes, one per command, every command
+    /// covered. CORODRILL_BLESS=1 rewrites them.
+    #[test]
+    fn committed_man_pages_cover_every_command() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/man");
+        let mut want = std::collections::BTreeMap::new();
+        for (_, cmd) in commands() {
+            let page = clap_mangen::Man::new(cmd);
+            let mut roff = Vec::new();
+            page.render(&mut roff).unwrap();
+            want.insert(page.get_filename(), roff);
+        }
+        assert!(want.contains_key("corodrill-lab-up.1") && want.contains_key("corodrill-run.1"));
+        let bless = std::env::var_os("CORODRILL_BLESS").is_some();
+        if bless {
+            std::fs::create_dir_all(&dir).unwrap();
+        }
+        let have: std::collections::BTreeSet<String> = std::fs::read_dir(&dir)
+            .map(|d| {
+                d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                    .filter(|n| n.ends_with(".1"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for (name, roff) in &want {
+            let path = dir.join(name);
+            if std::fs::read(&path).ok().as_ref() != Some(roff) {
+                assert!(
+                    bless,
+                    "docs/man/{name} is stale or missing: CORODRILL_BLESS=1 cargo test -p corodrill --bin corodrill man_pages"
+                );
+                std::fs::write(&path, roff).unwrap();
+            }
+        }
+        for name in have {
+            assert!(
+                want.contains_key(&name),
+                "docs/man/{name}: no such command any more"
+            );
+        }
     }
 
     #[test]

@@ -13,10 +13,10 @@ use super::spans::{required, take, Checker};
 use super::{Anchor, Expect, Predicted, ResourceExpect, ResourceWant, MIN_WITHIN};
 
 /// Takes `key` out of the table if it says `"predicted"`.
-pub(super) fn take_predicted(t: &mut Table, key: &str) -> bool {
+pub(super) fn take_predicted(c: &mut Checker, t: &mut Table, key: &str) -> bool {
     let predicted = t.get(key).is_some_and(|v| v.as_str() == Some("predicted"));
     if predicted {
-        t.remove(key);
+        c.remove(t, key);
     }
     predicted
 }
@@ -31,9 +31,9 @@ pub(super) fn expect(
 ) -> Option<Expect> {
     let resource = resource_expect(c, span, &mut t, watched)?;
     let predicted = Predicted {
-        quorate: take_predicted(&mut t, "quorate"),
-        members: take_predicted(&mut t, "members"),
-        within: take_predicted(&mut t, "within"),
+        quorate: take_predicted(c, &mut t, "quorate"),
+        members: take_predicted(c, &mut t, "members"),
+        within: take_predicted(c, &mut t, "within"),
     };
     let name: Option<String> = take(c, span, &mut t, "name").ok()?;
     let after: String = required(c, span, &mut t, "after", "[[expect]]")?;
@@ -45,7 +45,7 @@ pub(super) fn expect(
     let hold: Option<Dur> = take(c, span, &mut t, "hold").ok()?;
     let quorate: Option<bool> = take(c, span, &mut t, "quorate").ok()?;
     let total_votes: Option<u32> = take(c, span, &mut t, "total_votes").ok()?;
-    let nodes = match t.remove("nodes") {
+    let nodes = match c.remove(&mut t, "nodes") {
         Some(v) => node_set(c, span, "nodes", v)?,
         None => {
             c.at(
@@ -55,7 +55,7 @@ pub(super) fn expect(
             return None;
         }
     };
-    let members = match t.remove("members") {
+    let members = match c.remove(&mut t, "members") {
         Some(v) => Some(node_set(c, span, "members", v)?),
         None => None,
     };

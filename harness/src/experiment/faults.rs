@@ -35,7 +35,7 @@ pub(super) fn percent(v: &Value) -> Result<u8, String> {
     }
 }
 
-pub(super) const FAULT_KINDS: &str =
+pub(crate) const FAULT_KINDS: &str =
     "partition, isolate, link-down, degrade, kill, stop, pause, clock-skew, power-off, command";
 
 pub(super) fn fault(
@@ -124,7 +124,7 @@ pub(super) fn fault(
         "degrade" => {
             let nodes = nodes_of(c, &mut t)?;
             let links = links_of(c, &mut t).ok()?;
-            let loss = match t.remove("loss") {
+            let loss = match c.remove(&mut t, "loss") {
                 None => None,
                 Some(v) => match percent(&v) {
                     Ok(p) => Some(p),

@@ -9,6 +9,7 @@
 pub mod durations;
 mod expects;
 mod faults;
+pub mod format;
 pub mod generated;
 pub mod spans;
 
@@ -16,12 +17,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 use toml::{Spanned, Table, Value};
 
 use durations::Dur;
 use expects::expect;
 use faults::fault;
+#[cfg(test)]
+pub(crate) use faults::FAULT_KINDS;
 use spans::{diag, entry_span, take, Checker};
 
 /// One problem in an experiment file, at a position.
@@ -134,14 +138,31 @@ pub struct ResourceExpect {
     pub want: ResourceWant,
 }
 
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+/// What the cluster must offer for the drill to apply (`[requires]`):
+/// `run` refuses a drill whose inventory or running corosync does not meet
+/// it, `demo` and a directory given to `run` skip it.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Requires {
+    /// At least this many nodes in the inventory. Default: any number.
+    #[schemars(extend("examples" = [3]))]
     pub nodes: Option<usize>,
+    /// At least this many corosync links (`ring0` up to `ringN-1`) on
+    /// every node. Default: any.
+    #[schemars(extend("examples" = [2]))]
     pub links: Option<usize>,
+    /// true: the cluster must have a QDevice; false: it must not.
+    /// Default: either.
+    #[schemars(extend("examples" = [true]))]
     pub qdevice: Option<bool>,
-    /// votequorum keys (two_node, wait_for_all, ...) and the values they must have.
+    /// votequorum keys as corosync.conf's `quorum` section writes them
+    /// (`two_node`, `wait_for_all`, `auto_tie_breaker`, `expected_votes`,
+    /// ...) and the values the running cluster must have (`two_node = 1`).
     #[serde(default)]
+    #[schemars(
+        with = "BTreeMap<String, serde_json::Value>",
+        extend("examples" = [{"two_node": 1}])
+    )]
     pub quorum: BTreeMap<String, toml::Value>,
 }
 
@@ -394,7 +415,7 @@ impl Predicted {
 }
 
 /// What the always-on invariants expect.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SplitBrain {
     /// At no moment two quorate nodes, each outside the other's membership.
@@ -408,21 +429,36 @@ pub enum SplitBrain {
     Report,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+/// The always-on checks (`[invariants]`), and the drills that provoke what
+/// they forbid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Invariants {
+    /// Split-brain: two quorate nodes at one moment, each outside the
+    /// other's membership. "forbid" (default): the drill fails;
+    /// "expect": the drill provokes one and passes only if it is seen;
+    /// "report": reported, never failed on.
     #[serde(default)]
+    #[schemars(extend("examples" = ["expect"]))]
     pub split_brain: SplitBrain,
-    /// Every fault rolled back and the cluster whole again at the end.
+    /// Every fault rolled back and the cluster whole again (every node
+    /// quorate with every node) at the end; false for a drill that leaves
+    /// it otherwise on purpose. Default: true.
     #[serde(default = "yes")]
+    #[schemars(extend("examples" = [true]))]
     pub whole_at_end: bool,
     /// Judge every node after every change of faults against the quorum
     /// oracle, as `run --oracle` does (random drills' reproductions say it).
+    /// Default: false.
     #[serde(default)]
+    #[schemars(extend("examples" = [true]))]
     pub oracle: bool,
     /// A watched resource (not a clone) active on two nodes at once:
-    /// forbidden, or provoked on purpose (no fencing) and expected.
+    /// "forbid" (default), "expect" (provoked on purpose, no fencing) or
+    /// "report" (timing decides). Overlaps shorter than the watch interval
+    /// are not counted.
     #[serde(default)]
+    #[schemars(extend("examples" = ["report"]))]
     pub double_active: SplitBrain,
 }
 
@@ -504,17 +540,34 @@ struct RawExperiment {
 }
 
 pub fn parse(file: &Path, text: &str) -> Result<Experiment, Vec<Diagnostic>> {
+    parse_recording(file, text).0
+}
+
+/// `parse`, and every key the parser asked each table for ("fault.id",
+/// "expect.within"): the keys it knows, held to the reference by
+/// `reference`'s tests.
+pub(crate) fn parse_recording(
+    file: &Path,
+    text: &str,
+) -> (Result<Experiment, Vec<Diagnostic>>, BTreeSet<String>) {
     let mut c = Checker {
         file,
         text,
         errors: Vec::new(),
+        asked: BTreeSet::new(),
+        table: "",
     };
+    let result = parse_with(&mut c, file, text);
+    (result, c.asked)
+}
+
+fn parse_with(c: &mut Checker, file: &Path, text: &str) -> Result<Experiment, Vec<Diagnostic>> {
     let raw: RawExperiment = match toml::from_str(text) {
         Ok(raw) => raw,
         Err(e) => {
             let offset = e.span().map_or(0, |s| s.start);
             c.at(offset, e.message().trim().to_owned());
-            return Err(c.errors);
+            return Err(std::mem::take(&mut c.errors));
         }
     };
     let nodes = *raw.nodes.get_ref();
@@ -554,9 +607,10 @@ pub fn parse(file: &Path, text: &str) -> Result<Experiment, Vec<Diagnostic>> {
         .collect();
     let mut faults = Vec::new();
     let mut ids = BTreeSet::new();
+    c.table = "fault";
     for entry in raw.fault {
         let span = entry_span(text, entry.span());
-        if let Some(f) = fault(&mut c, &span, entry.into_inner(), nodes) {
+        if let Some(f) = fault(c, &span, entry.into_inner(), nodes) {
             if !ids.insert(f.id.clone()) {
                 c.at_key(&span, "id", format!("fault id {:?} is used twice", f.id));
             }
@@ -572,12 +626,13 @@ pub fn parse(file: &Path, text: &str) -> Result<Experiment, Vec<Diagnostic>> {
         .filter_map(|w| w.get_ref().get("resource")?.as_str().map(str::to_owned))
         .collect();
     let mut watches: Vec<WatchSpec> = Vec::new();
+    c.table = "watch";
     for entry in raw.watch {
         let span = entry_span(text, entry.span());
         let mut t = entry.into_inner();
         let (Ok(interval), Ok(timeout)) = (
-            take::<Dur>(&mut c, &span, &mut t, "interval"),
-            take::<Dur>(&mut c, &span, &mut t, "timeout"),
+            take::<Dur>(c, &span, &mut t, "interval"),
+            take::<Dur>(c, &span, &mut t, "timeout"),
         ) else {
             continue;
         };
@@ -624,9 +679,10 @@ pub fn parse(file: &Path, text: &str) -> Result<Experiment, Vec<Diagnostic>> {
     // on one whose watch has errors of its own is not a second error.
     let watched: Vec<String> = raw_watched;
     let mut expects = Vec::new();
+    c.table = "expect";
     for (i, entry) in raw.expect.into_iter().enumerate() {
         let span = entry_span(text, entry.span());
-        if let Some(e) = expect(&mut c, &span, entry.into_inner(), i, &written_ids, &watched) {
+        if let Some(e) = expect(c, &span, entry.into_inner(), i, &written_ids, &watched) {
             expects.push(e);
         }
     }
@@ -644,7 +700,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Experiment, Vec<Diagnostic>> {
         });
     }
     c.errors.sort_by_key(|d| (d.line, d.column));
-    Err(c.errors)
+    Err(std::mem::take(&mut c.errors))
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! its `file:line:column`, and typed fields taken out of a table one by
 //! one so that a key left over is an unknown key.
 
+use std::collections::BTreeSet;
 use std::ops::Range;
 use std::path::Path;
 
@@ -24,6 +25,11 @@ pub(super) struct Checker<'a> {
     pub(super) file: &'a Path,
     pub(super) text: &'a str,
     pub(super) errors: Vec<Diagnostic>,
+    /// Every key the parser asked a table for, present or not: the keys
+    /// it knows, which the reference's test holds to `format`'s types.
+    pub(super) asked: BTreeSet<String>,
+    /// The table being read ("fault", "expect", "watch"), for `asked`.
+    pub(super) table: &'static str,
 }
 
 /// 1-based line and column of a byte offset in `text`.
@@ -35,6 +41,12 @@ pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
 }
 
 impl Checker<'_> {
+    /// Takes `key` out of `table` as it is, recording that it was asked for.
+    pub(super) fn remove(&mut self, table: &mut Table, key: &str) -> Option<Value> {
+        self.asked.insert(format!("{}.{key}", self.table));
+        table.remove(key)
+    }
+
     pub(super) fn at(&mut self, offset: usize, message: impl Into<String>) {
         let (line, column) = line_column(self.text, offset);
         self.errors
@@ -122,7 +134,7 @@ pub(super) fn take<T: DeserializeOwned>(
     table: &mut Table,
     key: &str,
 ) -> Result<Option<T>, ()> {
-    match table.remove(key) {
+    match c.remove(table, key) {
         None => Ok(None),
         Some(v) => c.typed(span, key, v).map(Some).ok_or(()),
     }
