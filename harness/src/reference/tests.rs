@@ -295,6 +295,33 @@ fn every_power_driver_parses_with_every_documented_field() {
 }
 
 #[test]
+fn docs_hold_the_generated_reference() {
+    let files = [
+        "docs/experiments.md",
+        "docs/inventories.md",
+        "docs/reports.md",
+    ];
+    for file in files {
+        let path = repo().join(file);
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let (want, _) = regenerate(&text);
+        check_generated(&path, &want);
+    }
+    // Every generated block sits in one of them.
+    let mut found = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(repo().join(file)).unwrap_or_default();
+        found.extend(regenerate(&text).1);
+    }
+    for (name, _) in generated_blocks() {
+        assert!(
+            found.contains(&name),
+            "no `<!-- generated: {name} -->` block in docs/"
+        );
+    }
+}
+
+#[test]
 fn committed_schemas_are_what_corodrill_schema_prints() {
     for format in Format::ALL {
         let path = repo().join(format!("docs/schema/{}.json", format.name()));
@@ -423,6 +450,27 @@ fn broken_files_fail_the_schema() {
             "{text}"
         );
     }
+}
+
+#[test]
+fn complete_examples_in_docs_are_valid_experiments() {
+    // Every ```toml block of docs/ that is a whole experiment (a name and
+    // a fault) parses: the reference's examples are drills that work.
+    let mut checked = 0;
+    for file in ["docs/experiments.md", "README.md"] {
+        let text = std::fs::read_to_string(repo().join(file)).unwrap_or_default();
+        for block in text.split("```toml\n").skip(1) {
+            let block = block.split("```").next().unwrap_or("");
+            let whole = format!("\n{block}");
+            let top = whole.split("\n[").next().unwrap_or("");
+            if top.contains("name = ") && top.contains("nodes = ") {
+                let result = crate::experiment::parse(Path::new(file), block);
+                assert!(result.is_ok(), "{file}:\n{block}\n{result:?}");
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 2, "whole examples checked: {checked}");
 }
 
 #[test]
