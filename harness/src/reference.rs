@@ -130,6 +130,10 @@ fn resolve<'a>(root: &'a Value, s: &'a Value) -> &'a Value {
 
 /// A schema's type in words.
 fn kind_of(root: &Value, s: &Value) -> String {
+    // An optional field's schema is its type in a one-element allOf.
+    if let Some([only]) = s.get("allOf").and_then(Value::as_array).map(Vec::as_slice) {
+        return kind_of(root, only);
+    }
     if let Some(r) = s.get("$ref").and_then(Value::as_str) {
         let name = r.rsplit('/').next().unwrap_or(r);
         match name {

@@ -101,7 +101,8 @@ pub struct FaultCommon {
     /// Default: "0s".
     pub at: Option<Duration>,
     /// How long after it was applied the fault is healed. Default: at the
-    /// end of the drill (after the last expectation's deadline).
+    /// end of the drill, once every expectation has held or its window
+    /// (`within` + `hold`) is over.
     pub heal_after: Option<Duration>,
     /// On a real node reached over ssh, the agent refuses a cut, a degrade
     /// or a link-down that would cut the controller's own connection (the

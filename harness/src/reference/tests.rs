@@ -177,6 +177,27 @@ fn the_parser_knows_every_expect_and_watch_field_the_reference_lists_and_no_othe
         assert!(result.is_ok(), "[[expect]] {field}:\n{text}\n{result:?}");
     }
 
+    // The parser's own list in its unknown-field error is the same.
+    let text = format!(
+        "{HEAD}[[fault]]\nid = \"cut\"\nkind = \"isolate\"\nnodes = [\"pve3\"]\n\
+         [[expect]]\nafter = \"cut\"\nnodes = \"all\"\nquorate = true\nwithin = \"10s\"\nzzz = 1\n"
+    );
+    let errors = crate::experiment::parse(Path::new("t.toml"), &text).expect_err("zzz refused");
+    let listed: BTreeSet<String> = errors[0]
+        .message
+        .split("(known: ")
+        .nth(1)
+        .unwrap_or("")
+        .trim_end_matches(')')
+        .split(", ")
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        listed,
+        props(&root, expect),
+        "the known fields [[expect]]'s error names"
+    );
+
     // [[watch]]: its duration fields are taken by hand, the rest by serde,
     // whose refusal of an unknown field names every field it knows.
     let watch = &root["properties"]["watch"]["items"];
