@@ -49,7 +49,8 @@ impl DrillResult {
         if self.passed() {
             return None;
         }
-        let stalls: Vec<String> = self
+        // (late_ms, t, words)
+        let mut stalls: Vec<(u64, f64, String)> = self
             .stalls()
             .into_iter()
             .filter_map(|e| match &e.body {
@@ -57,20 +58,50 @@ impl DrillResult {
                 LogBody::Stall { source, .. } if source == "pause" => None,
                 LogBody::Stall {
                     source, late_ms, ..
-                } => Some(format!(
-                    "{} stalled {late_ms} ms at t={:.1}s ({})",
-                    e.node.as_deref().unwrap_or("?"),
+                } => Some((
+                    *late_ms,
                     e.t,
-                    if source == "corosync" {
-                        "corosync: main process not scheduled"
-                    } else {
-                        "the agent's timer"
-                    }
+                    format!(
+                        "{} stalled {late_ms} ms at t={:.1}s ({})",
+                        e.node.as_deref().unwrap_or("?"),
+                        e.t,
+                        if source == "corosync" {
+                            "corosync: main process not scheduled"
+                        } else {
+                            "the agent's timer"
+                        }
+                    ),
                 )),
                 _ => None,
             })
             .collect();
-        (!stalls.is_empty()).then(|| format!("the machine stalled: {}", stalls.join("; ")))
+        if stalls.is_empty() {
+            return None;
+        }
+        // A loaded machine stalls every node, again and again: say the
+        // longest few and how many more, not every one (the event log has
+        // them all).
+        const LISTED: usize = 5;
+        let more = stalls.len().saturating_sub(LISTED);
+        let (first, last) = stalls
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(a, b), s| (a.min(s.1), b.max(s.1)));
+        if more > 0 {
+            stalls.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.total_cmp(&b.1)));
+            stalls.truncate(LISTED);
+        }
+        let listed: Vec<&str> = stalls.iter().map(|s| s.2.as_str()).collect();
+        Some(format!(
+            "the machine stalled: {}{}",
+            listed.join("; "),
+            if more > 0 {
+                format!(
+                    "; and {more} shorter stall(s) from t={first:.1}s to t={last:.1}s (all in the event log)"
+                )
+            } else {
+                String::new()
+            }
+        ))
     }
 }
 

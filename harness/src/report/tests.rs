@@ -299,3 +299,30 @@ fn summary_reads_in_one_glance() {
         "{s}"
     );
 }
+
+/// A loaded machine stalls every node again and again: the evidence names
+/// the longest few and counts the rest, instead of one line per stall.
+#[test]
+fn many_stalls_are_summed_up() {
+    let mut fail = result(&[false]);
+    for i in 0..30u64 {
+        fail.log.push(LogEvent::new(
+            3.0 + i as f64 * 0.5,
+            Some(["pve1", "pve2", "pve3"][i as usize % 3]),
+            LogBody::Stall {
+                source: "agent".into(),
+                late_ms: 300 + i * 10,
+                detail: String::new(),
+            },
+        ));
+    }
+    let evidence = fail.disturbed().expect("disturbed");
+    assert!(
+        evidence.starts_with("the machine stalled: pve3 stalled 590 ms at t=17.5s")
+            && evidence.ends_with(
+                "; and 25 shorter stall(s) from t=3.0s to t=17.5s (all in the event log)"
+            )
+            && evidence.matches(" stalled ").count() == 5,
+        "{evidence}"
+    );
+}
