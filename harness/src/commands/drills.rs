@@ -149,34 +149,55 @@ pub(crate) fn from_directory(paths: &[PathBuf], e: &Experiment) -> bool {
     !paths.contains(&e.file)
 }
 
-pub fn run_command(args: &RunArgs, progress: &dyn Fn(&str), cancel: &AtomicBool) -> u8 {
-    let inventory = match crate::inventory::load(&args.inventory) {
-        Ok(i) => i,
-        Err(e) => {
-            eprintln!("{e}");
-            return 2;
-        }
-    };
+/// What `run` and `mutate` start from: the inventory, the drills that fit
+/// it with their plans, and the ones skipped (with why).
+pub(crate) struct Prepared {
+    pub inventory: Inventory,
+    pub planned: Vec<(Experiment, Plan)>,
+    pub skipped: Vec<String>,
+}
+
+/// Loads the inventory and plans the drills on it; every error is said on
+/// stderr and is exit status 2, as is a set of drills none of which fits.
+pub(crate) fn load_and_plan(paths: &[PathBuf], inventory: &Path) -> Result<Prepared, u8> {
+    let inventory = crate::inventory::load(inventory).map_err(|e| {
+        eprintln!("{e}");
+        2
+    })?;
     let mut skipped = Vec::new();
-    let planned = match prepare(&args.paths, &inventory, &mut skipped) {
-        Ok(p) => p,
-        Err(errors) => {
-            for e in errors {
-                eprintln!("{e}");
-            }
-            return 2;
+    let planned = prepare(paths, &inventory, &mut skipped).map_err(|errors| {
+        for e in errors {
+            eprintln!("{e}");
         }
-    };
-    let say_skipped = |skipped: &[String]| {
-        for s in skipped {
-            println!("SKIP {s}");
-        }
-    };
+        2
+    })?;
     if planned.is_empty() {
         say_skipped(&skipped);
         eprintln!("no drill fits this inventory");
-        return 2;
+        return Err(2);
     }
+    Ok(Prepared {
+        inventory,
+        planned,
+        skipped,
+    })
+}
+
+pub(crate) fn say_skipped(skipped: &[String]) {
+    for s in skipped {
+        println!("SKIP {s}");
+    }
+}
+
+pub fn run_command(args: &RunArgs, progress: &dyn Fn(&str), cancel: &AtomicBool) -> u8 {
+    let Prepared {
+        inventory,
+        planned,
+        mut skipped,
+    } = match load_and_plan(&args.paths, &args.inventory) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
     if args.dry_run {
         // Touch nothing: not even the agents (starting one rolls back what
         // a previous one journaled). The model is corosync's defaults with

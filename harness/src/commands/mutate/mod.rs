@@ -316,33 +316,15 @@ pub struct MutateArgs {
 /// (or a drill failed), 2 invalid input, 3 a drill could not be carried
 /// out, 130 interrupted.
 pub fn mutate_command(args: &MutateArgs, progress: &dyn Fn(&str), cancel: &AtomicBool) -> u8 {
-    let inventory = match crate::inventory::load(&args.inventory) {
-        Ok(i) => i,
-        Err(e) => {
-            eprintln!("{e}");
-            return 2;
-        }
-    };
-    let mut skipped = Vec::new();
-    let planned = match crate::commands::drills::prepare(&args.paths, &inventory, &mut skipped) {
+    let crate::commands::drills::Prepared {
+        inventory,
+        planned,
+        mut skipped,
+    } = match crate::commands::drills::load_and_plan(&args.paths, &args.inventory) {
         Ok(p) => p,
-        Err(errors) => {
-            for e in errors {
-                eprintln!("{e}");
-            }
-            return 2;
-        }
+        Err(code) => return code,
     };
-    let say_skipped = |skipped: &[String]| {
-        for s in skipped {
-            println!("SKIP {s}");
-        }
-    };
-    if planned.is_empty() {
-        say_skipped(&skipped);
-        eprintln!("no drill fits this inventory");
-        return 2;
-    }
+    let say_skipped = crate::commands::drills::say_skipped;
     let opts = crate::run::RunOptions {
         lease: args.lease,
         model_override: args.model_override.clone(),
