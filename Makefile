@@ -38,7 +38,7 @@ bench: deps
 # inputs go to target/fuzz-corpus; the seeds in fuzz/corpus are left as
 # they are (they replay as unit tests in `make test`).
 FUZZ_SECONDS ?= 300
-FUZZ_TARGETS := experiment inventory protocol corosync
+FUZZ_TARGETS := experiment inventory protocol corosync crm_mon ha_manager
 fuzz:
 	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
 	cd fuzz && for t in $(FUZZ_TARGETS); do \

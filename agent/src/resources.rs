@@ -102,11 +102,11 @@ fn watch_pve_ha(out: &Out, resources: Vec<String>, interval: Duration) {
         }
         writable = now;
         let text = crate::node::run_output(crate::node::command("ha-manager").arg("status"))?;
-        let status = crate::pve_ha::parse_ha_status(&text)?;
+        let status = corodrill_status::ha_manager::parse_ha_status(&text)?;
         Ok(status
             .services
             .iter()
-            .map(|(sid, s)| (sid.clone(), crate::pve_ha::active_on(s)))
+            .map(|(sid, s)| (sid.clone(), corodrill_status::ha_manager::active_on(s)))
             .collect())
     });
 }

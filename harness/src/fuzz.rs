@@ -54,6 +54,24 @@ pub fn corosync(data: &[u8]) {
     let _ = crate::cluster::corosync::parse_corosync_conf(&text);
 }
 
+/// `crm_mon --output-as=xml`, as the lab and the agent's watches read it.
+pub fn crm_mon(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    if let Ok(view) = corodrill_status::crm_mon::parse(&text) {
+        let _ = (view.online(), view.active_on());
+    }
+}
+
+/// `ha-manager status`, as the agent's watches read it.
+pub fn ha_manager(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    if let Ok(status) = corodrill_status::ha_manager::parse_ha_status(&text) {
+        for service in status.services.values() {
+            let _ = corodrill_status::ha_manager::active_on(service);
+        }
+    }
+}
+
 fn lab_inventory() -> Inventory {
     Inventory {
         name: "fuzz".into(),
@@ -115,5 +133,15 @@ mod tests {
     #[test]
     fn corosync_corpus_replays() {
         replay("corosync", super::corosync);
+    }
+
+    #[test]
+    fn crm_mon_corpus_replays() {
+        replay("crm_mon", super::crm_mon);
+    }
+
+    #[test]
+    fn ha_manager_corpus_replays() {
+        replay("ha_manager", super::ha_manager);
     }
 }

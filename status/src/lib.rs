@@ -4,3 +4,4 @@
 //! in, data out; running the tools is the callers' job.
 
 pub mod crm_mon;
+pub mod ha_manager;
