@@ -25,7 +25,7 @@ test: deps nextest
 # watchdog reset, a 10-minute random drill); CI does not run them.
 test-long: deps nextest
 	$(CARGO) build --workspace
-	$(CARGO) nextest run --workspace --run-ignored only
+	$(CARGO) nextest run -p corodrill --test long
 
 nextest:
 	@$(CARGO) nextest --version >/dev/null 2>&1 || $(CARGO) install --locked cargo-nextest

@@ -38,19 +38,6 @@ fn shipped(names: &[&str]) -> Vec<String> {
         .collect()
 }
 
-/// Where `scratch(name)` is.
-fn scratch_path(name: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("corodrill-test-{}-{name}", std::process::id()))
-}
-
-/// A fresh, empty scratch directory for one test's files.
-fn scratch(name: &str) -> PathBuf {
-    let dir = scratch_path(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 /// `corodrill run FILES --inventory <lab's> --junit ...`: the output and the
 /// JUnit report read back.
 fn drill(lab: &TestLab, files: &[String]) -> (Output, Option<Report>) {
@@ -83,20 +70,6 @@ fn assert_all_pass(lab: &TestLab, files: &[String]) {
         assert_eq!(suite.failures, 0, "{}: {}", suite.name.as_str(), text(&out));
         assert!(suite.test_cases.len() >= 3, "{}", suite.name.as_str());
     }
-}
-
-fn lab_clean(lab: &TestLab, nodes: usize) {
-    for i in 1..=nodes {
-        let node = format!("pve{i}");
-        let ruleset = lab.tool(&node, &["nft", "list", "ruleset"]);
-        assert!(!ruleset.contains("corodrill"), "{node}: {ruleset}");
-        let qdiscs = lab.tool(&node, &["tc", "qdisc", "show"]);
-        assert!(
-            !qdiscs.contains("tbf") && !qdiscs.contains("netem"),
-            "{node}: {qdiscs}"
-        );
-    }
-    lab.wait_whole(nodes);
 }
 
 #[test]
@@ -673,95 +646,6 @@ fn fencing_foresight_on_a_lab(lab: &TestLab) {
     unstage_ha(lab);
 }
 
-/// The HA configuration of `fencing_foresight_on_a_lab`, staged on every
-/// node, and the 62 s isolate that would get pve3 reset by its watchdog.
-/// Returns the drill file and a scratch directory.
-fn stage_ha(lab: &TestLab) -> (PathBuf, PathBuf) {
-    for node in ["pve1", "pve2", "pve3"] {
-        let ha = lab.dir().join(node).join("etc/pve/ha");
-        std::fs::create_dir_all(&ha).unwrap();
-        std::fs::write(ha.join("resources.cfg"), "vm: 100\n\tstate started\n").unwrap();
-    }
-    let dir = scratch(&format!("{}-fencing", lab.name));
-    let file = dir.join("long-cut.toml");
-    std::fs::write(
-        &file,
-        r#"name = "long-cut"
-nodes = 3
-
-[[fault]]
-id = "cut"
-kind = "isolate"
-nodes = ["pve3"]
-heal_after = "62s"
-
-[[expect]]
-name = "pve3 loses quorum"
-after = "cut"
-nodes = ["pve3"]
-quorate = false
-within = "10s"
-"#,
-    )
-    .unwrap();
-    (file, dir)
-}
-
-fn unstage_ha(lab: &TestLab) {
-    for node in ["pve1", "pve2", "pve3"] {
-        std::fs::remove_dir_all(lab.dir().join(node).join("etc")).unwrap();
-    }
-}
-
-/// Long by nature (`make test-long`): the 62 s isolate of
-/// `fencing_foresight_on_a_lab` run with --allow-fencing, pve3 going silent
-/// (its plug pulled mid-drill, as a watchdog reset would) taken as that
-/// reset, and pve3 reconnected once it is back.
-#[test]
-#[ignore = "long (a 62 s isolate): make test-long"]
-fn a_foreseen_watchdog_reset_is_taken_as_such() {
-    let _turn = one_lab_at_a_time();
-    let lab = TestLab::up(&[]);
-    let (file, dir) = stage_ha(&lab);
-    let inventory = lab.dir().join("inventory.toml");
-    // The "watchdog": pve3's plug pulled 20 s in, back 10 s later.
-    let name = lab.name.clone();
-    let reset = std::thread::spawn(move || {
-        std::thread::sleep(std::time::Duration::from_secs(20));
-        let off = corodrill(&["lab", "power", "--name", &name, "pve3", "off"]);
-        std::thread::sleep(std::time::Duration::from_secs(10));
-        let on = corodrill(&["lab", "power", "--name", &name, "pve3", "on"]);
-        (off, on)
-    });
-    let json = dir.join("events.jsonl");
-    let out = Command::new(CORODRILL)
-        .arg("run")
-        .arg(&file)
-        .arg("--inventory")
-        .arg(&inventory)
-        .args(["--allow-fencing", "--json", json.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let (off, on) = reset.join().unwrap();
-    assert!(
-        off.status.success() && on.status.success(),
-        "{}{}",
-        text(&off),
-        text(&on)
-    );
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let events = std::fs::read_to_string(&json).unwrap();
-    assert!(
-        events.contains("reset by its watchdog, as foreseen"),
-        "{events}"
-    );
-    assert!(events.contains("\"kind\":\"node.back\""), "{events}");
-    unstage_ha(&lab);
-    lab_clean(&lab, 3);
-    lab.down();
-    assert_nothing_left(&lab.name);
-}
-
 fn inventory_with_power(lab: &TestLab, dir: &Path, file: &str, power: Power) -> PathBuf {
     let text = std::fs::read_to_string(lab.dir().join("inventory.toml")).unwrap();
     let mut inventory = Inventory::from_toml(&text).unwrap();
@@ -1007,41 +891,6 @@ fn random_drill_holds_and_catches_a_wrong_model() {
     assert_nothing_left(&lab.name);
 }
 
-/// Long by nature (`make test-long`): ten minutes of random steps with
-/// another seed, every one as the model says.
-#[test]
-#[ignore = "long (a 10-minute random drill): make test-long"]
-fn random_drills_hold_for_minutes() {
-    let _turn = one_lab_at_a_time();
-    let lab = TestLab::up(&["--links", "2"]);
-    let dir = scratch(&format!("{}-random-long", lab.name));
-    let out = Command::new(CORODRILL)
-        .args([
-            "drill",
-            "--random",
-            "--seed",
-            "11",
-            "--duration",
-            "10m",
-            "--inventory",
-        ])
-        .arg(lab.dir().join("inventory.toml"))
-        .arg("--out")
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        stdout.contains("all held")
-            && stdout.lines().filter(|l| l.starts_with("step ")).count() >= 20,
-        "{stdout}"
-    );
-    lab_clean(&lab, 3);
-    lab.down();
-    assert_nothing_left(&lab.name);
-}
-
 fn pacemaker_drills(names: &[&str]) -> Vec<String> {
     names
         .iter()
@@ -1243,49 +1092,6 @@ fn five_node_drill() {
         "{}",
         text(&out)
     );
-    lab_clean(&lab, 5);
-    lab.down();
-    assert_nothing_left(&lab.name);
-}
-
-/// Long by nature (`make test-long`, 15 splits of about 18 s each).
-#[test]
-#[ignore = "long (every split of five nodes, about 5 minutes): make test-long"]
-fn every_split_of_five_nodes_matches_the_model() {
-    let _turn = one_lab_at_a_time();
-    let lab = TestLab::up(&["--nodes", "5"]);
-    // Every way of splitting five nodes in two (15), one at a time, with
-    // run --oracle: the model's prediction for every node after every split
-    // and every heal equals what corosync did, in state and in time.
-    let dir = scratch(&format!("{}-splits", lab.name));
-    let nodes: Vec<String> = (1..=5).map(|i| format!("pve{i}")).collect();
-    let file = dir.join("every-split.toml");
-    std::fs::write(
-        &file,
-        corodrill::experiment::generated::every_split_drill(&nodes, Duration::from_secs(9)),
-    )
-    .unwrap();
-    let junit = dir.join("junit.xml");
-    let out = Command::new(CORODRILL)
-        .args(["run", "--oracle", "--inventory"])
-        .arg(lab.dir().join("inventory.toml"))
-        .arg(&file)
-        .arg("--junit")
-        .arg(&junit)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let report = Report::deserialize_from_str(&std::fs::read_to_string(&junit).unwrap()).unwrap();
-    let oracle: Vec<_> = report.test_suites[0]
-        .test_cases
-        .iter()
-        .filter(|c| c.name.as_str().starts_with("oracle: "))
-        .collect();
-    // 15 splits and 15 heals, five nodes each.
-    assert_eq!(oracle.len(), 150, "{}", text(&out));
-    assert!(oracle
-        .iter()
-        .all(|c| matches!(c.status, quick_junit::TestCaseStatus::Success { .. })));
     lab_clean(&lab, 5);
     lab.down();
     assert_nothing_left(&lab.name);

@@ -5,6 +5,7 @@
 
 pub mod chaos;
 
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -203,5 +204,73 @@ impl TestLab {
             );
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
+    }
+}
+
+/// Where `scratch(name)` is.
+pub fn scratch_path(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("corodrill-test-{}-{name}", std::process::id()))
+}
+
+/// A fresh, empty scratch directory for one test's files.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = scratch_path(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// No corodrill table or rate limit left on any node, and the cluster whole.
+pub fn lab_clean(lab: &TestLab, nodes: usize) {
+    for i in 1..=nodes {
+        let node = format!("pve{i}");
+        let ruleset = lab.tool(&node, &["nft", "list", "ruleset"]);
+        assert!(!ruleset.contains("corodrill"), "{node}: {ruleset}");
+        let qdiscs = lab.tool(&node, &["tc", "qdisc", "show"]);
+        assert!(
+            !qdiscs.contains("tbf") && !qdiscs.contains("netem"),
+            "{node}: {qdiscs}"
+        );
+    }
+    lab.wait_whole(nodes);
+}
+
+/// The HA configuration of the drills test's fencing foresight, staged on every
+/// node, and the 62 s isolate that would get pve3 reset by its watchdog.
+/// Returns the drill file and a scratch directory.
+pub fn stage_ha(lab: &TestLab) -> (PathBuf, PathBuf) {
+    for node in ["pve1", "pve2", "pve3"] {
+        let ha = lab.dir().join(node).join("etc/pve/ha");
+        std::fs::create_dir_all(&ha).unwrap();
+        std::fs::write(ha.join("resources.cfg"), "vm: 100\n\tstate started\n").unwrap();
+    }
+    let dir = scratch(&format!("{}-fencing", lab.name));
+    let file = dir.join("long-cut.toml");
+    std::fs::write(
+        &file,
+        r#"name = "long-cut"
+nodes = 3
+
+[[fault]]
+id = "cut"
+kind = "isolate"
+nodes = ["pve3"]
+heal_after = "62s"
+
+[[expect]]
+name = "pve3 loses quorum"
+after = "cut"
+nodes = ["pve3"]
+quorate = false
+within = "10s"
+"#,
+    )
+    .unwrap();
+    (file, dir)
+}
+
+pub fn unstage_ha(lab: &TestLab) {
+    for node in ["pve1", "pve2", "pve3"] {
+        std::fs::remove_dir_all(lab.dir().join(node).join("etc")).unwrap();
     }
 }
