@@ -14,7 +14,7 @@ demo: build
 	./target/debug/corodrill demo
 
 # The end-to-end tests run the agent binary, which the test build alone
-# does not build: build the workspace first. cargo-nextest runs three labs at
+# does not build: build the workspace first. cargo-nextest runs two labs at
 # a time (.config/nextest.toml); it does not run doctests, cargo test does.
 test: deps nextest
 	$(CARGO) build --workspace
