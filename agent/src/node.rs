@@ -57,6 +57,27 @@ impl Node {
         }
     }
 
+    /// The corosync.conf this node's corosync reads: the lab node's own,
+    /// or /etc/corosync's.
+    pub fn corosync_conf(&self) -> PathBuf {
+        match &self.kind {
+            NodeKind::Lab { dir } => dir.join("corosync.conf"),
+            NodeKind::Real => PathBuf::from("/etc/corosync/corosync.conf"),
+        }
+    }
+
+    /// The SHA-256 (hex) of [`Node::corosync_conf`], None if unreadable.
+    pub fn corosync_conf_sha256(&self) -> Option<String> {
+        use sha2::Digest;
+        let bytes = std::fs::read(self.corosync_conf()).ok()?;
+        Some(
+            sha2::Sha256::digest(&bytes)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+        )
+    }
+
     pub fn hostname(&self) -> String {
         nix::unistd::gethostname()
             .ok()

@@ -523,6 +523,7 @@ pub fn serve(mut agent: Agent, hello_node: String, owner: Option<OwnerLock>) -> 
         capabilities,
         utc_us: 0,
         quorum_config,
+        corosync_conf_sha256: agent.ctx.node.corosync_conf_sha256(),
         recovered,
         ha_services: crate::pve_ha::configured_services(
             &agent.ctx.node.pve_file(crate::pve_ha::RESOURCES_CFG),

@@ -234,6 +234,11 @@ pub struct Hello {
     /// does not answer.
     #[serde(default)]
     pub quorum_config: std::collections::BTreeMap<String, String>,
+    /// The SHA-256 of the corosync.conf this node's corosync reads (hex),
+    /// if the agent can read it: the history tells a changed configuration
+    /// by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub corosync_conf_sha256: Option<String>,
     /// Faults a previous agent journaled and this one rolled back at start.
     pub recovered: Vec<RollbackReport>,
     /// Proxmox VE HA services configured on the cluster, as this node's
@@ -556,6 +561,7 @@ mod tests {
             },
             utc_us: 0,
             quorum_config: Default::default(),
+            corosync_conf_sha256: None,
             recovered: vec![],
             ha_services: vec![],
             role: Role::Observer {

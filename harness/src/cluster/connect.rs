@@ -75,3 +75,39 @@ pub fn cluster_model(
         links: inventory.links(),
     }
 }
+
+/// What the cluster runs, as its agents said hello: what the history keeps
+/// beside each run, to say what changed between two runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusterFacts {
+    /// The nodes, by inventory name, in the inventory's order.
+    pub nodes: Vec<String>,
+    /// `corosync -v` by node (nodes that did not say are left out).
+    pub corosync_versions: std::collections::BTreeMap<String, String>,
+    /// The agent's version by node.
+    pub agent_versions: std::collections::BTreeMap<String, String>,
+    /// corosync's totem and quorum settings as the first node's cmap has
+    /// them at run time (`totem.token`, `two_node`, ...).
+    pub settings: std::collections::BTreeMap<String, String>,
+    /// The SHA-256 of each node's corosync.conf (nodes whose agent could
+    /// not read it are left out).
+    pub corosync_conf_sha256: std::collections::BTreeMap<String, String>,
+}
+
+/// The facts the agents' hellos carry.
+pub fn cluster_facts(agents: &[AgentConn]) -> ClusterFacts {
+    let (_, settings) = cluster_config(agents);
+    let by_node = |f: &dyn Fn(&AgentConn) -> Option<String>| {
+        agents
+            .iter()
+            .filter_map(|a| Some((a.node.clone(), f(a)?)))
+            .collect()
+    };
+    ClusterFacts {
+        nodes: agents.iter().map(|a| a.node.clone()).collect(),
+        corosync_versions: by_node(&|a| a.hello.capabilities.corosync_version.clone()),
+        agent_versions: by_node(&|a| Some(a.hello.agent_version.clone())),
+        settings,
+        corosync_conf_sha256: by_node(&|a| a.hello.corosync_conf_sha256.clone()),
+    }
+}

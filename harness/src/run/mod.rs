@@ -28,6 +28,7 @@ use std::time::{Duration, Instant, SystemTime};
 use corodrill_protocol::Event;
 
 use crate::cluster::agent::{AgentConn, AgentError};
+use crate::cluster::connect::ClusterFacts;
 use crate::cluster::power::{PowerDriver, PowerError};
 use crate::experiment::{Experiment, WatchSpec};
 use crate::inventory::Inventory;
@@ -158,6 +159,8 @@ pub fn cancel_on_signals() {
 pub struct Aborted {
     pub error: RunError,
     pub log: Vec<LogEvent>,
+    /// What the cluster runs, if its agents were reached.
+    pub cluster: Option<Box<ClusterFacts>>,
 }
 
 /// A drill carried out: the experiment as judged (predictions filled in,
@@ -165,6 +168,8 @@ pub struct Aborted {
 pub struct Ran {
     pub experiment: Experiment,
     pub log: Vec<LogEvent>,
+    /// What the cluster runs, as its agents said hello.
+    pub cluster: ClusterFacts,
 }
 
 fn mono_ns() -> i64 {
@@ -230,11 +235,17 @@ pub fn run(
     inventory: &Inventory,
     opts: &RunOptions,
 ) -> Result<Ran, Aborted> {
+    let mut drill = Drill::connect(experiment, plan, inventory, opts).map_err(|error| Aborted {
+        error,
+        log: Vec::new(),
+        cluster: None,
+    })?;
+    let facts = crate::cluster::connect::cluster_facts(&drill.agents);
     let aborted = |error| Aborted {
         error,
         log: Vec::new(),
+        cluster: Some(Box::new(facts.clone())),
     };
-    let mut drill = Drill::connect(experiment, plan, inventory, opts).map_err(aborted)?;
     let model =
         crate::cluster::connect::cluster_model(&drill.agents, inventory, &opts.model_override);
     drill.settle = model.window().as_secs_f64();
@@ -281,6 +292,7 @@ pub fn run(
         Ok(()) => Ok(Ran {
             experiment,
             log: drill.log,
+            cluster: facts,
         }),
         Err(error) => {
             (opts.progress)(&format!("{error}: healing every fault"));
@@ -293,6 +305,7 @@ pub fn run(
             Err(Aborted {
                 error,
                 log: drill.log,
+                cluster: Some(Box::new(facts)),
             })
         }
     }
