@@ -10,6 +10,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
+use crate::errors::ErrorCode;
+
 /// A corodrill inventory: the nodes of one cluster, how to reach each
 /// node's agent and how to power it. `corodrill lab up` writes one; write
 /// your own for a real cluster.
@@ -163,9 +165,10 @@ impl Inventory {
     /// unique, links are `ringN` with an IP address. Errors carry the
     /// byte span of what they are about, for `file:line:column`.
     pub fn from_toml(text: &str) -> Result<Inventory, InventoryError> {
-        let inventory: Inventory = toml::from_str(text)?;
+        let of_toml = |e| InventoryError::of_toml(text, e);
+        let inventory: Inventory = toml::from_str(text).map_err(of_toml)?;
         // The same text again, for where each name, key and address is.
-        let spans: Spans = toml::from_str(text)?;
+        let spans: Spans = toml::from_str(text).map_err(of_toml)?;
         let mut first: BTreeMap<&str, usize> = BTreeMap::new();
         for node in &spans.node {
             let name = node.name.get_ref().as_str();
@@ -173,6 +176,7 @@ impl Inventory {
                 let (line, _) = crate::experiment::spans::line_column(text, earlier);
                 return Err(InventoryError::at(
                     node.name.span(),
+                    ErrorCode::DuplicateNode,
                     format!("name: node {name:?} is named twice (first on line {line})"),
                 ));
             }
@@ -181,12 +185,14 @@ impl Inventory {
                 if link_number(link).is_none() {
                     return Err(InventoryError::at(
                         key.span(),
+                        ErrorCode::BadLinkName,
                         format!("links: node {name:?}: link {link:?} is not ring0 to ring7 (corosync's link numbers)"),
                     ));
                 }
                 if address.get_ref().parse::<IpAddr>().is_err() {
                     return Err(InventoryError::at(
                         address.span(),
+                        ErrorCode::BadAddress,
                         format!(
                             "links: node {name:?}: {link} = {:?} is not an IP address",
                             address.get_ref()
@@ -220,22 +226,29 @@ pub fn link_number(key: &str) -> Option<u8> {
 
 /// What is wrong with an inventory, and where (a byte span of its text).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
+#[error("{message} {}", code.hint())]
 pub struct InventoryError {
+    code: ErrorCode,
     message: String,
     span: Option<Range<usize>>,
 }
 
 impl InventoryError {
-    fn at(span: Range<usize>, message: String) -> InventoryError {
+    fn at(span: Range<usize>, code: ErrorCode, message: String) -> InventoryError {
         InventoryError {
+            code,
             message,
             span: Some(span),
         }
     }
 
+    /// The message, without the code's hint.
     pub fn message(&self) -> &str {
         &self.message
+    }
+
+    pub fn code(&self) -> ErrorCode {
+        self.code
     }
 
     pub fn span(&self) -> Option<Range<usize>> {
@@ -243,10 +256,19 @@ impl InventoryError {
     }
 }
 
-impl From<toml::de::Error> for InventoryError {
-    fn from(e: toml::de::Error) -> InventoryError {
+impl InventoryError {
+    /// toml's error about `text`: not TOML at all, or TOML with a wrong
+    /// key or value.
+    fn of_toml(text: &str, e: toml::de::Error) -> InventoryError {
+        let message = e.message().trim().to_owned();
+        let code = if text.parse::<toml::Table>().is_err() {
+            ErrorCode::TomlSyntax
+        } else {
+            ErrorCode::of_deserialize(&message)
+        };
         InventoryError {
-            message: e.message().trim().to_owned(),
+            code,
+            message,
             span: e.span(),
         }
     }
@@ -269,11 +291,16 @@ struct NodeSpans {
 /// The inventory file at `path`, every error with `file:line:column`.
 pub fn load(path: &std::path::Path) -> Result<Inventory, String> {
     let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("{}: cannot read the inventory: {e}", path.display()))?;
+        .map_err(|e| {
+            ErrorCode::CannotRead.tag(format!(
+                "{}: cannot read the inventory: {e}",
+                path.display()
+            ))
+        })?;
     Inventory::from_toml(&text).map_err(|e| {
         let (line, column) =
             crate::experiment::spans::line_column(&text, e.span().map_or(0, |s| s.start));
-        format!("{}:{line}:{column}: {}", path.display(), e.message())
+        format!("{}:{line}:{column}: {e}", path.display())
     })
 }
 

@@ -25,6 +25,9 @@ pub mod judge;
 pub mod log;
 pub mod report;
 
+// The errors a user meets, each with its name and reference entry.
+pub mod errors;
+
 // The formats' reference (schemas, `explain`), generated from the inputs' types.
 pub mod reference;
 

@@ -234,13 +234,14 @@ enum Command {
     /// docs/schema/ holds, for editors).
     #[command(after_help = "Example:\n  corodrill schema experiment > experiment.json")]
     Schema { format: SchemaFormat },
-    /// Print the reference entry of a fault kind, a field, a table or a power driver.
+    /// Print the reference entry of a fault kind, a field, a table, a power driver or an error.
     #[command(
-        after_help = "Example:\n  corodrill explain partition\n  corodrill explain within\n  corodrill explain watch.nodes\n  corodrill explain ipmi"
+        after_help = "Example:\n  corodrill explain partition\n  corodrill explain within\n  corodrill explain watch.nodes\n  corodrill explain ipmi\n  corodrill explain unknown-field"
     )]
     Explain {
         /// A fault kind (`degrade`), a field (`heal_after`, `expect.nodes`),
-        /// a table (`requires`, `invariants`) or a power driver (`ipmi`).
+        /// a table (`requires`, `invariants`), a power driver (`ipmi`) or an
+        /// error, as a message ends (`unknown-field`: docs/errors.md).
         topic: String,
     },
     /// Every shipped drill on a lab of its shape; reports into reports/.

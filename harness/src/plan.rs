@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use corodrill_protocol::{Direction, Fault};
 
+use crate::errors::ErrorCode;
 use crate::experiment::{Anchor, Experiment, FaultKind, NodeSet, WatchKind};
 use crate::inventory::Inventory;
 
@@ -69,12 +70,12 @@ pub fn plan(experiment: &Experiment, inventory: &Inventory) -> Result<Plan, Vec<
     let mut errors = Vec::new();
     let nodes: Vec<String> = inventory.nodes.iter().map(|n| n.name.clone()).collect();
     if nodes.len() < experiment.nodes {
-        errors.push(format!(
+        errors.push(ErrorCode::TooFewNodes.tag(format!(
             "the experiment needs {} nodes, the inventory {:?} has {}",
             experiment.nodes,
             inventory.name,
             nodes.len()
-        ));
+        )));
     }
     let addresses: BTreeMap<&str, BTreeMap<u8, IpAddr>> = inventory
         .nodes
@@ -86,25 +87,25 @@ pub fn plan(experiment: &Experiment, inventory: &Inventory) -> Result<Plan, Vec<
         .count();
     if let Some(want) = experiment.requires.nodes {
         if nodes.len() < want {
-            errors.push(format!(
+            errors.push(ErrorCode::RequiresUnmet.tag(format!(
                 "[requires] nodes = {want}, the inventory has {}",
                 nodes.len()
-            ));
+            )));
         }
     }
     if let Some(want) = experiment.requires.links {
         if links_in_all < want {
-            errors.push(format!(
+            errors.push(ErrorCode::RequiresUnmet.tag(format!(
                 "[requires] links = {want}, the inventory's nodes have {links_in_all}"
-            ));
+            )));
         }
     }
     let known = |n: &str, errors: &mut Vec<String>, what: &str| {
         if !nodes.iter().any(|m| m == n) {
-            errors.push(format!(
+            errors.push(ErrorCode::UnknownNode.tag(format!(
                 "{what} names node {n:?}, which the inventory does not have (nodes: {})",
                 nodes.join(", ")
-            ));
+            )));
         }
     };
     for w in &experiment.watches {
@@ -130,10 +131,10 @@ pub fn plan(experiment: &Experiment, inventory: &Inventory) -> Result<Plan, Vec<
         let addr = |node: &str, link: u8, errors: &mut Vec<String>| -> Option<IpAddr> {
             let a = addresses.get(node).and_then(|a| a.get(&link)).copied();
             if a.is_none() && nodes.iter().any(|m| m == node) {
-                errors.push(format!(
+                errors.push(ErrorCode::MissingLinkAddress.tag(format!(
                     "fault {:?}: node {node} has no ring{link} address in the inventory",
                     f.id
-                ));
+                )));
             }
             a
         };
@@ -166,10 +167,10 @@ pub fn plan(experiment: &Experiment, inventory: &Inventory) -> Result<Plan, Vec<
             } => {
                 for n in &nodes {
                     if !groups.iter().flatten().any(|m| m == n) {
-                        errors.push(format!(
+                        errors.push(ErrorCode::NodeNotInPartition.tag(format!(
                             "fault {:?}: inventory node {n} is in no group of the partition",
                             f.id
-                        ));
+                        )));
                     }
                 }
                 let links = links_of(links);

@@ -1,12 +1,14 @@
 //! The formats' reference, generated: the JSON Schemas of experiment and
 //! inventory files, and each entry of the reference (a fault kind, a
-//! field, a power driver) as Markdown. One source, the serde types of
-//! `experiment::format` and `inventory` (their doc comments are the
-//! entries' text), for `corodrill schema`, `corodrill explain` and the
-//! generated tables in `docs/`. Pure.
+//! field, a power driver, an error) as Markdown. One source, the serde
+//! types of `experiment::format` and `inventory` (their doc comments are
+//! the entries' text) and the catalogue of `errors`, for `corodrill
+//! schema`, `corodrill explain` and the generated tables in `docs/`. Pure.
 
 use schemars::{generate::SchemaSettings, JsonSchema};
 use serde_json::{Map, Value};
+
+use crate::errors::{ErrorCode, Example, EXAMPLE_INVENTORY};
 
 /// The two file formats that have a schema.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -440,7 +442,118 @@ pub fn generated_blocks() -> Vec<(String, String)> {
         .collect::<Vec<_>>()
         .join("\n");
     blocks.push(("event-kinds".into(), kinds));
+    blocks.push(("errors".into(), errors_table()));
+    let entries: String = ErrorCode::ALL
+        .iter()
+        .map(|c| error_markdown(*c, 3))
+        .collect::<Vec<_>>()
+        .join("\n");
+    blocks.push(("error-entries".into(), entries));
     blocks
+}
+
+/// What corodrill says about an error's example, as it prints it: the
+/// messages of `corodrill check drill.toml` (or of the inventory
+/// `inventory.toml`, or of the drill planned on `EXAMPLE_INVENTORY`).
+/// None for a run's error, whose example is its message. The tests hold
+/// every example to make its own error.
+pub fn example_messages(code: ErrorCode) -> Option<Vec<String>> {
+    let experiment =
+        |text: &str| crate::experiment::parse(std::path::Path::new("drill.toml"), text);
+    match code.entry().example {
+        Example::Experiment(text) => Some(match experiment(text) {
+            Ok(_) => Vec::new(),
+            Err(errors) => errors.iter().map(ToString::to_string).collect(),
+        }),
+        Example::Inventory(text) => Some(match crate::inventory::Inventory::from_toml(text) {
+            Ok(_) => Vec::new(),
+            Err(e) => {
+                let at = e.span().map_or(0, |s| s.start);
+                let (line, column) = crate::experiment::spans::line_column(text, at);
+                vec![format!("inventory.toml:{line}:{column}: {e}")]
+            }
+        }),
+        Example::Plan(text) => {
+            let inventory = crate::inventory::Inventory::from_toml(EXAMPLE_INVENTORY).ok()?;
+            Some(match experiment(text) {
+                Err(errors) => errors.iter().map(ToString::to_string).collect(),
+                Ok(e) => match crate::plan::plan(&e, &inventory) {
+                    Ok(_) => Vec::new(),
+                    Err(errors) => errors.iter().map(|m| format!("drill.toml: {m}")).collect(),
+                },
+            })
+        }
+        Example::Message(_) => None,
+    }
+}
+
+/// The codes whose example made them, in the example's messages.
+pub fn codes_in(messages: &[String]) -> Vec<ErrorCode> {
+    ErrorCode::ALL
+        .iter()
+        .copied()
+        .filter(|c| messages.iter().any(|m| m.ends_with(&c.hint())))
+        .collect()
+}
+
+/// The table of every error: its name, where it is met, what it is.
+pub fn errors_table() -> String {
+    let mut out = String::from("| Error | Met | What |\n|---|---|---|\n");
+    for code in ErrorCode::ALL {
+        out.push_str(&format!(
+            "| [`{}`](#{}) | {} | {} |\n",
+            code.name(),
+            code.name(),
+            code.stage().title().to_lowercase(),
+            cell(code.entry().summary)
+        ));
+    }
+    out
+}
+
+/// An error's reference entry: what it means, how to fix it, an example
+/// and what corodrill says about it.
+pub fn error_markdown(code: ErrorCode, level: usize) -> String {
+    let entry = code.entry();
+    let mut out = format!(
+        "{} `{}`\n\n{} ({}).\n\n{}\n\n**Fix:** {}\n\n",
+        "#".repeat(level),
+        code.name(),
+        capitalized(entry.summary),
+        code.stage().title().to_lowercase(),
+        entry.meaning,
+        entry.fix
+    );
+    let file = match entry.example {
+        Example::Experiment(text) => Some(("An experiment `drill.toml` that makes it:", text)),
+        Example::Inventory(text) => Some(("An inventory `inventory.toml` that makes it:", text)),
+        Example::Plan(text) => Some((
+            "An experiment `drill.toml` that makes it on an inventory of three nodes, \
+             `pve1` to `pve3`, with links `ring0` and `ring1`:",
+            text,
+        )),
+        Example::Message(message) => {
+            out.push_str(&format!("**Example:**\n\n```text\n{message}\n```\n"));
+            None
+        }
+    };
+    if let Some((intro, text)) = file {
+        out.push_str(&format!("**Example.** {intro}\n\n```toml\n{text}```\n\n"));
+        let says = example_messages(code).unwrap_or_default();
+        out.push_str(&format!(
+            "corodrill says:\n\n```text\n{}\n```\n",
+            says.join("\n")
+        ));
+    }
+    out
+}
+
+fn capitalized(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
 }
 
 /// Replaces each generated block of a Markdown text with what
@@ -479,11 +592,18 @@ pub fn regenerate(text: &str) -> (String, Vec<String>) {
 
 /// What `corodrill explain TOPIC` prints: every entry named `topic`, a
 /// fault kind ("partition"), a power driver ("ipmi"), a table
-/// ("expect", "requires") or a field ("within", "heal_after"), each with
-/// where it is written. `table.field` ("watch.nodes", "power.command")
-/// picks one. None: nothing has that name.
+/// ("expect", "requires"), a field ("within", "heal_after") or an error
+/// ("unknown-field"), each with where it is written. `table.field`
+/// ("watch.nodes", "power.command") picks one. None: nothing has that
+/// name.
 pub fn explain(topic: &str) -> Option<String> {
-    let topic = topic.trim().trim_start_matches('[').trim_end_matches(']');
+    let topic = topic.trim();
+    // An error as messages name it: "unknown-field", "error[unknown-field]".
+    let error = topic.strip_prefix("error").unwrap_or(topic);
+    if let Some(code) = ErrorCode::from_name(error.trim_start_matches('[').trim_end_matches(']')) {
+        return Some(error_markdown(code, 2));
+    }
+    let topic = topic.trim_start_matches('[').trim_end_matches(']');
     let topic = topic.trim_start_matches('[').trim_end_matches(']');
     let mut entries = Vec::new();
     let tables: Vec<(&str, Table)> = experiment_tables()
@@ -530,7 +650,7 @@ pub fn explain(topic: &str) -> Option<String> {
     }
 }
 
-/// Every name `explain` knows, for its error message.
+/// Every name `explain` knows (but the fields), for its error message.
 pub fn topics() -> Vec<String> {
     let mut names: Vec<String> = experiment_tables()
         .into_iter()
@@ -538,6 +658,7 @@ pub fn topics() -> Vec<String> {
         .map(|t| t.id.rsplit('.').next().unwrap_or(&t.id).to_owned())
         .collect();
     names.dedup();
+    names.extend(ErrorCode::ALL.iter().map(|c| c.name().to_owned()));
     names
 }
 

@@ -11,6 +11,7 @@ use super::durations::Dur;
 use super::faults::node_set;
 use super::spans::{required, take, Checker};
 use super::{Anchor, Expect, Predicted, ResourceExpect, ResourceWant, MIN_WITHIN};
+use crate::errors::ErrorCode;
 
 /// Takes `key` out of the table if it says `"predicted"`.
 pub(super) fn take_predicted(c: &mut Checker, t: &mut Table, key: &str) -> bool {
@@ -50,6 +51,7 @@ pub(super) fn expect(
         None => {
             c.at(
                 span.start,
+                ErrorCode::MissingField,
                 "[[expect]]: missing `nodes` (\"all\" or a list)",
             );
             return None;
@@ -60,7 +62,7 @@ pub(super) fn expect(
         None => None,
     };
     for key in t.keys() {
-        c.at_key(span, key, format!("unknown field `{key}` in [[expect]] (known: name, after, nodes, quorate, members, total_votes, resource, running_on, running, moved, within, hold)"));
+        c.at_key(span, key, ErrorCode::UnknownField, format!("unknown field `{key}` in [[expect]] (known: name, after, nodes, quorate, members, total_votes, resource, running_on, running, moved, within, hold)"));
     }
     let (fault, healed) = match after.strip_suffix(".healed") {
         Some(f) => (f.to_owned(), true),
@@ -71,6 +73,7 @@ pub(super) fn expect(
         c.at_key(
             span,
             "after",
+            ErrorCode::UnknownAnchor,
             format!(
                 "after = {after:?} names no fault (faults: {})",
                 known.join(", ")
@@ -81,6 +84,7 @@ pub(super) fn expect(
         c.at_key(
             span,
             "resource",
+            ErrorCode::MixedExpectation,
             "[[expect]]: an expectation is on a resource or on quorum, not both (write two)",
         );
     }
@@ -92,6 +96,7 @@ pub(super) fn expect(
     {
         c.at(
             span.start,
+            ErrorCode::EmptyExpectation,
             "[[expect]]: says nothing to check (give quorate, members or total_votes)",
         );
     }
@@ -100,6 +105,7 @@ pub(super) fn expect(
         c.at_key(
             span,
             "within",
+            ErrorCode::WithinTooShort,
             format!(
                 "within = {}: shorter than corosync can notice anything (a token timeout plus a consensus round; \
                  at least {} even with a 1 s token)",
@@ -140,6 +146,7 @@ pub(super) fn resource_expect(
         if running_on.is_some() || running.is_some() || moved.is_some() {
             c.at(
                 span.start,
+                ErrorCode::BadResourceExpectation,
                 "[[expect]]: running_on, running and moved need `resource`",
             );
             return None;
@@ -150,6 +157,7 @@ pub(super) fn resource_expect(
         c.at_key(
             span,
             "resource",
+            ErrorCode::ResourceNotWatched,
             format!("resource {resource:?} is not watched: add a [[watch]] with resource = {resource:?}"),
         );
     }
@@ -161,6 +169,7 @@ pub(super) fn resource_expect(
             c.at_key(
                 span,
                 "resource",
+                ErrorCode::BadResourceExpectation,
                 "[[expect]] on a resource: give exactly one of running_on = [nodes], running = false, moved = true",
             );
             return None;

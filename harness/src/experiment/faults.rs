@@ -10,6 +10,7 @@ use toml::{Table, Value};
 use super::durations::{offset_ms, Dur};
 use super::spans::{required, take, Checker};
 use super::{FaultKind, FaultSpec, NodeSet};
+use crate::errors::ErrorCode;
 
 /// "30%" or 30.
 pub(super) fn percent(v: &Value) -> Result<u8, String> {
@@ -54,13 +55,19 @@ pub(super) fn fault(
         c.at_key(
             span,
             "id",
+            ErrorCode::BadFaultId,
             format!("fault id {id:?}: no dots or spaces (\"{id}.healed\" must be unambiguous)"),
         );
     }
     let nodes_of = |c: &mut Checker, t: &mut Table| -> Option<Vec<String>> {
         let list: Vec<String> = required(c, span, t, "nodes", &format!("fault {id:?}"))?;
         if list.is_empty() {
-            c.at_key(span, "nodes", format!("fault {id:?}: `nodes` is empty"));
+            c.at_key(
+                span,
+                "nodes",
+                ErrorCode::EmptyNodes,
+                format!("fault {id:?}: `nodes` is empty"),
+            );
             return None;
         }
         Some(list)
@@ -72,6 +79,7 @@ pub(super) fn fault(
                 c.at_key(
                     span,
                     "links",
+                    ErrorCode::BadLink,
                     format!("fault {id:?}: links are corosync link numbers 0 to 7"),
                 );
                 return Err(());
@@ -91,6 +99,7 @@ pub(super) fn fault(
                     c.at_key(
                         span,
                         "direction",
+                        ErrorCode::BadDirection,
                         format!("direction {other:?}: expected \"both\" or \"one-way\""),
                     );
                     return None;
@@ -113,6 +122,7 @@ pub(super) fn fault(
                 c.at_key(
                     span,
                     "link",
+                    ErrorCode::BadLink,
                     format!("link {link}: corosync links are numbered 0 to 7"),
                 );
             }
@@ -129,7 +139,7 @@ pub(super) fn fault(
                 Some(v) => match percent(&v) {
                     Ok(p) => Some(p),
                     Err(e) => {
-                        c.at_key(span, "loss", e);
+                        c.at_key(span, "loss", ErrorCode::BadLoss, e);
                         return None;
                     }
                 },
@@ -140,6 +150,7 @@ pub(super) fn fault(
             if loss.is_none() && delay.is_none() && rate.is_none() {
                 c.at(
                     span.start,
+                    ErrorCode::EmptyDegrade,
                     format!("fault {id:?}: a degrade needs at least one of loss, delay, rate"),
                 );
             }
@@ -147,6 +158,7 @@ pub(super) fn fault(
                 c.at_key(
                     span,
                     "jitter",
+                    ErrorCode::JitterWithoutDelay,
                     format!("fault {id:?}: jitter needs a delay"),
                 );
             }
@@ -177,12 +189,17 @@ pub(super) fn fault(
             let strobe: Option<Dur> = take(c, span, &mut t, "strobe").ok()?;
             let offset_ms = match offset_ms(&offset) {
                 Ok(0) => {
-                    c.at_key(span, "offset", "offset is zero: nothing to skew");
+                    c.at_key(
+                        span,
+                        "offset",
+                        ErrorCode::BadDuration,
+                        "offset is zero: nothing to skew",
+                    );
                     return None;
                 }
                 Ok(ms) => ms,
                 Err(e) => {
-                    c.at_key(span, "offset", e);
+                    c.at_key(span, "offset", ErrorCode::BadDuration, e);
                     return None;
                 }
             };
@@ -201,6 +218,7 @@ pub(super) fn fault(
                 c.at_key(
                     span,
                     "timeout",
+                    ErrorCode::BadDuration,
                     format!("fault {id:?}: a timeout of zero would kill the command at once"),
                 );
             }
@@ -215,6 +233,7 @@ pub(super) fn fault(
             c.at_key(
                 span,
                 "kind",
+                ErrorCode::UnknownFaultKind,
                 format!("unknown fault kind {other:?} (known: {FAULT_KINDS})"),
             );
             return None;
@@ -224,6 +243,7 @@ pub(super) fn fault(
         c.at_key(
             span,
             key,
+            ErrorCode::UnknownField,
             format!("unknown field `{key}` for a {} fault", kind.name()),
         );
     }
@@ -249,6 +269,7 @@ pub(super) fn check_groups(
         c.at_key(
             span,
             "groups",
+            ErrorCode::BadPartition,
             format!("fault {id:?}: a partition needs two or more non-empty groups"),
         );
         return;
@@ -259,6 +280,7 @@ pub(super) fn check_groups(
             c.at_key(
                 span,
                 "groups",
+                ErrorCode::BadPartition,
                 format!("fault {id:?}: node {n:?} is in two groups"),
             );
         }
@@ -267,6 +289,7 @@ pub(super) fn check_groups(
         c.at_key(
             span,
             "groups",
+            ErrorCode::BadPartition,
             format!(
                 "fault {id:?}: the groups name {} node(s) but the experiment has {nodes}: every node must be in a group",
                 seen.len()
@@ -288,6 +311,7 @@ pub(super) fn node_set(
             c.at_key(
                 span,
                 key,
+                ErrorCode::WrongType,
                 format!("`{key}`: expected \"all\" or a list of node names"),
             );
             None

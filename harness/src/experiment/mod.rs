@@ -21,6 +21,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use toml::{Spanned, Table, Value};
 
+use crate::errors::ErrorCode;
 use durations::Dur;
 use expects::expect;
 use faults::fault;
@@ -34,6 +35,8 @@ pub struct Diagnostic {
     pub file: PathBuf,
     pub line: usize,
     pub column: usize,
+    /// Its name in the reference (`corodrill explain unknown-field`).
+    pub code: ErrorCode,
     pub message: String,
 }
 
@@ -41,11 +44,12 @@ impl std::fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{}:{}:{}: {}",
+            "{}:{}:{}: {} {}",
             self.file.display(),
             self.line,
             self.column,
-            self.message
+            self.message,
+            self.code.hint()
         )
     }
 }
@@ -497,7 +501,13 @@ pub fn load(paths: &[PathBuf]) -> Result<Vec<Experiment>, Vec<Diagnostic>> {
                     found.sort();
                     files.extend(found);
                 }
-                Err(e) => errors.push(diag(path, 1, 1, format!("cannot read directory: {e}"))),
+                Err(e) => errors.push(diag(
+                    path,
+                    1,
+                    1,
+                    ErrorCode::CannotRead,
+                    format!("cannot read directory: {e}"),
+                )),
             }
         } else {
             files.push(path.clone());
@@ -510,7 +520,13 @@ pub fn load(paths: &[PathBuf]) -> Result<Vec<Experiment>, Vec<Diagnostic>> {
                 Ok(e) => experiments.push(e),
                 Err(mut errs) => errors.append(&mut errs),
             },
-            Err(e) => errors.push(diag(&file, 1, 1, format!("cannot read: {e}"))),
+            Err(e) => errors.push(diag(
+                &file,
+                1,
+                1,
+                ErrorCode::CannotRead,
+                format!("cannot read: {e}"),
+            )),
         }
     }
     if errors.is_empty() {
@@ -566,7 +582,14 @@ fn parse_with(c: &mut Checker, file: &Path, text: &str) -> Result<Experiment, Ve
         Ok(raw) => raw,
         Err(e) => {
             let offset = e.span().map_or(0, |s| s.start);
-            c.at(offset, e.message().trim().to_owned());
+            let message = e.message().trim().to_owned();
+            // Not TOML at all, or TOML with a wrong key or value.
+            let code = if text.parse::<Table>().is_err() {
+                ErrorCode::TomlSyntax
+            } else {
+                ErrorCode::of_deserialize(&message)
+            };
+            c.at(offset, code, message);
             return Err(std::mem::take(&mut c.errors));
         }
     };
@@ -574,12 +597,13 @@ fn parse_with(c: &mut Checker, file: &Path, text: &str) -> Result<Experiment, Ve
     if !(1..=32).contains(&nodes) {
         c.at(
             raw.nodes.span().start,
+            ErrorCode::NodeCount,
             format!("nodes = {nodes}: a corosync cluster has 1 to 32 nodes"),
         );
     }
     let nodes = nodes.clamp(1, 32) as usize;
     if raw.name.get_ref().trim().is_empty() {
-        c.at(raw.name.span().start, "name is empty");
+        c.at(raw.name.span().start, ErrorCode::EmptyName, "name is empty");
     }
     let requires = match raw.requires {
         Some(r) => {
@@ -612,13 +636,18 @@ fn parse_with(c: &mut Checker, file: &Path, text: &str) -> Result<Experiment, Ve
         let span = entry_span(text, entry.span());
         if let Some(f) = fault(c, &span, entry.into_inner(), nodes) {
             if !ids.insert(f.id.clone()) {
-                c.at_key(&span, "id", format!("fault id {:?} is used twice", f.id));
+                c.at_key(
+                    &span,
+                    "id",
+                    ErrorCode::DuplicateFaultId,
+                    format!("fault id {:?} is used twice", f.id),
+                );
             }
             faults.push(f);
         }
     }
     if faults.is_empty() && c.errors.is_empty() {
-        c.at(0, "the experiment has no [[fault]]");
+        c.at(0, ErrorCode::NoFault, "the experiment has no [[fault]]");
     }
     let raw_watched: Vec<String> = raw
         .watch
@@ -647,6 +676,7 @@ fn parse_with(c: &mut Checker, file: &Path, text: &str) -> Result<Experiment, Ve
             if probe && w.command.as_deref().is_none_or(|c| c.trim().is_empty()) {
                 c.at(
                     span.start,
+                    ErrorCode::ProbeNeedsCommand,
                     format!(
                         "[[watch]] resource {:?}: kind = \"probe\" needs command = \"...\" (run with sh -c on each node)",
                         w.resource
@@ -656,18 +686,21 @@ fn parse_with(c: &mut Checker, file: &Path, text: &str) -> Result<Experiment, Ve
                 c.at_key(
                     &span,
                     "command",
+                    ErrorCode::ProbeOnlyField,
                     "command is for kind = \"probe\" only".to_owned(),
                 );
             } else if !probe && w.nodes.is_some() {
                 c.at_key(
                     &span,
                     "nodes",
+                    ErrorCode::ProbeOnlyField,
                     "nodes is for kind = \"probe\" only: every node reports its resource manager's view".to_owned(),
                 );
             } else if watches.iter().any(|x| x.resource == w.resource) {
                 c.at_key(
                     &span,
                     "resource",
+                    ErrorCode::DuplicateWatch,
                     format!("resource {:?} is watched twice", w.resource),
                 );
             } else {

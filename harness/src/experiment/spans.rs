@@ -10,12 +10,20 @@ use serde::de::DeserializeOwned;
 use toml::{Table, Value};
 
 use super::Diagnostic;
+use crate::errors::ErrorCode;
 
-pub(super) fn diag(file: &Path, line: usize, column: usize, message: String) -> Diagnostic {
+pub(super) fn diag(
+    file: &Path,
+    line: usize,
+    column: usize,
+    code: ErrorCode,
+    message: String,
+) -> Diagnostic {
     Diagnostic {
         file: file.to_owned(),
         line,
         column,
+        code,
         message,
     }
 }
@@ -47,16 +55,22 @@ impl Checker<'_> {
         table.remove(key)
     }
 
-    pub(super) fn at(&mut self, offset: usize, message: impl Into<String>) {
+    pub(super) fn at(&mut self, offset: usize, code: ErrorCode, message: impl Into<String>) {
         let (line, column) = line_column(self.text, offset);
         self.errors
-            .push(diag(self.file, line, column, message.into()));
+            .push(diag(self.file, line, column, code, message.into()));
     }
 
     /// Points at `key = ...` inside `span` (an entry), or at the entry.
-    pub(super) fn at_key(&mut self, span: &Range<usize>, key: &str, message: impl Into<String>) {
+    pub(super) fn at_key(
+        &mut self,
+        span: &Range<usize>,
+        key: &str,
+        code: ErrorCode,
+        message: impl Into<String>,
+    ) {
         let offset = find_key(self.text, span, key).unwrap_or(span.start);
-        self.at(offset, message);
+        self.at(offset, code, message);
     }
 
     /// Deserializes `value`, reporting a failure at `key` in `span`.
@@ -87,7 +101,8 @@ impl Checker<'_> {
                     .map(str::to_owned)
                     .or(field)
                     .unwrap_or_else(|| key.to_owned());
-                self.at_key(span, &culprit, format!("{key}: {message}"));
+                let code = ErrorCode::of_deserialize(&message);
+                self.at_key(span, &culprit, code, format!("{key}: {message}"));
                 None
             }
         }
@@ -150,7 +165,11 @@ pub(super) fn required<T: DeserializeOwned>(
     match take(c, span, table, key) {
         Ok(Some(v)) => Some(v),
         Ok(None) => {
-            c.at(span.start, format!("{what}: missing `{key}`"));
+            c.at(
+                span.start,
+                ErrorCode::MissingField,
+                format!("{what}: missing `{key}`"),
+            );
             None
         }
         Err(()) => None,

@@ -321,6 +321,7 @@ fn docs_hold_the_generated_reference() {
         "docs/experiments.md",
         "docs/inventories.md",
         "docs/reports.md",
+        "docs/errors.md",
     ];
     for file in files {
         let path = repo().join(file);
@@ -537,4 +538,113 @@ fn explain_finds_kinds_fields_and_drivers() {
     for t in topics() {
         assert!(explain(&t).is_some(), "{t}");
     }
+}
+
+#[test]
+fn every_error_has_an_example_that_makes_it_and_only_it() {
+    for &code in ErrorCode::ALL {
+        match example_messages(code) {
+            Some(messages) => assert_eq!(
+                codes_in(&messages),
+                vec![code],
+                "{}'s example makes {messages:#?}",
+                code.name()
+            ),
+            None => match code.entry().example {
+                Example::Message(m) => assert!(m.ends_with(&code.hint()), "{m}"),
+                other => panic!("{}: no messages from {other:?}", code.name()),
+            },
+        }
+    }
+}
+
+/// Every `.rs` file of the harness but the catalogue and the reference.
+fn sources() -> Vec<(PathBuf, String)> {
+    fn walk(dir: &Path, out: &mut Vec<(PathBuf, String)>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|x| x == "rs") {
+                out.push((
+                    path.clone(),
+                    std::fs::read_to_string(&path).unwrap_or_default(),
+                ));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&repo().join("harness/src"), &mut out);
+    out.retain(|(p, _)| {
+        !p.ends_with("errors.rs")
+            && !p.ends_with("reference.rs")
+            && !p.ends_with("reference/tests.rs")
+    });
+    out
+}
+
+/// The catalogue cannot drift from the code: every entry names a variant
+/// that some stage raises (the match in `errors.rs` is exhaustive, so
+/// every variant has an entry), and no error's name hides an entry of
+/// the formats from `explain`.
+#[test]
+fn every_error_in_the_catalogue_is_raised_and_every_raised_error_is_in_it() {
+    let sources = sources();
+    assert!(sources.len() > 20, "{} sources", sources.len());
+    for &code in ErrorCode::ALL {
+        let raised = format!("ErrorCode::{}", code.variant());
+        assert!(
+            sources.iter().any(|(_, text)| text.contains(&raised)),
+            "{} ({raised}) is in the catalogue but no stage raises it: remove it, or raise it",
+            code.name()
+        );
+        assert_eq!(ErrorCode::from_name(code.name()), Some(code));
+    }
+    // A message that names an error by hand names a real one.
+    for (path, text) in &sources {
+        for hint in text.split("corodrill explain ").skip(1) {
+            let name: String = hint
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '-')
+                .collect();
+            if name.contains('-') {
+                assert!(
+                    ErrorCode::from_name(&name).is_some() || explain(&name).is_some(),
+                    "{}: `corodrill explain {name}` names nothing",
+                    path.display()
+                );
+            }
+        }
+    }
+    let formats: Vec<String> = experiment_tables()
+        .into_iter()
+        .chain(inventory_tables())
+        .flat_map(|t| {
+            let short = t.id.rsplit('.').next().unwrap_or(&t.id).to_owned();
+            std::iter::once(short).chain(t.fields.into_iter().map(|f| f.name))
+        })
+        .collect();
+    for &code in ErrorCode::ALL {
+        assert!(
+            !formats.contains(&code.name().to_owned()),
+            "{} is also a table or field name",
+            code.name()
+        );
+    }
+}
+
+#[test]
+fn explain_finds_errors() {
+    let entry = explain("unknown-field").expect("unknown-field");
+    assert!(
+        entry.contains("heal_afer") && entry.contains("Fix:"),
+        "{entry}"
+    );
+    assert_eq!(explain("error[bad-link]"), explain("bad-link"));
+    assert!(explain("would-fence")
+        .expect("would-fence")
+        .contains("--allow-fencing"));
 }

@@ -30,6 +30,7 @@ use corodrill_protocol::Event;
 use crate::cluster::agent::{AgentConn, AgentError};
 use crate::cluster::connect::ClusterFacts;
 use crate::cluster::power::{PowerDriver, PowerError};
+use crate::errors::ErrorCode;
 use crate::experiment::{Experiment, WatchSpec};
 use crate::inventory::Inventory;
 use crate::log::{LogBody, LogEvent, NodeState};
@@ -40,34 +41,34 @@ use schedule::Step;
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     /// The cluster does not fit the drill's `[requires]`: exit 2.
-    #[error("{0}")]
+    #[error("{0} {hint}", hint = ErrorCode::RequiresUnmet.hint())]
     Requires(String),
-    #[error("{0}")]
+    #[error("{0} {hint}", hint = ErrorCode::AgentUnreachable.hint())]
     Agent(#[from] AgentError),
-    #[error("{0}")]
+    #[error("{0} {hint}", hint = ErrorCode::AgentUnreachable.hint())]
     Unreachable(String),
-    #[error("the cluster is not whole before the drill: {0}")]
+    #[error("the cluster is not whole before the drill: {0} {hint}", hint = ErrorCode::NotWhole.hint())]
     NotWhole(String),
-    #[error("fault {fault:?} could not be applied on {node}: {message}")]
+    #[error("fault {fault:?} could not be applied on {node}: {message} {}", ErrorCode::ApplyFailed.hint())]
     Apply {
         fault: String,
         node: String,
         message: String,
     },
-    #[error("{0}")]
+    #[error("{0} {hint}", hint = ErrorCode::PowerFailed.hint())]
     Power(#[from] PowerError),
     #[error("interrupted; every fault was healed")]
     Cancelled,
     /// Another agent holds a node's faults: a drill is running there now.
-    #[error("{0}")]
+    #[error("{0} {hint}", hint = ErrorCode::NodeBusy.hint())]
     Busy(String),
     /// A node's agent was lost mid-drill (killed, its ssh connection
     /// dropped): its faults were rolled back on the node, the drill is void.
-    #[error("{node}: its agent was lost mid-drill ({why}); its faults were rolled back on the node and the drill was stopped")]
+    #[error("{node}: its agent was lost mid-drill ({why}); its faults were rolled back on the node and the drill was stopped {}", ErrorCode::AgentLost.hint())]
     AgentLost { node: String, why: String },
     /// Nodes run Proxmox VE HA services and the drill would get some reset
     /// by their watchdog: exit 2 unless `--allow-fencing`.
-    #[error("{0}")]
+    #[error("{0} {hint}", hint = ErrorCode::WouldFence.hint())]
     WouldFence(String),
 }
 
