@@ -1,7 +1,7 @@
 # The two commands of the README: `make demo` and `make test`.
 CARGO ?= cargo
 
-.PHONY: deps build demo test test-long nextest bench lint fuzz clean-labs
+.PHONY: deps build demo test test-long test-vm nextest bench lint fuzz clean-labs
 
 deps:
 	./scripts/install-deps
@@ -26,6 +26,20 @@ test: deps nextest
 test-long: deps nextest
 	$(CARGO) build --workspace
 	$(CARGO) nextest run -p corodrill --test long
+
+# The VM lab: Debian 12 VMs under QEMU (KVM where this machine runs it,
+# else TCG) with the agent from its .deb, the shipped drills, a reboot in
+# the middle of a fault, install-agent over ssh. The image is built once
+# and cached in /var/cache/corodrill/vm. CI runs it after `make test`.
+AGENT_DEB_DIR ?= target/debian
+test-vm: deps
+	./scripts/install-deps --vm
+	$(CARGO) build --workspace
+	@command -v cargo-deb >/dev/null || $(CARGO) install cargo-deb --locked
+	rm -f $(AGENT_DEB_DIR)/corodrill-agent_*.deb
+	$(CARGO) deb -p corodrill-agent --maintainer "corodrill test-vm <root@localhost>" -o $(AGENT_DEB_DIR)/
+	CORODRILL_AGENT_DEB=$$(ls $(AGENT_DEB_DIR)/corodrill-agent_*.deb) \
+		$(CARGO) test -p corodrill --test vm -- --nocapture
 
 nextest:
 	@$(CARGO) nextest --version >/dev/null 2>&1 || $(CARGO) install --locked cargo-nextest

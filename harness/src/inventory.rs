@@ -100,6 +100,15 @@ pub enum Power {
         #[schemars(extend("examples" = ["qemu:///system"]))]
         uri: Option<String>,
     },
+    /// A QEMU VM through its QMP socket (QEMU started with `-qmp
+    /// unix:PATH,server=on,wait=off`), the VM lab's own driver: off stops
+    /// the CPUs and resets the machine (`stop`, `system_reset`: a pulled
+    /// plug, QEMU stays up), on runs it again (`cont`: it boots).
+    Qmp {
+        /// The QMP socket, on the machine that runs corodrill.
+        #[schemars(extend("examples" = ["/var/lib/corodrill/labs/vmlab/pve1/qmp.sock"]))]
+        socket: String,
+    },
     /// A BMC over IPMI: `ipmitool -I lanplus -H HOST -U USER -E chassis
     /// power off|on|status`, the password in ipmitool's environment.
     Ipmi {
@@ -143,6 +152,7 @@ impl Power {
             Power::Command { .. } => "command",
             Power::Vagrant { .. } => "vagrant",
             Power::Libvirt { .. } => "libvirt",
+            Power::Qmp { .. } => "qmp",
             Power::Ipmi { .. } => "ipmi",
             Power::Proxmox { .. } => "proxmox",
         }
@@ -290,13 +300,12 @@ struct NodeSpans {
 
 /// The inventory file at `path`, every error with `file:line:column`.
 pub fn load(path: &std::path::Path) -> Result<Inventory, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| {
-            ErrorCode::CannotRead.tag(format!(
-                "{}: cannot read the inventory: {e}",
-                path.display()
-            ))
-        })?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ErrorCode::CannotRead.tag(format!(
+            "{}: cannot read the inventory: {e}",
+            path.display()
+        ))
+    })?;
     Inventory::from_toml(&text).map_err(|e| {
         let (line, column) =
             crate::experiment::spans::line_column(&text, e.span().map_or(0, |s| s.start));

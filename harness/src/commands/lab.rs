@@ -59,6 +59,18 @@ pub fn print_up_table(up: &lab::LabUp) {
 
 pub fn print_status(lab: &lab::Lab, hosts: &[lab::HostStatus]) {
     println!("lab {} ({})", lab.spec().name, lab.dir.display());
+    if let Some(vm) = &lab.spec().vm {
+        println!(
+            "VMs under QEMU with {} ({} MB each; {}), agent {}",
+            vm.accel,
+            vm.memory_mb,
+            lab::vm::detect_accel().1,
+            match &vm.agent {
+                lab::vm::AgentInstall::Deb(deb) => format!("from {}", deb.display()),
+                lab::vm::AgentInstall::InstallAgent => "copied by install-agent".to_owned(),
+            }
+        );
+    }
     println!(
         "{:<6} {:<9} {:<8} {:<8} {:<24} {:>5}  links",
         "host", "corosync", "quorate", "ring id", "members", "votes"

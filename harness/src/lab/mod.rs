@@ -11,6 +11,9 @@
 //!   libfaketime control file, and with `--pacemaker` Pacemaker's
 //!   `pacemaker/lib` and `pacemaker/log`) and the inventory.
 //!
+//! A VM lab (`lab up --vm`, `vm/`) has the same record, directory and
+//! switch namespace, with QEMU VMs in place of the node namespaces.
+//!
 //! This module must not know about experiments, agents or faults: it builds a
 //! cluster, reports on it, and throws it away.
 
@@ -21,6 +24,7 @@ pub mod host;
 pub mod pacemaker;
 pub mod spec;
 pub mod ssh;
+pub mod vm;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -181,6 +185,9 @@ impl Lab {
         program: &str,
         args: &[&str],
     ) -> Result<String, LabError> {
+        if self.spec().vm.is_some() {
+            return vm::tool_output(self, host, program, args, TOOL_TIMEOUT);
+        }
         let mut cmd = self.namespaces(host).foreground_command(program)?;
         cmd.args(args);
         // A paused corosync never answers its tools: bounded, so that `lab
@@ -217,6 +224,9 @@ impl Lab {
     /// namespace, then name: faults restart corosync, so the pid the lab
     /// recorded at start-up may no longer be it.
     fn running(&self, host: &str, program: &str) -> bool {
+        if self.spec().vm.is_some() {
+            return vm::running(self, host, program);
+        }
         host::processes_in(&[self.namespaces(host).net.as_path()])
             .into_iter()
             .any(|pid| host::process_name(pid).as_deref() == Some(program))
@@ -265,7 +275,17 @@ pub fn up_then(
     progress: &dyn Fn(&str),
     ready: Ready,
 ) -> Result<LabUp, LabError> {
-    check_environment(&spec)?;
+    if spec.vm.is_some() {
+        vm::validate(&spec)?;
+        if !nix::unistd::geteuid().is_root() {
+            return Err(LabError::Environment(
+                "the VM lab needs root (it creates a network namespace and tap devices): run as root".into(),
+            ));
+        }
+        vm::check_environment()?;
+    } else {
+        check_environment(&spec)?;
+    }
     let mut lab = Lab::new(spec);
     if lab.dir.join("lab.toml").exists() {
         return Err(LabError::invalid(format!(
@@ -288,7 +308,12 @@ pub fn up_then(
     let started = Instant::now();
     host::create_dir(&lab.dir)?;
     lab.save()?;
-    let result = build(&mut lab, progress).and_then(|()| {
+    let built = if lab.spec().vm.is_some() {
+        vm::build(&mut lab, progress)
+    } else {
+        build(&mut lab, progress)
+    };
+    let result = built.and_then(|()| {
         let views = wait_until_whole(&lab, started, progress)?;
         let pacemaker = if lab.spec().pacemaker {
             Some(pacemaker::settle(&lab, started, progress)?)
@@ -340,6 +365,9 @@ fn open_node(name: &str, node: &str) -> Result<Lab, LabError> {
 /// once (its agent too) and its links go down.
 pub fn power_off(name: &str, node: &str) -> Result<(), LabError> {
     let lab = open_node(name, node)?;
+    if lab.spec().vm.is_some() {
+        return vm::power_off(&lab, node);
+    }
     let ns = lab.namespaces(node);
     // Marked first: a status asked meanwhile must not say "on".
     host::write_file(&power_off_marker(&lab, node), b"")?;
@@ -369,6 +397,9 @@ pub fn power_off(name: &str, node: &str) -> Result<(), LabError> {
 /// Powers a lab node on: links up, then its daemons start as at boot.
 pub fn power_on(name: &str, node: &str) -> Result<(), LabError> {
     let mut lab = open_node(name, node)?;
+    if lab.spec().vm.is_some() {
+        return vm::power_on(&lab, node);
+    }
     let script: String = (0..lab.spec().links)
         .map(|l| format!("link set ring{l} up\n"))
         .collect();
@@ -402,6 +433,9 @@ pub fn power_on(name: &str, node: &str) -> Result<(), LabError> {
 /// Whether a lab node is powered on.
 pub fn power_status(name: &str, node: &str) -> Result<bool, LabError> {
     let lab = open_node(name, node)?;
+    if lab.spec().vm.is_some() {
+        return vm::power_status(&lab, node);
+    }
     Ok(!power_off_marker(&lab, node).exists())
 }
 
@@ -442,6 +476,9 @@ fn dead_daemon(lab: &Lab) -> Option<LabError> {
 /// started inside the node's namespaces by `nsenter`, or, in a lab with
 /// ssh, by the node's sshd from its own copy of the agent.
 pub fn inventory(lab: &Lab) -> Inventory {
+    if lab.spec().vm.is_some() {
+        return vm_inventory(lab);
+    }
     let agent = crate::cluster::agent::bundled_agent()
         .map(|p| path_str(&p))
         .unwrap_or_else(|| "corodrill-agent".to_owned());
@@ -467,6 +504,33 @@ pub fn inventory(lab: &Lab) -> Inventory {
                     .collect(),
                 power: Power::Lab {
                     lab: spec.name.clone(),
+                },
+                name,
+            }
+        })
+        .collect();
+    Inventory {
+        name: spec.name.clone(),
+        nodes,
+    }
+}
+
+/// A VM lab's inventory: ssh to each VM's agent over the management
+/// network, power through each VM's QMP socket.
+fn vm_inventory(lab: &Lab) -> Inventory {
+    let spec = lab.spec();
+    let nodes = spec
+        .node_names()
+        .enumerate()
+        .map(|(i, name)| {
+            let id = i as u8 + 1;
+            InventoryNode {
+                connect: vm::connect(lab, id).unwrap_or_else(|e| format!("false # {e}")),
+                links: (0..spec.links)
+                    .map(|l| (format!("ring{l}"), node_address(id, l).to_string()))
+                    .collect(),
+                power: Power::Qmp {
+                    socket: path_str(&vm::qmp_socket(lab, &name)),
                 },
                 name,
             }
@@ -662,6 +726,9 @@ pub fn exec(name: &str, host: &str, argv: &[String]) -> Result<std::process::Exi
     let Some((program, args)) = argv.split_first() else {
         return Err(LabError::invalid("lab exec: no command given after --"));
     };
+    if lab.spec().vm.is_some() {
+        return vm::exec(&lab, host, argv);
+    }
     let mut cmd: Command = lab.namespaces(host).foreground_command(program)?;
     cmd.args(args)
         .status()

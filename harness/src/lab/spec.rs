@@ -62,6 +62,9 @@ pub struct LabSpec {
     /// The `ocf:pacemaker:Dummy` resources `lab up` creates (`--resource`).
     #[serde(default)]
     pub resources: Vec<String>,
+    /// Every node is a QEMU VM (`lab up --vm`).
+    #[serde(default)]
+    pub vm: Option<super::vm::VmSpec>,
 }
 
 impl LabSpec {
@@ -119,6 +122,7 @@ impl LabSpec {
             ssh: false,
             pacemaker: false,
             resources: Vec::new(),
+            vm: None,
         })
     }
 

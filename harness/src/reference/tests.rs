@@ -293,7 +293,7 @@ fn every_power_driver_parses_with_every_documented_field() {
     let node = resolve(&root, &root["properties"]["node"]["items"]);
     let power = resolve(&root, &node["properties"]["power"]);
     let drivers = variants(&root, power, "driver");
-    assert_eq!(drivers.len(), 6);
+    assert_eq!(drivers.len(), 7);
     for (driver, schema) in drivers {
         let mut table = toml::Table::new();
         for field in props(&root, schema) {

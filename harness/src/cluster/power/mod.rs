@@ -11,6 +11,7 @@ mod ipmi;
 mod lab;
 mod libvirt;
 mod proxmox;
+pub mod qmp;
 mod vagrant;
 
 #[cfg(test)]
@@ -25,6 +26,7 @@ use ipmi::IpmiPower;
 use lab::LabPower;
 use libvirt::LibvirtPower;
 use proxmox::ProxmoxPower;
+use qmp::QmpPower;
 use vagrant::VagrantPower;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,6 +154,10 @@ pub fn driver_for(
             program: tools.virsh.clone(),
             domain: domain.clone(),
             uri: uri.clone(),
+            timeout,
+        }),
+        Power::Qmp { socket } => Box::new(QmpPower {
+            socket: PathBuf::from(socket),
             timeout,
         }),
         Power::Ipmi {

@@ -1,0 +1,292 @@
+//! The VM lab (`make test-vm`, not `make test`): Debian 12 VMs under QEMU,
+//! the agent from the .deb, reached over real ssh, powered through QMP. The
+//! paths a namespace node cannot take: the package and its rollback unit on
+//! a booted system, a real clock stepped with clock_settime, a pulled plug
+//! and a boot, a reboot in the middle of a fault.
+//!
+//! One lab for the whole file (booting VMs is what costs): one test walks
+//! through it in order, each step named in its failure.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{corodrill, require_root, scratch, text, unique_name};
+
+/// The VM lab of this test, taken down when the test ends, passed or failed.
+struct VmLab {
+    name: String,
+}
+
+impl VmLab {
+    fn dir(&self) -> PathBuf {
+        PathBuf::from(format!("/var/lib/corodrill/labs/{}", self.name))
+    }
+
+    fn inventory(&self) -> PathBuf {
+        self.dir().join("inventory.toml")
+    }
+
+    /// A shell command on a node, over the lab's own ssh (`lab exec`).
+    fn ssh(&self, node: &str, script: &str) -> Output {
+        corodrill(&[
+            "lab", "exec", "--name", &self.name, node, "--", "sh", "-c", script,
+        ])
+    }
+
+    fn ssh_ok(&self, node: &str, script: &str) -> String {
+        let out = self.ssh(node, script);
+        assert!(out.status.success(), "{node}: {script}: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Every node quorate with all three as members, as corosync-quorumtool
+    /// on each node says.
+    fn whole(&self) -> bool {
+        (1..=3).all(|i| {
+            let out = self.ssh(&format!("pve{i}"), "corosync-quorumtool -s");
+            let s = String::from_utf8_lossy(&out.stdout);
+            s.contains("Quorate:          Yes") && common::members(&s).len() == 3
+        })
+    }
+
+    fn wait_whole(&self, timeout: Duration, what: &str) {
+        let deadline = Instant::now() + timeout;
+        while !self.whole() {
+            assert!(
+                Instant::now() < deadline,
+                "{what}: the VM lab is not whole after {timeout:?}: {}",
+                text(&corodrill(&["lab", "status", "--name", &self.name]))
+            );
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+
+    /// Nothing of a drill left on a node: no corodrill nft table, no qdisc
+    /// of corodrill's, no journal entry.
+    fn clean(&self, node: &str) {
+        let nft = self.ssh_ok(node, "nft list tables");
+        assert!(!nft.contains("corodrill"), "{node}: {nft}");
+        let journal = self.ssh(node, "cat /var/lib/corodrill-agent/journal.json");
+        let journal = String::from_utf8_lossy(&journal.stdout);
+        assert!(
+            !journal.contains("\"kind\""),
+            "{node}: journal still holds: {journal}"
+        );
+    }
+}
+
+impl Drop for VmLab {
+    fn drop(&mut self) {
+        let _ = corodrill(&["lab", "down", "--name", &self.name]);
+    }
+}
+
+fn agent_deb() -> PathBuf {
+    let deb = std::env::var_os("CORODRILL_AGENT_DEB")
+        .map(PathBuf::from)
+        .expect(
+            "CORODRILL_AGENT_DEB is not set: `make test-vm` builds the agent's .deb and names it",
+        );
+    assert!(deb.is_file(), "{}: no such .deb", deb.display());
+    deb
+}
+
+/// A drill run against the VM lab's inventory; its JSON log's verdicts.
+fn run_drills(lab: &VmLab, drills: &[&Path], out: &Path) -> (Output, String) {
+    let json = out.join("run.jsonl");
+    let mut args: Vec<String> = vec![
+        "run".into(),
+        "--inventory".into(),
+        lab.inventory().display().to_string(),
+        "--json".into(),
+        json.display().to_string(),
+        "--junit".into(),
+        out.join("junit.xml").display().to_string(),
+    ];
+    args.extend(drills.iter().map(|d| d.display().to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let run = corodrill(&args);
+    let log = std::fs::read_to_string(&json).unwrap_or_default();
+    (run, log)
+}
+
+fn experiments() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../experiments")
+}
+
+#[test]
+fn vm_lab_runs_real_nodes_from_the_package() {
+    require_root();
+    let deb = agent_deb();
+    let lab = VmLab {
+        name: unique_name(),
+    };
+    let started = Instant::now();
+    let deb_arg = deb.display().to_string();
+    let up = corodrill(&[
+        "lab",
+        "up",
+        "--vm",
+        "--name",
+        &lab.name,
+        "--nodes",
+        "3",
+        "--links",
+        "2",
+        "--profile",
+        "proxmox",
+        "--agent-deb",
+        &deb_arg,
+    ]);
+    assert!(up.status.success(), "lab up --vm: {}", text(&up));
+    eprintln!(
+        "VM lab up (image cached or built) in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    // The package, installed for real: its dependencies met by Debian's own
+    // packages, its rollback unit enabled for the next boot.
+    let status = lab.ssh_ok("pve1", "dpkg-query -W -f '${Status}' corodrill-agent");
+    assert_eq!(status.trim(), "install ok installed");
+    let enabled = lab.ssh_ok(
+        "pve1",
+        "systemctl is-enabled corodrill-agent-rollback.service",
+    );
+    assert_eq!(enabled.trim(), "enabled");
+    let status = corodrill(&[
+        "status",
+        "--inventory",
+        &lab.inventory().display().to_string(),
+    ]);
+    assert!(status.status.success(), "status: {}", text(&status));
+
+    // The shipped drills that fit three nodes with two links, on real
+    // nodes: clock skew by clock_settime, a pulled plug through QMP.
+    let out = scratch("vm-drills");
+    let drills: Vec<PathBuf> = [
+        "isolate-one-of-three.toml",
+        "one-way-cut.toml",
+        "kill-corosync.toml",
+        "pause-longer-than-token.toml",
+        "redundant-links.toml",
+        "clock-skew-five-minutes.toml",
+        "power-off-one-of-three.toml",
+    ]
+    .iter()
+    .map(|d| experiments().join(d))
+    .collect();
+    let refs: Vec<&Path> = drills.iter().map(PathBuf::as_path).collect();
+    let (run, log) = run_drills(&lab, &refs, &out);
+    eprintln!("{}", String::from_utf8_lossy(&run.stdout));
+    assert!(
+        run.status.success(),
+        "the shipped drills on the VM lab: {}\nlog tail: {}",
+        text(&run),
+        log.lines().rev().take(20).collect::<Vec<_>>().join("\n")
+    );
+    lab.wait_whole(Duration::from_secs(60), "after the drills");
+    for i in 1..=3 {
+        lab.clean(&format!("pve{i}"));
+    }
+
+    reboot_in_the_middle_of_a_fault(&lab, &out);
+    install_agent_over_ssh(&lab);
+
+    let down = corodrill(&["lab", "down", "--name", &lab.name]);
+    assert!(down.status.success(), "lab down: {}", text(&down));
+    common::assert_nothing_left(&lab.name);
+}
+
+/// A drill holds a cut on pve3; the controller dies and pve3 loses power
+/// before anything rolls the cut back. At boot the package's rollback unit
+/// finds the journal, rolls back what did not survive the reboot and leaves
+/// the node clean; the other nodes' guards roll theirs back when their
+/// controller's ssh goes.
+fn reboot_in_the_middle_of_a_fault(lab: &VmLab, out: &Path) {
+    let drill = out.join("long-cut.toml");
+    std::fs::write(
+        &drill,
+        r#"name = "a long cut of pve3"
+
+[[fault]]
+kind = "partition"
+groups = [["pve1", "pve2"], ["pve3"]]
+at = "0s"
+heal_after = "10m"
+"#,
+    )
+    .unwrap();
+    let mut run = Command::new(common::CORODRILL)
+        .args(["run", "--inventory"])
+        .arg(lab.inventory())
+        .arg(&drill)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("cannot run corodrill");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let tables = lab.ssh("pve3", "nft list tables");
+        if String::from_utf8_lossy(&tables.stdout).contains("corodrill") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the cut never reached pve3's nftables"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let boot_before = lab.ssh_ok("pve3", "cat /proc/sys/kernel/random/boot_id");
+    // The plug first, then the controller: nothing on pve3 gets to roll back.
+    let off = corodrill(&["lab", "power", "--name", &lab.name, "pve3", "off"]);
+    assert!(off.status.success(), "power off: {}", text(&off));
+    let _ = run.kill();
+    let _ = run.wait();
+    let on = corodrill(&["lab", "power", "--name", &lab.name, "pve3", "on"]);
+    assert!(on.status.success(), "power on: {}", text(&on));
+    lab.wait_whole(Duration::from_secs(240), "after pve3's reboot");
+    let boot_after = lab.ssh_ok("pve3", "cat /proc/sys/kernel/random/boot_id");
+    assert_ne!(boot_before, boot_after, "pve3 did not reboot");
+    let unit = lab.ssh_ok(
+        "pve3",
+        "journalctl -b -u corodrill-agent-rollback.service --no-pager -o cat",
+    );
+    assert!(
+        unit.contains("rolled back") || unit.contains("roll"),
+        "the rollback unit did not run at boot: {unit}"
+    );
+    for i in 1..=3 {
+        lab.clean(&format!("pve{i}"));
+    }
+}
+
+/// `install-agent` over the same ssh: the binary beside this corodrill put
+/// on every node at /usr/local/bin, then reached by an inventory naming it.
+fn install_agent_over_ssh(lab: &VmLab) {
+    let inventory = std::fs::read_to_string(lab.inventory()).unwrap();
+    let copied = inventory.replace("/usr/bin/corodrill-agent", "/usr/local/bin/corodrill-agent");
+    assert_ne!(
+        copied, inventory,
+        "the inventory does not name the .deb's agent"
+    );
+    let path = scratch("vm-install").join("inventory.toml");
+    std::fs::write(&path, copied).unwrap();
+    let path = path.display().to_string();
+    let install = corodrill(&["install-agent", "--inventory", &path]);
+    assert!(
+        install.status.success(),
+        "install-agent: {}",
+        text(&install)
+    );
+    let version = lab.ssh_ok("pve2", "/usr/local/bin/corodrill-agent --version");
+    assert!(version.contains("corodrill-agent"), "{version}");
+    let status = corodrill(&["status", "--inventory", &path]);
+    assert!(
+        status.status.success(),
+        "status through the copied agent: {}",
+        text(&status)
+    );
+}
