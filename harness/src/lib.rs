@@ -25,6 +25,9 @@ pub mod judge;
 pub mod log;
 pub mod report;
 
+// The runs kept, compared with each other (an edge that commands call).
+pub mod history;
+
 // The errors a user meets, each with its name and reference entry.
 pub mod errors;
 

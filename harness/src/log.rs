@@ -160,6 +160,26 @@ pub enum LogBody {
         /// What was seen instead, with times.
         message: String,
     },
+    /// A measured time outside its usual range in the cluster's history of
+    /// this drill (written after the verdicts; docs/history.md has the rule).
+    #[serde(rename = "regression")]
+    Regression {
+        /// The expectation's name.
+        name: String,
+        /// This run's time, seconds.
+        measured: f64,
+        /// The limit it went beyond, seconds: max(p95 × 1.25, p95 + 0.5 s).
+        limit: f64,
+        /// The earlier runs' median time, seconds.
+        median: f64,
+        /// The earlier runs' 95th percentile, seconds.
+        p95: f64,
+        /// How many earlier runs the range is drawn from (at most 20).
+        runs: usize,
+        /// What changed since the last earlier run
+        /// (`"totem.token 1000 -> 3000"`); empty when nothing did.
+        changed: Vec<String>,
+    },
     /// The run failed while the machine stalled (written after the verdicts).
     #[serde(rename = "drill.disturbed")]
     DrillDisturbed {

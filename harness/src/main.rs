@@ -45,6 +45,24 @@ enum LogFormat {
     Json,
 }
 
+/// Where runs are recorded (`run`, `demo`, `drill --random`).
+#[derive(clap::Args)]
+struct HistoryFlags {
+    /// The history file each run is appended to (SQLite; created if
+    /// missing) and compared with.
+    #[arg(long, value_name = "PATH", default_value = corodrill::history::DEFAULT_PATH)]
+    history: PathBuf,
+    /// Record nothing and compare with nothing.
+    #[arg(long, conflicts_with = "history")]
+    no_history: bool,
+}
+
+impl HistoryFlags {
+    fn path(self) -> Option<PathBuf> {
+        (!self.no_history).then_some(self.history)
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// The network-namespace lab: real corosync nodes on this machine.
@@ -101,6 +119,40 @@ enum Command {
         /// watchdog (out of quorum for 60 s or more); refused otherwise.
         #[arg(long)]
         allow_fencing: bool,
+        #[command(flatten)]
+        history: HistoryFlags,
+        /// A measured time outside its usual range in the history fails its
+        /// expectation (exit 1), as a failed expectation does.
+        #[arg(long)]
+        fail_on_regression: bool,
+        /// The verdicts and measured times in Prometheus's text format, for
+        /// node_exporter's textfile collector (written whole, then renamed).
+        #[arg(long, value_name = "PATH")]
+        metrics: Option<PathBuf>,
+    },
+    /// The runs kept in the history: each drill's latest runs on each
+    /// cluster, each measured time's median and spread over them, and what
+    /// changed between two runs.
+    #[command(
+        after_help = "Example:\n  corodrill history --cluster pve --last 10\n  corodrill history --diff 41 42"
+    )]
+    History {
+        /// The history file (SQLite).
+        #[arg(long, value_name = "PATH", default_value = corodrill::history::DEFAULT_PATH)]
+        history: PathBuf,
+        /// Only this cluster (the inventory's name).
+        #[arg(long)]
+        cluster: Option<String>,
+        /// Only this drill (the experiment's name).
+        #[arg(long)]
+        drill: Option<String>,
+        /// How many of each drill's latest runs to list and summarize.
+        #[arg(long, value_name = "N", default_value_t = 20)]
+        last: usize,
+        /// What differs between two runs (ids from the table): settings,
+        /// versions, the drill file, verdicts and times.
+        #[arg(long, num_args = 2, value_names = ["RUN_A", "RUN_B"])]
+        diff: Option<Vec<i64>>,
     },
     /// Mutation testing of drills: each runs once, for real, then mutants of
     /// its expectations (quorate flipped, a member added or dropped, votes
@@ -254,6 +306,8 @@ enum Command {
         /// Labs are named PREFIX0, PREFIX1, ... (at most 8 characters).
         #[arg(long, default_value = "demo")]
         lab_prefix: String,
+        #[command(flatten)]
+        history: HistoryFlags,
     },
 }
 
@@ -419,6 +473,21 @@ fn main() -> ExitCode {
             }
         },
         Command::Check { experiments } => Ok(ExitCode::from(drills::check(&experiments))),
+        Command::History {
+            history,
+            cluster,
+            drill,
+            last,
+            diff,
+        } => Ok(ExitCode::from(commands::history::history_command(
+            &commands::history::HistoryArgs {
+                history,
+                cluster,
+                drill,
+                last,
+                diff: diff.and_then(|d| Some((*d.first()?, *d.get(1)?))),
+            },
+        ))),
         Command::Drill {
             random: _,
             inventory,
@@ -483,9 +552,15 @@ fn main() -> ExitCode {
             oracle,
             model_override,
             allow_fencing,
+            history,
+            fail_on_regression,
+            metrics,
         } => {
             corodrill::run::cancel_on_signals();
             let args = RunArgs {
+                history: history.path(),
+                fail_on_regression,
+                metrics,
                 paths: experiments,
                 inventory,
                 junit,
@@ -531,12 +606,14 @@ fn main() -> ExitCode {
             experiments,
             reports,
             lab_prefix,
+            history,
         } => {
             corodrill::run::cancel_on_signals();
             Ok(ExitCode::from(drills::demo(
                 &experiments,
                 &reports,
                 &lab_prefix,
+                history.path().as_deref(),
                 &progress,
                 &corodrill::run::CANCEL,
             )))

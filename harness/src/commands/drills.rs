@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::commands::history::Recorder;
 use crate::experiment::{self, Experiment};
 use crate::inventory::Inventory;
 use crate::judge::judge;
@@ -32,6 +33,12 @@ pub struct RunArgs {
     /// How many times a run that failed while the machine stalled is run
     /// again (per drill).
     pub retry_disturbed: usize,
+    /// The history file every run is appended to; None: `--no-history`.
+    pub history: Option<PathBuf>,
+    /// A measured time outside its usual range fails its expectation.
+    pub fail_on_regression: bool,
+    /// The verdicts and measured times in Prometheus's text format.
+    pub metrics: Option<PathBuf>,
 }
 
 /// The model a dry run assumes: one vote per node, corosync's default
@@ -217,6 +224,14 @@ pub fn run_command(args: &RunArgs, progress: &dyn Fn(&str), cancel: &AtomicBool)
         }
         return 0;
     }
+    let mut recorder = match Recorder::open(
+        args.history.as_deref(),
+        &inventory.name,
+        args.fail_on_regression,
+    ) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
     let opts = RunOptions {
         lease: args.lease,
         oracle: args.oracle,
@@ -235,6 +250,7 @@ pub fn run_command(args: &RunArgs, progress: &dyn Fn(&str), cancel: &AtomicBool)
         &opts,
         &skippable,
         &mut skipped,
+        &mut recorder,
     );
     let code = finish(
         &results,
@@ -243,6 +259,10 @@ pub fn run_command(args: &RunArgs, progress: &dyn Fn(&str), cancel: &AtomicBool)
             junit: args.junit.as_deref(),
             json: args.json.as_deref(),
             html: args.html.as_deref(),
+            metrics: args
+                .metrics
+                .as_deref()
+                .map(|p| (p, inventory.name.as_str())),
         },
         args.pass_rate,
     );
@@ -264,6 +284,8 @@ struct Reports<'p> {
     junit: Option<&'p Path>,
     json: Option<&'p Path>,
     html: Option<&'p Path>,
+    /// The Prometheus text file, and the cluster's name for its labels.
+    metrics: Option<(&'p Path, &'p str)>,
 }
 
 /// Runs each experiment `repeat.times` times (a disturbed run again, as
@@ -276,6 +298,7 @@ fn drill_all(
     opts: &RunOptions,
     skippable: &dyn Fn(&Experiment) -> bool,
     skipped: &mut Vec<String>,
+    recorder: &mut Option<Recorder>,
 ) -> (Vec<Vec<DrillResult>>, u8) {
     let (progress, cancel) = (opts.progress, opts.cancel);
     let times = repeat.times.max(1);
@@ -297,9 +320,9 @@ fn drill_all(
             ));
             let started = Instant::now();
             let result = run::run(e, p, inventory, opts);
-            let (experiment, log, error) = match result {
-                Ok(ran) => (ran.experiment, ran.log, None),
-                Err(aborted) => (e.clone(), aborted.log, Some(aborted.error)),
+            let (experiment, log, error, cluster) = match result {
+                Ok(ran) => (ran.experiment, ran.log, None, Some(Box::new(ran.cluster))),
+                Err(aborted) => (e.clone(), aborted.log, Some(aborted.error), aborted.cluster),
             };
             let verdicts = if error.is_none() {
                 judge(&experiment, &p.nodes, &log)
@@ -322,7 +345,14 @@ fn drill_all(
                 error: error.map(|e| e.to_string()),
                 wall: started.elapsed(),
                 retried: false,
+                cluster,
+                regressions: Vec::new(),
             };
+            // Refusals (exit 2) are not runs; everything else is kept,
+            // and compared with the cluster's earlier runs.
+            if let Some(recorder) = recorder.as_mut().filter(|_| code != Some(2)) {
+                recorder.record(&mut result, progress);
+            }
             // Failed while the machine stalled: run it again, if allowed;
             // the disturbed run stays in the reports with its evidence.
             let again = code.is_none() && retries > 0 && !cancel.load(Ordering::Relaxed);
@@ -393,10 +423,42 @@ fn finish(all: &[Vec<DrillResult>], code: u8, reports: Reports, pass_rate: Optio
             }
         }
     }
+    if let Some((path, cluster)) = reports.metrics {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let text = report::prometheus::metrics(cluster, all, pass_rate, now);
+        match write_whole(path, &text) {
+            Ok(()) => println!("metrics: {}", path.display()),
+            Err(e) => {
+                eprintln!("cannot write {}: {e}", path.display());
+                code = code.max(3);
+            }
+        }
+    }
     if code == 0 {
         code = report::exit_status(all, pass_rate);
     }
     code
+}
+
+/// Writes a file whole or not at all: a temporary file beside it, renamed
+/// over it (a textfile collector never reads half a file).
+fn write_whole(path: &Path, text: &str) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let name = path
+        .file_name()
+        .map_or_else(|| "metrics".into(), |n| n.to_string_lossy().into_owned());
+    // A leading dot and no .prom suffix: the collector ignores it.
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
 }
 
 /// The lab a drill needs.
@@ -438,6 +500,7 @@ pub fn demo(
     experiments_dir: &Path,
     reports_dir: &Path,
     lab_prefix: &str,
+    history: Option<&Path>,
     progress: &dyn Fn(&str),
     cancel: &AtomicBool,
 ) -> u8 {
@@ -449,6 +512,11 @@ pub fn demo(
             }
             return 2;
         }
+    };
+    // Each lab is a cluster of its own name in the history.
+    let mut recorder = match Recorder::open(history, "", false) {
+        Ok(r) => r,
+        Err(code) => return code,
     };
     let mut shapes: Vec<(LabShape, Vec<Experiment>)> = Vec::new();
     for e in experiments {
@@ -500,6 +568,9 @@ pub fn demo(
             }
         };
         let inventory = lab::inventory(&up.lab);
+        if let Some(r) = recorder.as_mut() {
+            r.cluster = inventory.name.clone();
+        }
         let mut planned = Vec::new();
         for e in list {
             match plan::plan(&e, &inventory) {
@@ -522,6 +593,7 @@ pub fn demo(
             &RunOptions::new(progress, cancel),
             &|_| false,
             &mut Vec::new(),
+            &mut recorder,
         );
         for runs in &results {
             println!("{}", report::console::summary(runs));

@@ -6,6 +6,7 @@
 
 pub mod drills;
 pub mod heal;
+pub mod history;
 pub mod install;
 pub mod lab;
 pub mod mutate;

@@ -78,8 +78,20 @@ pub fn summary_with(runs: &[DrillResult], tolerance: Option<f64>) -> String {
             "  {} {time}{rate}  {name}",
             if ok { "pass" } else { "FAIL" }
         ));
-        if let Some(v) = verdicts.iter().rev().find(|v| !v.passed) {
+        let failure = verdicts.iter().rev().find(|v| !v.passed);
+        if let Some(v) = failure {
             lines.push(format!("         {}", v.message));
+        }
+        // Outside its usual range in the history; said once (a regression
+        // that failed the verdict, `--fail-on-regression`, said it above).
+        if let Some(g) = runs
+            .iter()
+            .rev()
+            .flat_map(|r| &r.regressions)
+            .find(|g| g.name == name)
+            .filter(|_| !failure.is_some_and(|v| v.message.starts_with("regression: ")))
+        {
+            lines.push(format!("         REGRESSION {}", g.words()));
         }
     }
     lines.join("\n")

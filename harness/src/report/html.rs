@@ -535,6 +535,8 @@ mod tests {
             error: None,
             wall: Duration::from_secs(7),
             retried: false,
+            cluster: None,
+            regressions: Vec::new(),
         };
         render(&[vec![result]]).unwrap()
     }
@@ -660,6 +662,8 @@ mod tests {
                     error: None,
                     wall: Duration::from_secs(20),
                     retried: false,
+                    cluster: None,
+                    regressions: Vec::new(),
                 }
             })
             .collect()

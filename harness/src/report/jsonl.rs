@@ -69,7 +69,32 @@ pub fn json_lines_with(all: &[Vec<DrillResult>], tolerance: Option<f64>) -> Stri
                 .map(|evidence| LogEvent::new(end, None, LogBody::DrillDisturbed { evidence }))
                 .into_iter()
                 .collect();
-            for event in r.log.iter().chain(&verdicts).chain(&disturbed) {
+            let regressions: Vec<LogEvent> = r
+                .regressions
+                .iter()
+                .map(|g| {
+                    LogEvent::new(
+                        end,
+                        None,
+                        LogBody::Regression {
+                            name: g.name.clone(),
+                            measured: g.measured,
+                            limit: g.limit,
+                            median: g.median,
+                            p95: g.p95,
+                            runs: g.runs,
+                            changed: g.changed.iter().map(|c| c.words()).collect(),
+                        },
+                    )
+                })
+                .collect();
+            for event in r
+                .log
+                .iter()
+                .chain(&verdicts)
+                .chain(&regressions)
+                .chain(&disturbed)
+            {
                 let line = Line {
                     experiment: &r.experiment.name,
                     run: i + 1,

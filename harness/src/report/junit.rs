@@ -125,6 +125,15 @@ pub fn junit_with(all: &[Vec<DrillResult>], tolerance: Option<f64>) -> String {
             if last.kept {
                 case.add_property(Property::new("kept", "true"));
             }
+            // Outside its usual range in the history (the latest run that was).
+            if let Some(g) = runs
+                .iter()
+                .rev()
+                .flat_map(|r| &r.regressions)
+                .find(|g| g.name == name)
+            {
+                case.add_property(Property::new("regression", g.words()));
+            }
             if last.passed && !status_failed(&case.status) {
                 case.set_system_out(last.message.clone());
             }

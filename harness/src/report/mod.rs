@@ -1,5 +1,6 @@
 //! Reports of a run: JUnit XML (`junit`), the JSON Lines event log
-//! (`jsonl`), the console summary (`console`) and the HTML page (`html`),
+//! (`jsonl`), the console summary (`console`), the HTML page (`html`) and
+//! Prometheus's text format (`prometheus`),
 //! and here the one rule for a drill's verdict over repeated runs that the
 //! exit status and every report follow. They read results; they never
 //! reach back into the run or an agent.
@@ -8,10 +9,13 @@ pub mod console;
 pub mod html;
 pub mod jsonl;
 pub mod junit;
+pub mod prometheus;
 
 use std::time::Duration;
 
+use crate::cluster::connect::ClusterFacts;
 use crate::experiment::Experiment;
+use crate::history::regression::Regression;
 use crate::judge::Verdict;
 use crate::log::{LogBody, LogEvent};
 
@@ -26,6 +30,12 @@ pub struct DrillResult {
     /// A disturbed run that `--retry-disturbed` ran again: reported with
     /// its evidence, not counted in the drill's verdict.
     pub retried: bool,
+    /// What the cluster ran, as its agents said hello (None when they
+    /// could not be reached).
+    pub cluster: Option<Box<ClusterFacts>>,
+    /// Measured times outside their usual range in the cluster's history
+    /// (`history::regression`); empty without a history.
+    pub regressions: Vec<Regression>,
 }
 
 impl DrillResult {

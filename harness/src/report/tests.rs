@@ -37,6 +37,8 @@ fn result(passed: &[bool]) -> DrillResult {
         error: None,
         wall: Duration::from_secs(10),
         retried: false,
+        cluster: None,
+        regressions: Vec::new(),
     }
 }
 
@@ -324,5 +326,136 @@ fn many_stalls_are_summed_up() {
             )
             && evidence.matches(" stalled ").count() == 5,
         "{evidence}"
+    );
+}
+
+fn regressed(mut r: DrillResult) -> DrillResult {
+    r.regressions = vec![crate::history::regression::Regression {
+        name: "v0".into(),
+        measured: 9.0,
+        limit: 4.625,
+        median: 3.5,
+        p95: 3.7,
+        runs: 5,
+        changed: vec![crate::history::regression::Change {
+            key: "totem.token".into(),
+            before: Some("1000".into()),
+            after: Some("3000".into()),
+        }],
+    }];
+    r
+}
+
+#[test]
+fn a_regression_is_said_in_the_console_junit_and_json() {
+    let all = vec![vec![regressed(result(&[true, true]))]];
+    let console = summary(&all[0]);
+    assert!(
+        console.contains("REGRESSION 9.000s beyond its usual range"),
+        "{console}"
+    );
+    assert!(
+        console.contains("since the last run: totem.token 1000 -> 3000"),
+        "{console}"
+    );
+    assert!(
+        console.starts_with("PASS"),
+        "a regression alone passes: {console}"
+    );
+    let xml = junit(&all);
+    assert!(
+        xml.contains("name=\"regression\" value=\"9.000s beyond its usual range"),
+        "{xml}"
+    );
+    let json = json_lines(&all);
+    let line: serde_json::Value = json
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|l| l["kind"] == "regression")
+        .expect("a regression line");
+    assert_eq!(line["name"], "v0");
+    assert_eq!(line["measured"], 9.0);
+    assert_eq!(line["changed"][0], "totem.token 1000 -> 3000");
+    assert_eq!(exit_status(&all, None), 0);
+}
+
+#[test]
+fn fail_on_regression_fails_the_expectation_everywhere() {
+    let mut r = regressed(result(&[true, true]));
+    crate::history::regression::fail_regressed(&mut r.verdicts, &r.regressions.clone());
+    let all = vec![vec![r]];
+    let console = summary(&all[0]);
+    assert!(console.starts_with("FAIL"), "{console}");
+    // Said once, as the failure's message.
+    assert_eq!(
+        console.matches("beyond its usual range").count(),
+        1,
+        "{console}"
+    );
+    let xml = junit(&all);
+    assert!(
+        xml.contains("<failure message=\"regression: 9.000s"),
+        "{xml}"
+    );
+    assert_eq!(exit_status(&all, None), 1);
+}
+
+#[test]
+fn metrics_label_each_drill_and_expectation() {
+    let all = vec![vec![regressed(result(&[true, false]))]];
+    let text = super::prometheus::metrics("lab \"a\"", &all, None, 1_700_000_000.0);
+    assert!(
+        text.contains("corodrill_drill_passed{cluster=\"lab \\\"a\\\"\",drill=\"x\"} 0"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "corodrill_expectation_seconds{cluster=\"lab \\\"a\\\"\",drill=\"x\",expectation=\"v0\"} 1"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("corodrill_expectation_regression{cluster=\"lab \\\"a\\\"\",drill=\"x\",expectation=\"v0\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("corodrill_expectation_passed{cluster=\"lab \\\"a\\\"\",drill=\"x\",expectation=\"v1\"} 0"),
+        "{text}"
+    );
+    assert!(text.contains("# TYPE corodrill_expectation_seconds gauge"));
+}
+
+/// Debian's promtool (package prometheus, in scripts/install-deps) lints
+/// the text file as Prometheus would read it.
+#[test]
+fn promtool_accepts_the_metrics() {
+    use std::io::Write;
+    let all = vec![
+        vec![regressed(result(&[true, false]))],
+        vec![result(&[true]), result(&[true])],
+    ];
+    let text = super::prometheus::metrics("pve", &all, None, 1_700_000_000.0);
+    let child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => panic!("promtool (Debian package prometheus; make deps installs it): {e}"),
+    };
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool check metrics: {}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     );
 }

@@ -1,0 +1,109 @@
+//! `corodrill history`, and the hook by which `run`, `demo` and `drill
+//! --random` append each run to the history and learn its regressions.
+
+use std::path::{Path, PathBuf};
+
+use crate::history::{self, regression, History, HistoryError};
+use crate::report::DrillResult;
+
+/// Where runs are recorded, on which cluster, and what a regression does.
+pub struct Recorder {
+    pub history: History,
+    /// The inventory's name.
+    pub cluster: String,
+    /// A regression fails its expectation (and so the run: exit 1).
+    pub fail_on_regression: bool,
+}
+
+impl Recorder {
+    /// Opens the history for a command's runs; None without one
+    /// (`--no-history`). An error is said on stderr and is exit status 2,
+    /// before any drill runs.
+    pub fn open(
+        path: Option<&Path>,
+        cluster: &str,
+        fail_on_regression: bool,
+    ) -> Result<Option<Recorder>, u8> {
+        let Some(path) = path else { return Ok(None) };
+        match History::open(path) {
+            Ok(history) => Ok(Some(Recorder {
+                history,
+                cluster: cluster.to_owned(),
+                fail_on_regression,
+            })),
+            Err(e) => {
+                eprintln!("corodrill: {e}");
+                Err(2)
+            }
+        }
+    }
+
+    /// Appends one run and attaches its regressions (failing their
+    /// verdicts with `--fail-on-regression`). A history that cannot be
+    /// written is said, and the drill's own verdicts stand.
+    pub fn record(&mut self, result: &mut DrillResult, progress: &dyn Fn(&str)) {
+        match self.history.record(&self.cluster, result) {
+            Ok((id, regressions)) => {
+                progress(&format!(
+                    "history: run {id} of {} on {} in {}",
+                    result.experiment.name,
+                    self.cluster,
+                    self.history.path().display()
+                ));
+                if self.fail_on_regression {
+                    regression::fail_regressed(&mut result.verdicts, &regressions);
+                }
+                result.regressions = regressions;
+            }
+            Err(e) => eprintln!("corodrill: {e}; this run is not in the history"),
+        }
+    }
+}
+
+pub struct HistoryArgs {
+    pub history: PathBuf,
+    pub cluster: Option<String>,
+    pub drill: Option<String>,
+    /// How many of each drill's latest runs to show and summarize.
+    pub last: usize,
+    /// Two run ids: what differs between them.
+    pub diff: Option<(i64, i64)>,
+}
+
+/// `corodrill history`: 0, or 2 for a history that cannot be read or a
+/// run that is not in it.
+pub fn history_command(args: &HistoryArgs) -> u8 {
+    match history_text(args) {
+        Ok(text) => {
+            print!("{text}");
+            0
+        }
+        Err(e) => {
+            eprintln!("corodrill: {e}");
+            2
+        }
+    }
+}
+
+fn history_text(args: &HistoryArgs) -> Result<String, HistoryError> {
+    if !args.history.exists() {
+        // Reading must not create the file (nor its directory).
+        return Ok(format!(
+            "no runs recorded: {} does not exist yet\n",
+            args.history.display()
+        ));
+    }
+    let h = History::open(&args.history)?;
+    if let Some((a, b)) = args.diff {
+        return Ok(history::render::diff_text(&h.run(a)?, &h.run(b)?));
+    }
+    let groups = h
+        .drills(args.cluster.as_deref(), args.drill.as_deref())?
+        .into_iter()
+        .map(|key| {
+            let runs = h.runs(&key.cluster, &key.drill, args.last)?;
+            Ok((key, runs))
+        })
+        .collect::<Result<Vec<_>, HistoryError>>()?;
+    Ok(history::render::tables(&groups))
+}
