@@ -1,0 +1,233 @@
+//! Benchmark of the VM lab (issue 19's figures), on this machine:
+//! - the node image's build, cold (an empty cache of its own) and cached;
+//! - `lab up --vm`, 3 nodes, from QEMU's start to every node quorate;
+//! - resident memory of each VM's QEMU;
+//! - the skew of one fault applied on all three VMs at once over ssh, on
+//!   the controller's clock (each agent's monotonic clock mapped through
+//!   the offset a round trip measured, as `run` maps it), aim p95 <= 10 ms;
+//! - the time to heal a cut on a VM (request sent to reply).
+//!
+//! Run as root after a release build: `cargo build --release --workspace &&
+//! cargo bench --bench vm_lab`. `CORODRILL_VM_BENCH_COLD=1` also builds the
+//! image from nothing (about two minutes); `CORODRILL_AGENT_DEB=PATH`
+//! installs the agent from its .deb (else install-agent copies it).
+
+use std::net::IpAddr;
+use std::sync::{Arc, Barrier, Mutex};
+use std::time::{Duration, Instant};
+
+use corodrill::cluster::agent::AgentConn;
+use corodrill::lab::{self, vm, LabSpec, Profile};
+use corodrill_protocol::{Direction, Fault, Op, Outcome};
+
+const T: Duration = Duration::from_secs(60);
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+fn summary(name: &str, mut v: Vec<f64>, unit: &str) {
+    v.sort_by(|a, b| a.total_cmp(b));
+    println!(
+        "  {name}: p50 {:.2} {unit}, p95 {:.2} {unit}, max {:.2} {unit} (n={})",
+        percentile(&v, 0.5),
+        percentile(&v, 0.95),
+        v[v.len() - 1],
+        v.len()
+    );
+}
+
+fn mono_ns() -> i64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(|t| t.tv_sec() * 1_000_000_000 + t.tv_nsec())
+        .unwrap_or(0)
+}
+
+/// The offset that maps the agent's monotonic clock onto this process's.
+fn offset(conn: &mut AgentConn) -> i64 {
+    let before = mono_ns();
+    let outcome = conn.request(Op::Watch, T);
+    let after = mono_ns();
+    match outcome {
+        Ok(Outcome::Ok { mono_ns }) => (before + after) / 2 - mono_ns as i64,
+        other => panic!("{}: watch: {other:?}", conn.node),
+    }
+}
+
+/// A cut of an address no node has: it takes effect like any cut and
+/// leaves the cluster alone.
+fn harmless_cut() -> Fault {
+    Fault::Cut {
+        peers: vec!["198.18.0.250".parse::<IpAddr>().unwrap()],
+        direction: Direction::Both,
+    }
+}
+
+fn apply(conn: &mut AgentConn, id: &str) -> u64 {
+    match conn.request(
+        Op::Apply {
+            fault_id: id.into(),
+            fault: harmless_cut(),
+            lease_ms: 120_000,
+            allow_management_cut: false,
+            drill: None,
+        },
+        T,
+    ) {
+        Ok(Outcome::Ok { mono_ns }) => mono_ns,
+        other => panic!("{}: apply {id}: {other:?}", conn.node),
+    }
+}
+
+fn heal_ms(conn: &mut AgentConn, id: &str) -> f64 {
+    let start = Instant::now();
+    match conn.request(
+        Op::Heal {
+            fault_id: id.into(),
+        },
+        T,
+    ) {
+        Ok(Outcome::Healed { reports, .. }) if reports.iter().all(|r| r.clean) => {}
+        other => panic!("{}: heal {id}: {other:?}", conn.node),
+    }
+    start.elapsed().as_secs_f64() * 1e3
+}
+
+fn main() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("vm_lab bench: needs root (it builds a VM lab)");
+        std::process::exit(1);
+    }
+    if std::env::var_os("CORODRILL_VM_BENCH_COLD").is_some() {
+        let cache = std::env::temp_dir().join(format!("corodrill-vm-bench-{}", std::process::id()));
+        std::env::set_var("CORODRILL_VM_CACHE", &cache);
+        let started = Instant::now();
+        vm::image::ensure(&|_| {}).unwrap_or_else(|e| panic!("{e}"));
+        println!(
+            "image build, cold: {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        let size = std::fs::metadata(cache.join(vm::image::recipe_id()).join("base.qcow2"))
+            .map(|m| m.len() as f64 / 1e6)
+            .unwrap_or(0.0);
+        println!("  base.qcow2: {size:.0} MB");
+        let started = Instant::now();
+        vm::image::ensure(&|_| {}).unwrap_or_else(|e| panic!("{e}"));
+        println!(
+            "image, cached: {:.3} s",
+            started.elapsed().as_secs_f64()
+        );
+        let _ = std::fs::remove_dir_all(&cache);
+        std::env::remove_var("CORODRILL_VM_CACHE");
+    }
+    // The image of the default cache, built first if missing, so that
+    // `lab up` below is timed from QEMU's start.
+    let started = Instant::now();
+    let (_, built) = vm::image::ensure(&|_| {}).unwrap_or_else(|e| panic!("{e}"));
+    println!(
+        "image ({}): {:.1} s",
+        if built { "built" } else { "cached" },
+        started.elapsed().as_secs_f64()
+    );
+
+    let name = "benchvm";
+    let _ = lab::down(name);
+    let mut spec = LabSpec::new(name, 3, 1, false, None, Profile::Proxmox, &[])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let agent = match std::env::var_os("CORODRILL_AGENT_DEB") {
+        Some(deb) => vm::AgentInstall::Deb(deb.into()),
+        None => vm::AgentInstall::InstallAgent,
+    };
+    let install = agent == vm::AgentInstall::InstallAgent;
+    spec.vm = Some(vm::VmSpec::new(agent, None));
+    let accel = spec.vm.as_ref().map(|v| v.accel);
+    let started = Instant::now();
+    let ready = |inventory: &corodrill::inventory::Inventory| {
+        if install {
+            let binary = corodrill::cluster::agent::bundled_agent()
+                .ok_or_else(|| lab::LabError::Environment("no agent binary".into()))?;
+            for r in corodrill::cluster::install::install_all(inventory, &binary, T) {
+                r.map_err(|e| lab::LabError::Failed(e.to_string()))?;
+            }
+        }
+        Ok(())
+    };
+    let up = lab::up_then(spec, None, &|_| {}, &ready).unwrap_or_else(|e| panic!("{e}"));
+    println!(
+        "lab up --vm, 3 nodes ({}, {}): {:.1} s to every node quorate (QEMU start to quorum, agents installed)",
+        accel.map(|a| a.to_string()).unwrap_or_default(),
+        vm::detect_accel().1,
+        started.elapsed().as_secs_f64()
+    );
+    let rss: Vec<String> = up
+        .lab
+        .record
+        .processes
+        .iter()
+        .filter_map(|p| {
+            let status = std::fs::read_to_string(format!("/proc/{}/status", p.pid)).ok()?;
+            let kib: f64 = status
+                .lines()
+                .find(|l| l.starts_with("VmRSS"))?
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            Some(format!("{} {:.0} MB", p.host, kib / 1024.0))
+        })
+        .collect();
+    println!("QEMU resident memory per VM: {}", rss.join(", "));
+
+    let inventory = lab::inventory(&up.lab);
+    let conns: Vec<Arc<Mutex<(AgentConn, i64)>>> = inventory
+        .nodes
+        .iter()
+        .map(|n| {
+            let mut conn =
+                AgentConn::connect(&n.name, &n.connect, T).unwrap_or_else(|e| panic!("{e}"));
+            let off = offset(&mut conn);
+            Arc::new(Mutex::new((conn, off)))
+        })
+        .collect();
+    let mut skews = Vec::new();
+    for run in 0..30 {
+        let barrier = Arc::new(Barrier::new(conns.len()));
+        let handles: Vec<_> = conns
+            .iter()
+            .map(|c| {
+                let c = c.clone();
+                let barrier = barrier.clone();
+                std::thread::spawn(move || {
+                    let mut guard = c.lock().unwrap_or_else(|p| p.into_inner());
+                    let (conn, off) = &mut *guard;
+                    barrier.wait();
+                    apply(conn, &format!("skew{run}")) as i64 + *off
+                })
+            })
+            .collect();
+        let at: Vec<i64> = handles.into_iter().map(|h| h.join().unwrap_or(0)).collect();
+        let spread = at.iter().max().unwrap_or(&0) - at.iter().min().unwrap_or(&0);
+        skews.push(spread as f64 / 1e6);
+        for c in &conns {
+            let mut guard = c.lock().unwrap_or_else(|p| p.into_inner());
+            heal_ms(&mut guard.0, &format!("skew{run}"));
+        }
+    }
+    println!(
+        "one fault applied on 3 VMs at once over ssh: skew between first and last to take effect (controller's clock)"
+    );
+    summary("skew", skews, "ms");
+    let mut heals = Vec::new();
+    {
+        let mut guard = conns[2].lock().unwrap_or_else(|p| p.into_inner());
+        for run in 0..20 {
+            apply(&mut guard.0, &format!("heal{run}"));
+            heals.push(heal_ms(&mut guard.0, &format!("heal{run}")));
+        }
+    }
+    println!("time to heal a cut on a VM (request sent to reply: rolled back and read back)");
+    summary("heal", heals, "ms");
+    drop(conns);
+    let _ = lab::down(name);
+}
