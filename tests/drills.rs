@@ -1378,3 +1378,180 @@ fn demo_runs_drills_on_labs_of_their_shape_and_writes_reports() {
     }
     assert_nothing_left(&format!("{prefix}0"));
 }
+
+/// Copies run `id` of the history `n` times, as if the drill had run that
+/// often with the same times (each copy a run of its own, its facts and
+/// verdicts too).
+fn copy_run(db: &Path, id: i64, n: usize) {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    for _ in 0..n {
+        conn.execute(
+            "INSERT INTO runs (started, cluster, drill, file, passed, error, disturbed, wall)
+             SELECT started, cluster, drill, file, passed, error, disturbed, wall FROM runs WHERE id = ?1",
+            [id],
+        )
+        .unwrap();
+        let copy = conn.last_insert_rowid();
+        conn.execute(
+            "INSERT INTO facts (run, key, value) SELECT ?1, key, value FROM facts WHERE run = ?2",
+            [copy, id],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO verdicts (run, seq, name, invariant, passed, kept, measured, message, regression)
+             SELECT ?1, seq, name, invariant, passed, kept, measured, message, regression
+             FROM verdicts WHERE run = ?2",
+            [copy, id],
+        )
+        .unwrap();
+    }
+}
+
+/// The history on a real lab: a drill's run is recorded; once the history
+/// holds five runs of it, the same lab rebuilt with a three times larger
+/// token (the same cluster, by name) detects the split later, and the run
+/// says so in the console, the JUnit, the JSON log and the metrics, naming
+/// the token's change; `--fail-on-regression` fails it (exit 1), and
+/// `corodrill history` shows it. To stay cheap, the four runs before the
+/// last are copies of the first, real one.
+#[test]
+fn history_flags_a_slower_cluster() {
+    let _turn = one_lab_at_a_time();
+    let lab = TestLab::up(&["--nodes", "2"]);
+    let dir = scratch(&format!("{}-history", lab.name));
+    let db = dir.join("history.sqlite");
+    let drill = dir.join("split.toml");
+    std::fs::write(
+        &drill,
+        r#"name = "split-two"
+nodes = 2
+
+[[fault]]
+id = "cut"
+kind = "partition"
+groups = [["pve1"], ["pve2"]]
+heal_after = "10s"
+
+[[expect]]
+name = "both nodes lose quorum"
+after = "cut"
+nodes = "all"
+quorate = false
+within = "10s"
+"#,
+    )
+    .unwrap();
+    let inventory = lab.dir().join("inventory.toml");
+    let run = |extra: &[&str]| {
+        Command::new(CORODRILL)
+            .arg("run")
+            .arg(&drill)
+            .arg("--inventory")
+            .arg(&inventory)
+            .arg("--history")
+            .arg(&db)
+            .args(extra)
+            .output()
+            .expect("cannot run corodrill")
+    };
+    let out = run(&[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    copy_run(&db, 1, 4);
+
+    // The same cluster, slower: token 3000 instead of 1000.
+    let down = lab.down();
+    assert!(down.status.success(), "{}", text(&down));
+    let up = corodrill(&[
+        "lab", "up", "--name", &lab.name, "--nodes", "2", "--token", "3000",
+    ]);
+    assert!(up.status.success(), "{}", text(&up));
+    let (junit, json, metrics) = (
+        dir.join("junit.xml"),
+        dir.join("events.jsonl"),
+        dir.join("drill.prom"),
+    );
+    let out = run(&[
+        "--fail-on-regression",
+        "--junit",
+        &junit.display().to_string(),
+        "--json",
+        &json.display().to_string(),
+        "--metrics",
+        &metrics.display().to_string(),
+    ]);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("regression: "), "{said}");
+    assert!(said.contains("beyond its usual range"), "{said}");
+    assert!(said.contains("totem.token 1000 -> 3000"), "{said}");
+
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    let report = Report::deserialize_from_str(&xml).unwrap();
+    let case = report.test_suites[0]
+        .test_cases
+        .iter()
+        .find(|c| c.name.as_str() == "both nodes lose quorum")
+        .expect("the expectation's case");
+    assert!(
+        case.properties
+            .iter()
+            .any(|p| p.name.as_str() == "regression"
+                && p.value.as_str().contains("totem.token 1000 -> 3000")),
+        "{xml}"
+    );
+    assert!(
+        matches!(case.status, quick_junit::TestCaseStatus::NonSuccess { .. }),
+        "{xml}"
+    );
+
+    let events = std::fs::read_to_string(&json).unwrap();
+    let line: serde_json::Value = events
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| l["kind"] == "regression")
+        .unwrap_or_else(|| panic!("no regression line: {events}"));
+    assert_eq!(line["name"], "both nodes lose quorum");
+    assert_eq!(line["runs"], 5);
+
+    let prom = std::fs::read_to_string(&metrics).unwrap();
+    let series = format!(
+        "corodrill_expectation_regression{{cluster=\"{}\",drill=\"split-two\",expectation=\"both nodes lose quorum\"}} 1",
+        lab.name
+    );
+    assert!(prom.contains(&series), "{prom}");
+    let check = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::fs::File::open(&metrics).unwrap())
+        .output()
+        .expect("promtool (Debian package prometheus)");
+    assert!(check.status.success(), "{}", text(&check));
+
+    let history = corodrill(&["history", "--history", &db.display().to_string()]);
+    let table = text(&history);
+    assert_eq!(history.status.code(), Some(0), "{table}");
+    assert!(
+        table.contains(&format!("{} / split-two: 6 run(s)", lab.name)),
+        "{table}"
+    );
+    assert!(table.contains("REGRESSION (1) "), "{table}");
+    let diff = corodrill(&[
+        "history",
+        "--history",
+        &db.display().to_string(),
+        "--diff",
+        "1",
+        "6",
+    ]);
+    assert!(
+        text(&diff).contains("totem.token 1000 -> 3000"),
+        "{}",
+        text(&diff)
+    );
+    // What an operator reads (with --no-capture).
+    eprintln!("{said}\n{table}\n{}", text(&diff));
+
+    lab_clean(&lab, 2);
+    lab.down();
+    assert_nothing_left(&lab.name);
+    let _ = std::fs::remove_dir_all(&dir);
+}
