@@ -204,6 +204,8 @@ enum Command {
         model_override: Vec<(String, String)>,
         #[arg(long, default_value = "10s", value_parser = corodrill::experiment::durations::parse_flag_duration)]
         lease: Duration,
+        #[command(flatten)]
+        history: HistoryFlags,
     },
     /// Each node's view of quorum, live, from its agent.
     #[command(
@@ -496,6 +498,7 @@ fn main() -> ExitCode {
             out,
             model_override,
             lease,
+            history,
         } => {
             let seed = seed.unwrap_or_else(|| {
                 std::time::SystemTime::now()
@@ -509,6 +512,7 @@ fn main() -> ExitCode {
                 out,
                 model_override: model_override.into_iter().collect(),
                 lease,
+                history: history.path(),
             };
             Ok(ExitCode::from(corodrill::commands::random::random_drill(
                 &args,
@@ -954,6 +958,85 @@ mod tests {
                 "docs/man/{name}: no such command any more"
             );
         }
+    }
+
+    /// The scheduled drills' units (packaging/corodrill/): the service's
+    /// ExecStart is a command line corodrill accepts, failing on a
+    /// regression; `systemd-analyze verify` has nothing to say of either.
+    #[test]
+    fn drill_timer_units_verify_and_their_command_line_parses() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/corodrill");
+        let service = std::fs::read_to_string(dir.join("corodrill-drill@.service")).unwrap();
+        let exec = service
+            .lines()
+            .find_map(|l| l.strip_prefix("ExecStart="))
+            .expect("an ExecStart= line");
+        let words: Vec<String> = exec
+            .replace("%i", "weekly")
+            .split_whitespace()
+            .filter(|w| *w != "$CORODRILL_RUN_ARGS")
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(words[0], "/usr/bin/corodrill");
+        match Cli::try_parse_from(&words).map(|cli| cli.command) {
+            Ok(Command::Run {
+                fail_on_regression,
+                history,
+                metrics,
+                ..
+            }) => {
+                assert!(fail_on_regression, "{exec}");
+                assert!(!history.no_history, "{exec}");
+                assert!(metrics.is_some(), "{exec}");
+            }
+            Ok(_) => panic!("not a run: {exec}"),
+            Err(e) => panic!("{exec}: {e}"),
+        }
+
+        // systemd-analyze verify wants the units' binary and systemd's own
+        // units under one root.
+        let root = std::env::temp_dir().join(format!("corodrill-units-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let units = root.join("usr/lib/systemd");
+        std::fs::create_dir_all(&units).unwrap();
+        std::fs::create_dir_all(root.join("usr/bin")).unwrap();
+        let copied = std::process::Command::new("cp")
+            .args(["-a", "/usr/lib/systemd/system"])
+            .arg(&units)
+            .status()
+            .unwrap();
+        assert!(copied.success());
+        for unit in ["corodrill-drill@.service", "corodrill-drill@.timer"] {
+            std::fs::copy(dir.join(unit), units.join("system").join(unit)).unwrap();
+        }
+        std::fs::write(root.join("usr/bin/corodrill"), "#!/bin/sh\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            root.join("usr/bin/corodrill"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("usr/bin", root.join("bin")).unwrap();
+        std::os::unix::fs::symlink("usr/lib", root.join("lib")).unwrap();
+        let out = std::process::Command::new("systemd-analyze")
+            .args(["verify", "--man=no"])
+            .arg(format!("--root={}", root.display()))
+            .args([
+                "corodrill-drill@weekly.service",
+                "corodrill-drill@weekly.timer",
+            ])
+            .output()
+            .expect("systemd-analyze (Debian package systemd)");
+        let _ = std::fs::remove_dir_all(&root);
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success() && said.is_empty(),
+            "systemd-analyze verify: {said}"
+        );
     }
 
     #[test]

@@ -11,11 +11,13 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::commands::history::Recorder;
 use crate::experiment;
 use crate::experiment::generated::{Expect, ExperimentFile, Fault, FaultKind, Invariants};
 use crate::inventory::Inventory;
 use crate::judge::{judge, Verdict};
 use crate::plan;
+use crate::report::DrillResult;
 use crate::run::{self, RunOptions};
 
 pub struct RandomArgs {
@@ -25,6 +27,8 @@ pub struct RandomArgs {
     pub out: PathBuf,
     pub model_override: BTreeMap<String, String>,
     pub lease: Duration,
+    /// The history each step is appended to; None: `--no-history`.
+    pub history: Option<PathBuf>,
 }
 
 /// One fault of a step (its `id` is given when the step is written).
@@ -247,6 +251,7 @@ fn run_step(
     file: &Path,
     inventory: &Inventory,
     opts: &RunOptions,
+    recorder: Option<&mut Recorder>,
 ) -> Result<Outcome, String> {
     let e = experiment::parse(file, text).map_err(|errs| {
         errs.iter()
@@ -255,7 +260,35 @@ fn run_step(
             .join("; ")
     })?;
     let p = plan::plan(&e, inventory).map_err(|errs| errs.join("; "))?;
-    Ok(match run::run(&e, &p, inventory, opts) {
+    let started = Instant::now();
+    let ran = run::run(&e, &p, inventory, opts);
+    // Each step is a run of its own in the history.
+    if let Some(recorder) = recorder {
+        let mut result = match &ran {
+            Ok(ran) => DrillResult {
+                experiment: ran.experiment.clone(),
+                log: ran.log.clone(),
+                verdicts: judge(&ran.experiment, &p.nodes, &ran.log),
+                error: None,
+                wall: started.elapsed(),
+                retried: false,
+                cluster: Some(Box::new(ran.cluster.clone())),
+                regressions: Vec::new(),
+            },
+            Err(aborted) => DrillResult {
+                experiment: e.clone(),
+                log: aborted.log.clone(),
+                verdicts: Vec::new(),
+                error: Some(aborted.error.to_string()),
+                wall: started.elapsed(),
+                retried: false,
+                cluster: aborted.cluster.clone(),
+                regressions: Vec::new(),
+            },
+        };
+        recorder.record(&mut result, &|_| {});
+    }
+    Ok(match ran {
         Ok(ran) => {
             let verdicts = judge(&ran.experiment, &p.nodes, &ran.log);
             let failed: Vec<Verdict> = verdicts.iter().filter(|v| !v.passed).cloned().collect();
@@ -287,6 +320,10 @@ pub fn random_drill(args: &RandomArgs, progress: &dyn Fn(&str), cancel: &AtomicB
         return 2;
     }
     let nodes: Vec<String> = inventory.nodes.iter().map(|n| n.name.clone()).collect();
+    let mut recorder = match Recorder::open(args.history.as_deref(), &inventory.name, false) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
     // The timing decides how long each step holds: read it once.
     let (agents, failures) =
         crate::cluster::connect::connect_all(&inventory, Duration::from_secs(20));
@@ -354,7 +391,7 @@ pub fn random_drill(args: &RandomArgs, progress: &dyn Fn(&str), cancel: &AtomicB
             }
         };
         let step_started = Instant::now();
-        match run_step(&text, &file, &inventory, &opts) {
+        match run_step(&text, &file, &inventory, &opts, recorder.as_mut()) {
             Err(e) => {
                 eprintln!("step {steps} ({}): cannot plan it: {e}", step.what);
                 return 2;
@@ -439,7 +476,7 @@ fn shrink(
             i += 1;
             continue;
         };
-        match run_step(&text, &file, inventory, opts) {
+        match run_step(&text, &file, inventory, opts, None) {
             Ok(Outcome::Failed { .. }) => {
                 step = candidate;
                 smaller = true;
@@ -597,6 +634,7 @@ mod tests {
             out: dir.join("out"),
             model_override: BTreeMap::new(),
             lease: Duration::from_secs(5),
+            history: None,
         };
         let code = random_drill(&args, &|_| {}, &AtomicBool::new(false));
         let _ = std::fs::remove_dir_all(&dir);
