@@ -103,10 +103,16 @@ pub enum AgentInstall {
 pub struct VmSpec {
     pub accel: Accel,
     pub memory_mb: u32,
+    #[serde(default = "default_cpus")]
+    pub cpus: u8,
     pub agent: AgentInstall,
     /// The image the VMs boot, once `lab up` has it.
     #[serde(default)]
     pub image: Option<PathBuf>,
+}
+
+fn default_cpus() -> u8 {
+    2
 }
 
 impl VmSpec {
@@ -114,6 +120,7 @@ impl VmSpec {
         VmSpec {
             accel: accel.unwrap_or_else(|| detect_accel().0),
             memory_mb: 512,
+            cpus: default_cpus(),
             agent,
             image: None,
         }
@@ -416,8 +423,12 @@ fn start_qemu(
         accel,
         "-m".into(),
         vm.memory_mb.to_string(),
+        // Two CPUs, as every real node has at least: corosync runs at
+        // realtime priority, and on one emulated CPU its busy moments
+        // (a rejoin) starved the kernel's softirqs and the agent for ~1 s
+        // at a time, until the kernel's RT throttling let them run.
         "-smp".into(),
-        "1".into(),
+        vm.cpus.to_string(),
         "-kernel".into(),
         image.kernel().display().to_string(),
         "-initrd".into(),
