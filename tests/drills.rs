@@ -1526,9 +1526,25 @@ within = "10s"
         .expect("promtool (Debian package prometheus)");
     assert!(check.status.success(), "{}", text(&check));
 
-    let history = corodrill(&["history", "--history", &db.display().to_string()]);
+    let page = dir.join("history.html");
+    let history = corodrill(&[
+        "history",
+        "--history",
+        &db.display().to_string(),
+        "--html",
+        &page.display().to_string(),
+    ]);
     let table = text(&history);
     assert_eq!(history.status.code(), Some(0), "{table}");
+    // The page: the time's trend, the slower run marked.
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.contains("<svg class=\"trend\""), "{html}");
+    assert_eq!(
+        html.matches("<circle class=\"regression\"").count(),
+        1,
+        "{html}"
+    );
+    assert!(html.contains("totem.token 1000 -&gt; 3000"), "{html}");
     assert!(
         table.contains(&format!("{} / split-two: 6 run(s)", lab.name)),
         "{table}"

@@ -153,6 +153,10 @@ enum Command {
         /// versions, the drill file, verdicts and times.
         #[arg(long, num_args = 2, value_names = ["RUN_A", "RUN_B"])]
         diff: Option<Vec<i64>>,
+        /// Also write a self-contained page: a trend chart per measured
+        /// time, with its median and the usual range's limit.
+        #[arg(long, value_name = "PATH", conflicts_with = "diff")]
+        html: Option<PathBuf>,
     },
     /// Mutation testing of drills: each runs once, for real, then mutants of
     /// its expectations (quorate flipped, a member added or dropped, votes
@@ -481,6 +485,7 @@ fn main() -> ExitCode {
             drill,
             last,
             diff,
+            html,
         } => Ok(ExitCode::from(commands::history::history_command(
             &commands::history::HistoryArgs {
                 history,
@@ -488,6 +493,7 @@ fn main() -> ExitCode {
                 drill,
                 last,
                 diff: diff.and_then(|d| Some((*d.first()?, *d.get(1)?))),
+                html,
             },
         ))),
         Command::Drill {

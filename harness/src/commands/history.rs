@@ -68,34 +68,68 @@ pub struct HistoryArgs {
     pub last: usize,
     /// Two run ids: what differs between them.
     pub diff: Option<(i64, i64)>,
+    /// Also write the page with a trend chart per measured time.
+    pub html: Option<PathBuf>,
 }
 
-/// `corodrill history`: 0, or 2 for a history that cannot be read or a
-/// run that is not in it.
+/// `corodrill history`: 0; 2 for a history that cannot be read or a run
+/// that is not in it; 3 for a page that cannot be written.
 pub fn history_command(args: &HistoryArgs) -> u8 {
-    match history_text(args) {
-        Ok(text) => {
+    if !args.history.exists() {
+        // Reading must not create the file (nor its directory).
+        println!(
+            "no runs recorded: {} does not exist yet",
+            args.history.display()
+        );
+        return 0;
+    }
+    let groups = match read(args) {
+        Ok(Read::Diff(text)) => {
             print!("{text}");
+            return 0;
+        }
+        Ok(Read::Groups(groups)) => groups,
+        Err(e) => {
+            eprintln!("corodrill: {e}");
+            return 2;
+        }
+    };
+    print!("{}", history::render::tables(&groups));
+    let Some(path) = &args.html else { return 0 };
+    let page = match history::html::page(&groups, args.last) {
+        Ok(page) => page,
+        Err(e) => {
+            eprintln!("corodrill: {e}");
+            return 3;
+        }
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    match std::fs::write(path, page) {
+        Ok(()) => {
+            println!("page: {}", path.display());
             0
         }
         Err(e) => {
-            eprintln!("corodrill: {e}");
-            2
+            eprintln!("cannot write {}: {e}", path.display());
+            3
         }
     }
 }
 
-fn history_text(args: &HistoryArgs) -> Result<String, HistoryError> {
-    if !args.history.exists() {
-        // Reading must not create the file (nor its directory).
-        return Ok(format!(
-            "no runs recorded: {} does not exist yet\n",
-            args.history.display()
-        ));
-    }
+enum Read {
+    Diff(String),
+    Groups(Vec<(history::DrillKey, Vec<history::StoredRun>)>),
+}
+
+fn read(args: &HistoryArgs) -> Result<Read, HistoryError> {
     let h = History::open(&args.history)?;
     if let Some((a, b)) = args.diff {
-        return Ok(history::render::diff_text(&h.run(a)?, &h.run(b)?));
+        return Ok(Read::Diff(history::render::diff_text(
+            &h.run(a)?,
+            &h.run(b)?,
+        )));
     }
     let groups = h
         .drills(args.cluster.as_deref(), args.drill.as_deref())?
@@ -105,5 +139,5 @@ fn history_text(args: &HistoryArgs) -> Result<String, HistoryError> {
             Ok((key, runs))
         })
         .collect::<Result<Vec<_>, HistoryError>>()?;
-    Ok(history::render::tables(&groups))
+    Ok(Read::Groups(groups))
 }

@@ -5,13 +5,15 @@
 //!
 //! An edge, like `cluster/`: only `commands/` calls it, after the judge;
 //! the stages never do. `schema.rs` holds the migrations, `regression.rs`
-//! the rule (pure), `render.rs` what `corodrill history` prints (pure).
+//! the rule (pure), `render.rs` what `corodrill history` prints and
+//! `html.rs` its page (pure).
 //! **Must not** run drills, reach agents, or change a result but for the
 //! regressions it attaches.
 //!
 //! One transaction per run: a run killed before its commit leaves nothing
 //! of itself. WAL and a busy timeout let concurrent runs append to one file.
 
+pub mod html;
 pub mod regression;
 pub mod render;
 mod schema;

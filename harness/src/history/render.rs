@@ -53,23 +53,29 @@ pub fn drill_table(key: &DrillKey, runs: &[StoredRun]) -> String {
             .iter()
             .filter(|v| v.regression.is_some())
             .count();
-        out.push_str(&format!(
-            "  {:>6}  {:<20}  {:<9}  {:>6.1}s  {}{}\n",
+        let mut notes: Vec<String> = Vec::new();
+        if regressions > 0 {
+            notes.push(format!("REGRESSION ({regressions})"));
+        }
+        if !changed.is_empty() {
+            notes.push(
+                changed
+                    .iter()
+                    .map(Change::words)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            );
+        }
+        let line = format!(
+            "  {:>6}  {:<20}  {:<9}  {:>6.1}s  {}",
             run.id,
             when(run.started),
             result_word(run),
             run.wall,
-            if regressions > 0 {
-                format!("REGRESSION ({regressions}) ")
-            } else {
-                String::new()
-            },
-            changed
-                .iter()
-                .map(Change::words)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
+            notes.join(" ")
+        );
+        out.push_str(line.trim_end());
+        out.push('\n');
         before = Some(run);
     }
     // Each measured time over these runs, in the order the drill names them.
