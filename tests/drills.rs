@@ -1379,6 +1379,16 @@ fn demo_runs_drills_on_labs_of_their_shape_and_writes_reports() {
     assert_nothing_left(&format!("{prefix}0"));
 }
 
+/// A child process killed when the test ends, passed or failed.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Copies run `id` of the history `n` times, as if the drill had run that
 /// often with the same times (each copy a run of its own, its facts and
 /// verdicts too).
@@ -1410,7 +1420,8 @@ fn copy_run(db: &Path, id: i64, n: usize) {
 /// The history on a real lab: a drill's run is recorded; once the history
 /// holds five runs of it, the same lab rebuilt with a three times larger
 /// token (the same cluster, by name) detects the split later, and the run
-/// says so in the console, the JUnit, the JSON log and the metrics, naming
+/// says so in the console, the JUnit, the JSON log and the metrics (a file
+/// and a real Pushgateway on loopback), naming
 /// the token's change; `--fail-on-regression` fails it (exit 1), and
 /// `corodrill history` shows it. To stay cheap, the four runs before the
 /// last are copies of the first, real one.
@@ -1470,6 +1481,20 @@ within = "10s"
         dir.join("events.jsonl"),
         dir.join("drill.prom"),
     );
+    // A real Pushgateway on loopback receives the same metrics.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap();
+    let gateway = KillOnDrop(
+        Command::new("prometheus-pushgateway")
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus-pushgateway (Debian package prometheus-pushgateway)"),
+    );
+    let pushgateway = format!("http://127.0.0.1:{port}");
     let out = run(&[
         "--fail-on-regression",
         "--junit",
@@ -1478,6 +1503,8 @@ within = "10s"
         &json.display().to_string(),
         "--metrics",
         &metrics.display().to_string(),
+        "--pushgateway",
+        &pushgateway,
     ]);
     let said = text(&out);
     assert_eq!(out.status.code(), Some(1), "{said}");
@@ -1519,6 +1546,20 @@ within = "10s"
         lab.name
     );
     assert!(prom.contains(&series), "{prom}");
+    let pushed = ureq::get(&format!("{pushgateway}/metrics"))
+        .call()
+        .and_then(|mut r| r.body_mut().read_to_string())
+        .unwrap();
+    drop(gateway);
+    assert!(
+        pushed
+            .lines()
+            .any(|l| l.starts_with("corodrill_expectation_regression{")
+                && l.contains("expectation=\"both nodes lose quorum\"")
+                && l.contains("job=\"corodrill\"")
+                && l.ends_with(" 1")),
+        "{pushed}"
+    );
     let check = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(std::fs::File::open(&metrics).unwrap())

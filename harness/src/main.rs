@@ -129,6 +129,10 @@ enum Command {
         /// node_exporter's textfile collector (written whole, then renamed).
         #[arg(long, value_name = "PATH")]
         metrics: Option<PathBuf>,
+        /// Push the same metrics to a Prometheus Pushgateway (its base URL,
+        /// http://host:9091): job corodrill, grouped by cluster.
+        #[arg(long, value_name = "URL")]
+        pushgateway: Option<String>,
     },
     /// The runs kept in the history: each drill's latest runs on each
     /// cluster, each measured time's median and spread over them, and what
@@ -565,12 +569,14 @@ fn main() -> ExitCode {
             history,
             fail_on_regression,
             metrics,
+            pushgateway,
         } => {
             corodrill::run::cancel_on_signals();
             let args = RunArgs {
                 history: history.path(),
                 fail_on_regression,
                 metrics,
+                pushgateway,
                 paths: experiments,
                 inventory,
                 junit,

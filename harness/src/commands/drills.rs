@@ -39,6 +39,8 @@ pub struct RunArgs {
     pub fail_on_regression: bool,
     /// The verdicts and measured times in Prometheus's text format.
     pub metrics: Option<PathBuf>,
+    /// A Pushgateway the same metrics are pushed to.
+    pub pushgateway: Option<String>,
 }
 
 /// The model a dry run assumes: one vote per node, corosync's default
@@ -259,10 +261,9 @@ pub fn run_command(args: &RunArgs, progress: &dyn Fn(&str), cancel: &AtomicBool)
             junit: args.junit.as_deref(),
             json: args.json.as_deref(),
             html: args.html.as_deref(),
-            metrics: args
-                .metrics
-                .as_deref()
-                .map(|p| (p, inventory.name.as_str())),
+            metrics: args.metrics.as_deref(),
+            pushgateway: args.pushgateway.as_deref(),
+            cluster: &inventory.name,
         },
         args.pass_rate,
     );
@@ -284,8 +285,12 @@ struct Reports<'p> {
     junit: Option<&'p Path>,
     json: Option<&'p Path>,
     html: Option<&'p Path>,
-    /// The Prometheus text file, and the cluster's name for its labels.
-    metrics: Option<(&'p Path, &'p str)>,
+    /// The Prometheus text file.
+    metrics: Option<&'p Path>,
+    /// A Pushgateway to push the same metrics to.
+    pushgateway: Option<&'p str>,
+    /// The cluster's name, the metrics' label.
+    cluster: &'p str,
 }
 
 /// Runs each experiment `repeat.times` times (a disturbed run again, as
@@ -423,16 +428,30 @@ fn finish(all: &[Vec<DrillResult>], code: u8, reports: Reports, pass_rate: Optio
             }
         }
     }
-    if let Some((path, cluster)) = reports.metrics {
+    if reports.metrics.is_some() || reports.pushgateway.is_some() {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
-        let text = report::prometheus::metrics(cluster, all, pass_rate, now);
-        match write_whole(path, &text) {
-            Ok(()) => println!("metrics: {}", path.display()),
-            Err(e) => {
-                eprintln!("cannot write {}: {e}", path.display());
-                code = code.max(3);
+        let text = report::prometheus::metrics(reports.cluster, all, pass_rate, now);
+        if let Some(path) = reports.metrics {
+            match write_whole(path, &text) {
+                Ok(()) => println!("metrics: {}", path.display()),
+                Err(e) => {
+                    eprintln!("cannot write {}: {e}", path.display());
+                    code = code.max(3);
+                }
+            }
+        }
+        if let Some(url) = reports.pushgateway {
+            match crate::commands::metrics::push(url, reports.cluster, &text) {
+                Ok(()) => println!(
+                    "metrics pushed: {}",
+                    crate::commands::metrics::group_url(url, reports.cluster)
+                ),
+                Err(e) => {
+                    eprintln!("cannot push the metrics: {e}");
+                    code = code.max(3);
+                }
             }
         }
     }

@@ -9,6 +9,7 @@ pub mod heal;
 pub mod history;
 pub mod install;
 pub mod lab;
+pub mod metrics;
 pub mod mutate;
 pub mod plan;
 pub mod preflight;
