@@ -46,7 +46,7 @@ nextest:
 
 bench: deps
 	$(CARGO) build --release --workspace
-	$(CARGO) bench --bench lab_up --bench agent --bench drills --bench oracle --bench failover --bench chaos
+	$(CARGO) bench --bench lab_up --bench agent --bench drills --bench oracle --bench failover --bench chaos --bench history
 
 # Fuzzing (cargo-fuzz, nightly): FUZZ_SECONDS per target on one core. New
 # inputs go to target/fuzz-corpus; the seeds in fuzz/corpus are left as
