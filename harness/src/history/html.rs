@@ -173,25 +173,28 @@ fn group(index: usize, key: &DrillKey, runs: &[StoredRun]) -> Group {
             }
         }
     }
-    let rows = runs
-        .iter()
-        .enumerate()
-        .map(|(i, r)| Row {
+    let mut before: Option<&StoredRun> = None;
+    let mut rows = Vec::new();
+    for r in runs {
+        rows.push(Row {
             id: r.id,
             when: when(r.started),
             result: result_word(r),
             wall: format!("{:.1}s", r.wall),
             regressions: r.verdicts.iter().filter(|v| v.regression.is_some()).count(),
-            changed: i
-                .checked_sub(1)
-                .map(|b| diff(&runs[b].facts, &r.facts))
+            changed: before
+                .map(|b| diff(&b.facts, &r.facts))
                 .unwrap_or_default()
                 .iter()
                 .map(Change::words)
                 .collect::<Vec<_>>()
                 .join(", "),
-        })
-        .collect::<Vec<Row>>();
+        });
+        // As in the table: runs that did not reach the cluster are skipped.
+        if r.facts.contains_key("nodes") {
+            before = Some(r);
+        }
+    }
     let latest = runs.last();
     Group {
         anchor: format!("d{index}"),
@@ -250,10 +253,13 @@ mod tests {
             error: None,
             disturbed: false,
             wall: 20.0,
-            facts: BTreeMap::from([(
-                "totem.token".to_owned(),
-                if regression { "3000" } else { "1000" }.to_owned(),
-            )]),
+            facts: BTreeMap::from([
+                (
+                    "totem.token".to_owned(),
+                    if regression { "3000" } else { "1000" }.to_owned(),
+                ),
+                ("nodes".to_owned(), "pve1 pve2 pve3".to_owned()),
+            ]),
             verdicts: vec![StoredVerdict {
                 name: "majority keeps quorum".into(),
                 invariant: false,

@@ -209,10 +209,14 @@ impl History {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sql)?;
-        // What changed since the last run of this drill on this cluster.
+        // What changed since the last run of this drill on this cluster
+        // that reached the cluster (one whose agents were not reached
+        // knows nothing of its settings).
         let last: Option<i64> = tx
             .query_row(
-                "SELECT id FROM runs WHERE cluster = ?1 AND drill = ?2 ORDER BY id DESC LIMIT 1",
+                "SELECT id FROM runs r WHERE cluster = ?1 AND drill = ?2
+                 AND EXISTS (SELECT 1 FROM facts f WHERE f.run = r.id AND f.key = 'nodes')
+                 ORDER BY id DESC LIMIT 1",
                 params![cluster, drill],
                 |r| r.get(0),
             )

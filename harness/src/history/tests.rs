@@ -201,6 +201,26 @@ fn runs_that_failed_to_run_or_were_disturbed_make_no_baseline() {
 }
 
 #[test]
+fn what_changed_is_told_against_the_last_run_that_reached_the_cluster() {
+    let s = Scratch::new();
+    let mut h = History::open(&s.db()).unwrap();
+    for _ in 0..5 {
+        h.record("lab", &result(&[("e", Some(3.0))], "1000"))
+            .unwrap();
+    }
+    // The agents unreachable: no facts of the cluster.
+    let mut unreached = result(&[], "1000");
+    unreached.cluster = None;
+    unreached.error = Some("agents unreachable".into());
+    h.record("lab", &unreached).unwrap();
+    let (_, r) = h
+        .record("lab", &result(&[("e", Some(30.0))], "1000"))
+        .unwrap();
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert!(r[0].changed.is_empty(), "{:?}", r[0].changed);
+}
+
+#[test]
 fn an_uncommitted_run_leaves_nothing() {
     // A run killed mid-record: its transaction never commits.
     let s = Scratch::new();
