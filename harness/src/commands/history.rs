@@ -141,3 +141,46 @@ fn read(args: &HistoryArgs) -> Result<Read, HistoryError> {
         .collect::<Result<Vec<_>, HistoryError>>()?;
     Ok(Read::Groups(groups))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(history: PathBuf) -> HistoryArgs {
+        HistoryArgs {
+            history,
+            cluster: None,
+            drill: None,
+            last: 20,
+            diff: None,
+            html: None,
+        }
+    }
+
+    #[test]
+    fn reading_a_missing_history_creates_nothing() {
+        let dir =
+            std::env::temp_dir().join(format!("corodrill-history-cmd-{}", std::process::id()));
+        let path = dir.join("none/history.sqlite");
+        assert_eq!(history_command(&args(path.clone())), 0);
+        assert!(!path.exists() && !dir.exists());
+    }
+
+    #[test]
+    fn a_newer_history_or_a_missing_run_is_exit_2() {
+        let dir =
+            std::env::temp_dir().join(format!("corodrill-history-cmd2-{}", std::process::id()));
+        let path = dir.join("history.sqlite");
+        drop(History::open(&path).unwrap());
+        let mut diff = args(path.clone());
+        diff.diff = Some((1, 2));
+        assert_eq!(history_command(&diff), 2, "no such runs");
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", 7).unwrap();
+        drop(conn);
+        assert_eq!(history_command(&args(path.clone())), 2);
+        // And a run refuses it before any drill (exit 2).
+        assert_eq!(Recorder::open(Some(&path), "lab", false).err(), Some(2));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
