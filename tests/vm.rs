@@ -140,8 +140,6 @@ fn vm_lab_runs_real_nodes_from_the_package() {
         "3",
         "--links",
         "2",
-        "--profile",
-        "proxmox",
         "--agent-deb",
         &deb_arg,
     ]);

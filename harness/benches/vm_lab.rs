@@ -114,10 +114,7 @@ fn main() {
         println!("  base.qcow2: {size:.0} MB");
         let started = Instant::now();
         vm::image::ensure(&|_| {}).unwrap_or_else(|e| panic!("{e}"));
-        println!(
-            "image, cached: {:.3} s",
-            started.elapsed().as_secs_f64()
-        );
+        println!("image, cached: {:.3} s", started.elapsed().as_secs_f64());
         let _ = std::fs::remove_dir_all(&cache);
         std::env::remove_var("CORODRILL_VM_CACHE");
     }

@@ -342,7 +342,7 @@ mod tests {
         let err = Inventory::from_toml(text).unwrap_err().to_string();
         assert!(
             err.contains("unknown variant `ilo`")
-                && err.contains("`lab`, `command`, `vagrant`, `libvirt`, `ipmi`, `proxmox`"),
+                && err.contains("`lab`, `command`, `vagrant`, `libvirt`, `qmp`, `ipmi`, `proxmox`"),
             "{err}"
         );
     }

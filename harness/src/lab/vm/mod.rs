@@ -242,8 +242,10 @@ fn ssh_words(lab: &Lab, node_id: u8) -> Result<Vec<String>, LabError> {
         "BatchMode=yes".into(),
         "-o".into(),
         "LogLevel=ERROR".into(),
+        // sshd re-executes itself for every connection: in a TCG guest on
+        // a loaded machine its banner took more than 5 s.
         "-o".into(),
-        "ConnectTimeout=5".into(),
+        "ConnectTimeout=30".into(),
         "-o".into(),
         "ServerAliveInterval=5".into(),
         format!("root@{}", mgmt_address(node_id)),
