@@ -147,6 +147,7 @@ codes! {
     NodeNotInPartition "node-not-in-partition" Plan,
     MissingLinkAddress "missing-link-address" Plan,
     RequiresUnmet "requires-unmet" Plan,
+    MissingSecret "missing-secret" Plan,
     AgentUnreachable "agent-unreachable" Run,
     NotWhole "not-whole" Run,
     ApplyFailed "apply-failed" Run,
@@ -542,6 +543,18 @@ impl ErrorCode {
                  requires`), or change the cluster.",
                 Example::Plan(
                     "name = \"three-links\"\nnodes = 3\n\n[requires]\nlinks = 3\n\n[[fault]]\nid = \"kill\"\nkind = \"kill\"\nnodes = [\"pve1\"]\n",
+                ),
+            ),
+            MissingSecret => (
+                "a power driver's secret is not in the environment",
+                "A drill powers a node off, and the node's power driver names an \
+                 environment variable for its password or API token (`password_env`, \
+                 `token_env`) that is not set where corodrill runs. Found before any fault \
+                 is applied.",
+                "Export the variable the message names (`IPMI_PASSWORD=... corodrill run \
+                 ...`; under systemd, an `EnvironmentFile=`), or drop the power-off fault.",
+                Example::Message(
+                    "drills/power-off.toml: node pve3: power driver ipmi: environment variable IPMI_PASSWORD is not set (corodrill explain missing-secret)",
                 ),
             ),
             AgentUnreachable => (

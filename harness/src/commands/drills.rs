@@ -135,7 +135,10 @@ pub(crate) fn prepare(
                         &crate::cluster::power::Tools::default(),
                         &crate::cluster::power::from_environment,
                     ) {
-                        errors.push(format!("{}: {err}", e.file.display()));
+                        errors.push(
+                            crate::errors::ErrorCode::MissingSecret
+                                .tag(format!("{}: {err}", e.file.display())),
+                        );
                     }
                 }
                 planned.push((e, p))
