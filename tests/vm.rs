@@ -186,36 +186,21 @@ fn vm_lab_runs_real_nodes_from_the_package() {
     assert!(status.status.success(), "status: {}", text(&status));
 
     // The shipped drills that fit three nodes with two links, on real
-    // nodes: cuts in the VMs' own nftables, a NIC taken down in the
-    // guest's kernel, clock skew by clock_settime. Their windows hold here
-    // as on the namespace lab: they must pass.
+    // nodes: cuts in the VMs' own nftables, a NIC taken down in the guest's
+    // kernel, clock skew by clock_settime, a pulled plug through QMP and a
+    // boot, a killed and a paused corosync under systemd. Their windows are
+    // the namespace lab's; a TCG guest on a loaded machine can miss them
+    // (a boot takes ~40 s against power-off's 20 s), so every verdict is
+    // printed for the record, and the test holds what must hold anywhere:
+    // each drill ran to its verdicts, no split-brain, every fault rolled
+    // back and the cluster whole at the end; and one expectation per path
+    // that only works if the fault really took effect on the VM.
     let out = scratch("vm-drills");
-    let must_pass: Vec<PathBuf> = [
+    let drills: Vec<PathBuf> = [
         "isolate-one-of-three.toml",
         "one-way-cut.toml",
         "redundant-links.toml",
         "clock-skew-five-minutes.toml",
-    ]
-    .iter()
-    .map(|d| experiments().join(d))
-    .collect();
-    let refs: Vec<&Path> = must_pass.iter().map(PathBuf::as_path).collect();
-    let (run, log) = run_drills(&lab, &refs, &out.join("must-pass"));
-    eprintln!("{}", String::from_utf8_lossy(&run.stdout));
-    assert!(
-        run.status.success(),
-        "the shipped drills on the VM lab: {}\nlog tail: {}",
-        text(&run),
-        log.lines().rev().take(20).collect::<Vec<_>>().join("\n")
-    );
-
-    // Drills whose timing a VM changes: a pulled plug through QMP and a
-    // boot (tens of seconds under TCG, not the namespace lab's instant
-    // restart), a killed and a paused corosync under systemd on a slower
-    // CPU. Their verdicts are recorded, and what must hold anywhere is
-    // checked: each ran to its verdicts, no split-brain, every fault rolled
-    // back and the cluster whole at the end, and the power-off seen.
-    let timing: Vec<PathBuf> = [
         "power-off-one-of-three.toml",
         "kill-corosync.toml",
         "pause-longer-than-token.toml",
@@ -223,27 +208,29 @@ fn vm_lab_runs_real_nodes_from_the_package() {
     .iter()
     .map(|d| experiments().join(d))
     .collect();
-    let refs: Vec<&Path> = timing.iter().map(PathBuf::as_path).collect();
-    let (run, log) = run_drills(&lab, &refs, &out.join("timing"));
+    let refs: Vec<&Path> = drills.iter().map(PathBuf::as_path).collect();
+    let (run, log) = run_drills(&lab, &refs, &out);
     eprintln!("{}", String::from_utf8_lossy(&run.stdout));
     assert!(
         matches!(run.status.code(), Some(0 | 1)),
-        "power, kill and pause on the VM lab did not run to their verdicts: {}",
+        "the shipped drills did not run to their verdicts on the VM lab: {}",
         text(&run)
     );
     let verdicts = expectations(&log);
-    for drill in [
-        "power-off-one-of-three",
-        "kill-corosync",
-        "pause-longer-than-token",
-    ] {
+    let passed = |drill: &str, name: &str| {
+        verdicts
+            .iter()
+            .any(|(d, n, p)| d == drill && n == name && *p)
+    };
+    for drill in &drills {
+        let drill = drill.file_stem().unwrap().to_string_lossy();
         for invariant in [
             "no split-brain",
             "every fault rolled back, cluster whole at the end",
         ] {
             let seen: Vec<bool> = verdicts
                 .iter()
-                .filter(|(d, name, _)| d == drill && name == invariant)
+                .filter(|(d, name, _)| *d == drill && name == invariant)
                 .map(|(_, _, passed)| *passed)
                 .collect();
             assert!(
@@ -253,15 +240,41 @@ fn vm_lab_runs_real_nodes_from_the_package() {
             );
         }
     }
-    assert!(
-        verdicts
-            .iter()
-            .any(|(d, name, passed)| d == "power-off-one-of-three"
-                && name == "majority keeps quorum"
-                && *passed),
-        "the majority did not carry on without the powered-off pve3: {}",
-        text(&run)
-    );
+    for (drill, path, expectation) in [
+        (
+            "isolate-one-of-three",
+            "a partition's cut",
+            "pve3 loses quorum",
+        ),
+        ("one-way-cut", "a one-way cut", "pve3 does not keep quorum"),
+        (
+            "redundant-links",
+            "both NICs down",
+            "pve1 alone is not quorate",
+        ),
+        (
+            "clock-skew-five-minutes",
+            "clock_settime",
+            "quorum unaffected while skewed",
+        ),
+        (
+            "power-off-one-of-three",
+            "power off through QMP",
+            "majority keeps quorum",
+        ),
+        ("kill-corosync", "SIGKILL", "pve2 rejoins"),
+        (
+            "pause-longer-than-token",
+            "SIGSTOP and SIGCONT",
+            "pve2 rejoins after SIGCONT",
+        ),
+    ] {
+        assert!(
+            passed(drill, expectation),
+            "{drill} ({path}): {expectation:?} did not pass on the VM lab: {}",
+            text(&run)
+        );
+    }
     lab.wait_whole(Duration::from_secs(60), "after the drills");
     for i in 1..=3 {
         lab.clean(&format!("pve{i}"));
@@ -329,9 +342,10 @@ heal_after = "10m"
         "pve3",
         "journalctl -b -u corodrill-agent-rollback.service --no-pager -o cat",
     );
+    // "rolled back FAULT (cut): ..." for the cut the journal still held.
     assert!(
-        unit.contains("rolled back") || unit.contains("roll"),
-        "the rollback unit did not run at boot: {unit}"
+        unit.contains("rolled back") && unit.contains("(cut)") && !unit.contains("NOT rolled back"),
+        "the rollback unit did not roll the cut back at boot: {unit}"
     );
     for i in 1..=3 {
         lab.clean(&format!("pve{i}"));
