@@ -1,6 +1,7 @@
 //! corodrill-agent: runs on each cluster node and is the only process that
 //! touches it. It talks only over its stdin/stdout and opens no port.
 
+mod corosync_log;
 mod faults;
 mod journal;
 mod nft;

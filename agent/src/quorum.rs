@@ -1,19 +1,84 @@
 //! The quorum watch: libquorum notifications (rust-corosync, model 1) for
 //! quorate, ring id and members; libvotequorum for votes, expected votes,
 //! quorum and the QDevice. Every change becomes one event stamped with the
-//! agent's monotonic clock. When corosync stops answering the stream says
-//! so once, and the watch reconnects when corosync is back.
+//! agent's monotonic clock: at the time of corosync's own log line for the
+//! view where there is one (`corosync_log`), else when the notification
+//! arrived. When corosync stops answering the stream says so once, and the
+//! watch reconnects when corosync is back.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::os::fd::BorrowedFd;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use corodrill_protocol::{EventBody, LinkState, Member};
+use corodrill_protocol::{EventBody, LinkState, Member, TimeSource};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use rust_corosync::{cmap, quorum, votequorum, DispatchFlags, NodeId, TrackFlags};
 
+use crate::corosync_log::{self, Steps, Tail, Timed};
+use crate::node::Node;
 use crate::wire::Out;
+
+/// How long a view's event is held back waiting for corosync's log line
+/// for it (corosync writes its log from a thread of its own: the line may
+/// land just after the notification). Past this, the notification's time.
+const HOLD_NS: u64 = 150_000_000;
+
+/// A session's first view is corosync's state when the watch connected: its
+/// line, if there is one, was written before (a restarted corosync logs its
+/// first membership ~20 ms before its IPC is up), so a short wait suffices
+/// and a corosync that has been up for long costs little.
+const FIRST_HOLD_NS: u64 = 10_000_000;
+
+/// corosync's own record of each view, where this node has one to read.
+struct Record {
+    tail: Option<Tail>,
+    faketime: Option<PathBuf>,
+    steps: Steps,
+}
+
+impl Record {
+    fn new(node: &Node) -> Record {
+        Record {
+            tail: crate::stall::corosync_log(node).map(Tail::open),
+            faketime: node.faketime_file(),
+            steps: Steps::default(),
+        }
+    }
+
+    /// Reads corosync's clock offset and new log lines: on every wake of
+    /// the watch, so that a clock step is seen and lines are read when
+    /// written.
+    fn sample(&mut self) -> Option<i64> {
+        let offset = corosync_log::corosync_offset_us(self.faketime.as_deref());
+        let now = crate::wire::mono_ns();
+        self.steps.sample(now, crate::wire::utc_us(), offset);
+        if let Some(tail) = &mut self.tail {
+            tail.read(now);
+        }
+        offset
+    }
+
+    /// The time of the view seen at `seen`: its log line's, waiting for it
+    /// up to `hold_ns` after `seen`, or the notification's.
+    fn time(&mut self, seen: (u64, i64), view: (&str, &[u32], bool), hold_ns: u64) -> Timed {
+        let (ring, members, quorate) = view;
+        loop {
+            let offset = self.sample();
+            let steady = self.steps.steady_since(seen.0);
+            let Some(tail) = &mut self.tail else { break };
+            if let Some(line) = corosync_log::take_match(&mut tail.lines, ring, members, quorate) {
+                return corosync_log::time_view(seen.0, seen.1, offset, steady, Some(&line));
+            }
+            if tail.hires == Some(false) || crate::wire::mono_ns() >= seen.0 + hold_ns {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        corosync_log::time_view(seen.0, seen.1, None, false, None)
+    }
+}
 
 /// What the library callbacks saw, collected in the watching thread (the
 /// callbacks are plain `fn`s, called from `dispatch` on this same thread).
@@ -48,10 +113,13 @@ fn on_expected_votes(_: &votequorum::Handle, _context: u64, _expected: u32) {
 }
 
 /// Runs forever on its own thread.
-pub fn watch(out: &Out) {
+pub fn watch(out: &Out, node: &Node) {
     let mut down_reported = false;
+    // Followed across sessions: a restarted corosync's first lines are
+    // written before the watch can reconnect.
+    let mut record = Record::new(node);
     loop {
-        if let Err(reason) = session(out, &mut down_reported) {
+        if let Err(reason) = session(out, &mut down_reported, &mut record) {
             if !down_reported {
                 out.event(EventBody::CorosyncDown { reason });
                 down_reported = true;
@@ -67,7 +135,7 @@ fn cs<T>(what: &str, r: rust_corosync::Result<T>) -> Result<T, String> {
     r.map_err(|e| format!("{what}: {e}"))
 }
 
-fn session(out: &Out, down_reported: &mut bool) -> Result<(), String> {
+fn session(out: &Out, down_reported: &mut bool, record: &mut Record) -> Result<(), String> {
     let model = quorum::ModelData::ModelV1(quorum::Model1Data {
         flags: quorum::Model1Flags::None,
         quorum_notification_fn: Some(on_quorum),
@@ -106,6 +174,7 @@ fn session(out: &Out, down_reported: &mut bool) -> Result<(), String> {
     let vfd = cs("votequorum_fd_get", votequorum::fd_get(&vh))?;
     *down_reported = false;
     let mut last: Option<(bool, String, Vec<u32>)> = None;
+    let mut first_view = true;
     loop {
         // SAFETY: both descriptors belong to the handles, alive for this loop.
         let (qb, vb) = unsafe { (BorrowedFd::borrow_raw(qfd), BorrowedFd::borrow_raw(vfd)) };
@@ -127,6 +196,7 @@ fn session(out: &Out, down_reported: &mut bool) -> Result<(), String> {
         // Stamped when corosync's notification arrives, before the
         // votequorum queries that complete the event.
         let seen = (crate::wire::mono_ns(), crate::wire::utc_us());
+        record.sample();
         if ready(&fds[0]) {
             cs("quorum_dispatch", quorum::dispatch(&qh, DispatchFlags::All))?;
         }
@@ -141,6 +211,7 @@ fn session(out: &Out, down_reported: &mut bool) -> Result<(), String> {
         }
         let notices = NOTICES.with(|n| std::mem::take(&mut *n.borrow_mut()));
         let mut changed = false;
+        let mut new_view = false;
         for notice in notices {
             match notice {
                 Notice::Quorum {
@@ -150,15 +221,38 @@ fn session(out: &Out, down_reported: &mut bool) -> Result<(), String> {
                 } => {
                     last = Some((quorate, ring, members));
                     changed = true;
+                    new_view = true;
                 }
                 Notice::Votes => changed = true,
             }
         }
         if let (true, Some((quorate, ring, members))) = (changed, &last) {
+            // A change of votes alone has no line of its own.
+            let timed = if new_view {
+                let hold = if std::mem::replace(&mut first_view, false) {
+                    FIRST_HOLD_NS
+                } else {
+                    HOLD_NS
+                };
+                record.time(seen, (ring.as_str(), members.as_slice(), *quorate), hold)
+            } else {
+                corosync_log::time_view(seen.0, seen.1, None, false, None)
+            };
+            let source = if timed.from_log {
+                TimeSource::CorosyncLog
+            } else {
+                TimeSource::Notification
+            };
             out.event_at(
-                seen.0,
-                seen.1,
-                quorum_event(&vh, own_id, *quorate, ring, members, &names),
+                timed.mono_ns,
+                timed.utc_us,
+                quorum_event(
+                    &vh,
+                    own_id,
+                    (*quorate, ring.as_str(), members.as_slice()),
+                    &names,
+                    source,
+                ),
             );
         }
         // Links after quorum: a view first, then how the node reaches its peers.
@@ -181,10 +275,9 @@ fn session(out: &Out, down_reported: &mut bool) -> Result<(), String> {
 fn quorum_event(
     vh: &votequorum::Handle,
     own_id: Option<u32>,
-    quorate: bool,
-    ring: &str,
-    members: &[u32],
+    (quorate, ring, members): (bool, &str, &[u32]),
     names: &BTreeMap<u32, String>,
+    source: TimeSource,
 ) -> EventBody {
     let own = own_id.and_then(|id| votequorum::get_info(vh, NodeId::from(id)).ok());
     // libvotequorum's info has no total: add up the members' votes and the
@@ -222,6 +315,7 @@ fn quorum_event(
         total_votes: member_votes.map(|v| v + qdevice_votes),
         quorum: own.as_ref().map(|i| i.quorum),
         qdevice: qdevice_registered.map(|registered| registered && qdevice_votes > 0),
+        source: Some(source),
     }
 }
 

@@ -677,7 +677,8 @@ pub fn serve(mut agent: Agent, hello_node: String, owner: Option<OwnerLock>) -> 
                 if !watching {
                     watching = true;
                     let quorum_out = out.clone();
-                    std::thread::spawn(move || crate::quorum::watch(&quorum_out));
+                    let quorum_node = node.clone();
+                    std::thread::spawn(move || crate::quorum::watch(&quorum_out, &quorum_node));
                     crate::stall::watch_corosync(out.clone(), &node);
                 }
                 Outcome::Ok { mono_ns: mono_ns() }

@@ -29,7 +29,7 @@ pub fn not_scheduled_ms(line: &str) -> Option<f64> {
 
 /// Where this node's corosync writes its log: the lab node's file, or
 /// Debian's default; None where it logs only to the journal.
-fn corosync_log(node: &Node) -> Option<PathBuf> {
+pub fn corosync_log(node: &Node) -> Option<PathBuf> {
     match &node.kind {
         NodeKind::Lab { dir } => Some(dir.join("corosync.log")),
         NodeKind::Real => {

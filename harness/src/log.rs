@@ -57,7 +57,8 @@ pub enum LogBody {
         /// Why.
         error: String,
     },
-    /// `node`'s quorum view changed (votequorum's notification).
+    /// `node`'s quorum view changed (libquorum's notification, timed by
+    /// corosync's own log line for it where there is one: `source`).
     #[serde(rename = "quorum")]
     Quorum {
         /// Whether the node is quorate.
@@ -72,6 +73,14 @@ pub enum LogBody {
         expected_votes: Option<u32>,
         /// The votes needed for quorum.
         quorum: Option<u32>,
+        /// Where `t` comes from: `corosync-log` (the node's corosync log line
+        /// for this view, read on the clock corosync wrote it with) or
+        /// `notification` (when libquorum's notification reached the agent, a
+        /// few ms later; no hires log line, a clock that stepped, or a votes
+        /// change without a new view). Absent for the opening views, which
+        /// predate the drill.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        source: Option<String>,
     },
     /// corosync is not running on `node` (killed, stopped, powered off).
     #[serde(rename = "corosync.down")]
@@ -331,6 +340,7 @@ mod tests {
                 total_votes: Some(1),
                 expected_votes: Some(3),
                 quorum: Some(2),
+                source: None,
             },
         };
         let line = serde_json::to_string(&ev).unwrap();

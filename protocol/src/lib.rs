@@ -371,6 +371,11 @@ pub enum EventBody {
         total_votes: Option<u32>,
         quorum: Option<u32>,
         qdevice: Option<bool>,
+        /// Where the event's times come from: corosync's own log line for
+        /// this transition, or the notification's arrival. Absent from
+        /// agents that predate it (taken as the notification).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        source: Option<TimeSource>,
     },
     /// corosync does not answer on this node (killed, stopped, powered off).
     CorosyncDown { reason: String },
@@ -399,6 +404,27 @@ pub enum EventBody {
     /// on this node (pmxcfs turns it read-only while the node is
     /// inquorate), when that changes; sent by the `pve-ha` watcher.
     EtcPve { writable: bool },
+}
+
+/// Where a quorum event's time was taken from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TimeSource {
+    /// corosync's own log line for the transition (its `Members[N]` line),
+    /// mapped onto the agent's monotonic clock.
+    CorosyncLog,
+    /// When libquorum's notification reached the agent: a few ms after
+    /// corosync's own record, ~20 ms for a restarted corosync's first view.
+    Notification,
+}
+
+impl TimeSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TimeSource::CorosyncLog => "corosync-log",
+            TimeSource::Notification => "notification",
+        }
+    }
 }
 
 /// Who saw a stall.

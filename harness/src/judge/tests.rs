@@ -31,6 +31,7 @@ fn q(t: f64, node: &str, quorate: bool, members: &[&str], ring: &str) -> LogEven
             total_votes: Some(members.len() as u32),
             expected_votes: Some(3),
             quorum: Some(2),
+            source: None,
         },
     )
 }

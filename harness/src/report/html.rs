@@ -148,16 +148,24 @@ fn drill_view(r: &DrillResult, run: usize, runs: usize) -> DrillView {
     let lanes: Vec<Lane> = nodes
         .iter()
         .map(|node| {
-            let changes: Vec<(f64, NodeState)> = r
+            let changes: Vec<(f64, NodeState, &str)> = r
                 .log
                 .iter()
                 .filter(|e| e.node.as_deref() == Some(node.as_str()))
-                .filter_map(|e| Some((e.t, NodeState::from_event(&e.body)?)))
+                .filter_map(|e| {
+                    let source = match &e.body {
+                        LogBody::Quorum {
+                            source: Some(s), ..
+                        } => s.as_str(),
+                        _ => "",
+                    };
+                    Some((e.t, NodeState::from_event(&e.body)?, source))
+                })
                 .collect();
             let segments = changes
                 .iter()
                 .enumerate()
-                .map(|(i, (from, s))| {
+                .map(|(i, (from, s, source))| {
                     let to = changes.get(i + 1).map_or(end, |c| c.0);
                     Segment {
                         state: if !s.corosync_up {
@@ -168,7 +176,15 @@ fn drill_view(r: &DrillResult, run: usize, runs: usize) -> DrillView {
                             "inquorate"
                         },
                         text: String::new(),
-                        title: format!("t={from:.3}s to {to:.3}s: {}", s.describe()),
+                        title: if source.is_empty() {
+                            format!("t={from:.3}s to {to:.3}s: {}", s.describe())
+                        } else {
+                            // Which record the change's time was taken from.
+                            format!(
+                                "t={from:.3}s to {to:.3}s: {} (timed from {source})",
+                                s.describe()
+                            )
+                        },
                         x: pct(*from, end),
                         w: pct(to - from, end),
                     }
@@ -552,6 +568,7 @@ mod tests {
                 total_votes: None,
                 expected_votes: None,
                 quorum: None,
+                source: None,
             },
         )
     }
@@ -638,6 +655,7 @@ mod tests {
                                     total_votes: Some(1),
                                     expected_votes: Some(3),
                                     quorum: Some(2),
+                                    source: None,
                                 },
                             )
                         })

@@ -58,6 +58,7 @@ impl<'a> Drill<'a> {
                 expected_votes,
                 total_votes,
                 quorum,
+                source,
                 ..
             } => {
                 let members: Vec<String> = members
@@ -76,6 +77,12 @@ impl<'a> Drill<'a> {
                     total_votes,
                     expected_votes,
                     quorum,
+                    source: Some(
+                        source
+                            .unwrap_or(corodrill_protocol::TimeSource::Notification)
+                            .as_str()
+                            .to_owned(),
+                    ),
                 };
                 if let Some(s) = NodeState::from_event(&body) {
                     self.states.insert(node.clone(), s);

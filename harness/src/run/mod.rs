@@ -343,6 +343,7 @@ impl<'a> Drill<'a> {
                 total_votes: s.total_votes,
                 expected_votes: None,
                 quorum: None,
+                source: None,
             };
             self.record(0.0, Some(&node), body);
         }

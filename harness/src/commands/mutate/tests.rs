@@ -29,6 +29,7 @@ fn q(t: f64, node: &str, quorate: bool, members: &[&str]) -> LogEvent {
             total_votes: Some(members.len() as u32),
             expected_votes: Some(3),
             quorum: Some(2),
+            source: None,
         },
     )
 }
