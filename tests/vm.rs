@@ -298,8 +298,10 @@ fn reboot_in_the_middle_of_a_fault(lab: &VmLab, out: &Path) {
     std::fs::write(
         &drill,
         r#"name = "a long cut of pve3"
+nodes = 3
 
 [[fault]]
+id = "cut"
 kind = "partition"
 groups = [["pve1", "pve2"], ["pve3"]]
 at = "0s"
@@ -312,7 +314,7 @@ heal_after = "10m"
         .arg(lab.inventory())
         .arg(&drill)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(out.join("long-cut.err")).unwrap())
         .spawn()
         .expect("cannot run corodrill");
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -321,9 +323,17 @@ heal_after = "10m"
         if String::from_utf8_lossy(&tables.stdout).contains("corodrill") {
             break;
         }
+        let said = || std::fs::read_to_string(out.join("long-cut.err")).unwrap_or_default();
+        if let Ok(Some(status)) = run.try_wait() {
+            panic!(
+                "the long cut's run ended ({status}) before its cut reached pve3: {}",
+                said()
+            );
+        }
         assert!(
             Instant::now() < deadline,
-            "the cut never reached pve3's nftables"
+            "the cut never reached pve3's nftables: {}",
+            said()
         );
         std::thread::sleep(Duration::from_millis(500));
     }
