@@ -98,6 +98,8 @@ fn three_node_drills_and_exit_statuses() {
         .arg(repeat_dir.join("junit.xml"))
         .arg("--html")
         .arg(repeat_dir.join("report.html"))
+        .arg("--json")
+        .arg(repeat_dir.join("events.jsonl"))
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -110,6 +112,11 @@ fn three_node_drills_and_exit_statuses() {
     assert!(xml.contains("name=\"pass_rate\" value=\"2/2\""), "{xml}");
     let html = std::fs::read_to_string(repeat_dir.join("report.html")).unwrap();
     assert!(html.contains("run 2 of 2"), "the HTML shows every run");
+    assert!(
+        html.contains("(timed from corosync-log)"),
+        "the timeline says which record timed a view"
+    );
+    quorum_times_are_corosyncs_own(&lab, &repeat_dir.join("events.jsonl"));
     lab_clean(&lab, 3);
 
     disturbed_runs_are_told_apart_and_retried(&lab);
@@ -353,6 +360,93 @@ within = "10s"
 
     lab.down();
     assert_nothing_left(&lab.name);
+}
+
+/// Time of day in µs, modulo a quarter hour (time zones are whole quarter
+/// hours), of `2026-12-02T10:04:14.473123Z` or corosync's hires
+/// `Dec 02 10:04:14.473 [pid] ...`.
+fn quarter_hour_us(hms: &str) -> i64 {
+    let (hms, frac) = hms.split_once('.').unwrap();
+    let mut p = hms.split(':').map(|x| x.parse::<i64>().unwrap());
+    let (_, m, s) = (p.next().unwrap(), p.next().unwrap(), p.next().unwrap());
+    let frac: String = frac.chars().take_while(|c| c.is_ascii_digit()).collect();
+    let us: i64 = format!("{frac:0<6}")[..6].parse().unwrap();
+    ((m % 15) * 60 + s) * 1_000_000 + us
+}
+
+/// Each quorum transition of kill-corosync's JSON log (two runs) timed from
+/// corosync's own log is within 2 ms of that node's `[QUORUM] Members[N]`
+/// line for the same members (the line has ms, the log µs); pve2's view
+/// right after its corosync is restarted (the agent connects ~20 ms after
+/// corosync logged it) is among them.
+fn quorum_times_are_corosyncs_own(lab: &TestLab, events: &Path) {
+    let text = std::fs::read_to_string(events).unwrap();
+    let mut from_log = 0;
+    let mut restarted_firsts = 0;
+    let mut after_down = std::collections::BTreeSet::new();
+    for line in text.lines() {
+        let ev: serde_json::Value = serde_json::from_str(line).unwrap();
+        let node = ev["node"].as_str().unwrap_or_default().to_owned();
+        match ev["kind"].as_str() {
+            Some("corosync.down") => {
+                after_down.insert(node);
+                continue;
+            }
+            Some("quorum") if ev["t"].as_f64().unwrap() > 0.0 => {}
+            _ => continue,
+        }
+        let first_after_restart = after_down.remove(&node);
+        assert!(
+            matches!(ev["source"].as_str(), Some("corosync-log" | "notification")),
+            "{line}"
+        );
+        if ev["source"] != "corosync-log" {
+            assert!(
+                !first_after_restart,
+                "a restarted corosync's first view: {line}"
+            );
+            continue;
+        }
+        let ids: Vec<String> = ev["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m.as_str().unwrap().trim_start_matches("pve").to_owned())
+            .collect();
+        let want = format!("[QUORUM] Members[{}]: {}", ids.len(), ids.join(" "));
+        let at = quarter_hour_us(ev["ts"].as_str().unwrap().split_once('T').unwrap().1);
+        let log = std::fs::read_to_string(lab.dir().join(&node).join("corosync.log")).unwrap();
+        let nearest = log
+            .lines()
+            .filter(|l| l.trim_end().ends_with(&want))
+            .map(|l| {
+                let d = (at - quarter_hour_us(l.split_whitespace().nth(2).unwrap()))
+                    .rem_euclid(900_000_000);
+                if d > 450_000_000 {
+                    d - 900_000_000
+                } else {
+                    d
+                }
+            })
+            .min_by_key(|d| d.abs())
+            .unwrap_or(i64::MAX);
+        // 1 ms of the line's truncation, 1 ms of mapping agent times onto
+        // the controller's clock.
+        assert!(
+            (-1_000..=2_000).contains(&nearest),
+            "{nearest} µs from corosync's line: {line}"
+        );
+        from_log += 1;
+        restarted_firsts += usize::from(first_after_restart);
+    }
+    assert!(
+        from_log >= 8,
+        "only {from_log} quorum views timed from corosync's log:\n{text}"
+    );
+    assert_eq!(
+        restarted_firsts, 2,
+        "pve2's first view after each restart:\n{text}"
+    );
 }
 
 /// The shipped drills for one link and three nodes.
