@@ -26,20 +26,37 @@ pub(super) fn forward_events(agent: &mut AgentConn, tx: &Sender<(String, Event)>
         }
     });
 }
+/// Round trips of `Watch` whose shortest one sets the clock offset.
+const OFFSET_ROUND_TRIPS: usize = 4;
+
 /// Starts the agent's quorum stream; returns the offset that maps the
 /// agent's monotonic clock onto ours (the reply's agent time against the
-/// round trip's midpoint here).
+/// round trip's midpoint here). The first `Watch` starts the agent's watches
+/// before it reads its clock, a lopsided round trip (4.5 ms off in the
+/// drills bench); a repeated one is answered at once: the shortest of a few
+/// round trips sets the offset.
 pub(super) fn watch(agent: &mut AgentConn, timeout: Duration) -> Result<i64, RunError> {
-    let before = mono_ns();
-    let outcome = agent.request(Op::Watch, timeout)?;
-    let after = mono_ns();
-    match outcome {
-        Outcome::Ok { mono_ns } => Ok((before + after) / 2 - mono_ns as i64),
-        other => Err(RunError::Unreachable(format!(
-            "{}: watch answered {other:?}",
-            agent.node
-        ))),
+    let mut best: Option<(i64, i64)> = None;
+    for _ in 0..OFFSET_ROUND_TRIPS {
+        let before = mono_ns();
+        let outcome = agent.request(Op::Watch, timeout)?;
+        let after = mono_ns();
+        match outcome {
+            Outcome::Ok { mono_ns } => {
+                let sample = (after - before, (before + after) / 2 - mono_ns as i64);
+                if best.is_none_or(|(rtt, _)| sample.0 < rtt) {
+                    best = Some(sample);
+                }
+            }
+            other => {
+                return Err(RunError::Unreachable(format!(
+                    "{}: watch answered {other:?}",
+                    agent.node
+                )))
+            }
+        }
     }
+    Ok(best.map_or(0, |(_, offset)| offset))
 }
 /// Starts the agent's resource stream, if the experiment watches any.
 pub(super) fn watch_resources(
