@@ -202,6 +202,23 @@ pub fn time_view(
     }
 }
 
+/// A view timed from its line that would land at or before the last view
+/// sent (`last_ns`) is timed by its notification (`seen`) instead: views
+/// keep the order in which corosync reported them. (An expected-votes
+/// override reports the old view with the new votes first, then the
+/// quorate view, whose line was written before either notice arrived.)
+pub fn after_last(timed: Timed, last_ns: u64, seen_mono_ns: u64, seen_utc_us: i64) -> Timed {
+    if timed.from_log && timed.mono_ns <= last_ns {
+        Timed {
+            mono_ns: seen_mono_ns,
+            utc_us: seen_utc_us,
+            from_log: false,
+        }
+    } else {
+        timed
+    }
+}
+
 /// corosync's wall clock minus the agent's, in µs: the lab node's faketime
 /// offset (a missing file is no offset), 0 on a real node. None when the
 /// file holds what the agent did not write.
@@ -297,6 +314,29 @@ impl Tail {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_view_timed_from_its_line_never_lands_before_the_last_one_sent() {
+        let from_log = |mono_ns| Timed {
+            mono_ns,
+            utc_us: 7,
+            from_log: true,
+        };
+        // The quorate view's line (6.0136 s) is earlier than the stale view
+        // already sent at 6.0165 s: the notification's time (6.0170 s).
+        let t = after_last(from_log(6_013_600_000), 6_016_500_000, 6_017_000_000, 9);
+        assert_eq!(
+            t,
+            Timed {
+                mono_ns: 6_017_000_000,
+                utc_us: 9,
+                from_log: false
+            }
+        );
+        // After the last view sent: the line's time stands.
+        let t = after_last(from_log(6_020_000_000), 6_016_500_000, 6_021_000_000, 9);
+        assert_eq!(t, from_log(6_020_000_000));
+    }
 
     const LOG: &str = "\
 Dec 02 10:04:14.469 [30426] pve1 corosync notice  [QUORUM] Sync members[3]: 1 2 3

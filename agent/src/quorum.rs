@@ -175,6 +175,10 @@ fn session(out: &Out, down_reported: &mut bool, record: &mut Record) -> Result<(
     *down_reported = false;
     let mut last: Option<(bool, String, Vec<u32>)> = None;
     let mut first_view = true;
+    // The time of the last view this session sent: a view timed from its
+    // line must not land before it (`corosync_log::after_last`); a CI run
+    // of expected-votes-override judged pve1 inquorate for it.
+    let mut last_view_ns: u64 = 0;
     loop {
         // SAFETY: both descriptors belong to the handles, alive for this loop.
         let (qb, vb) = unsafe { (BorrowedFd::borrow_raw(qfd), BorrowedFd::borrow_raw(vfd)) };
@@ -238,6 +242,8 @@ fn session(out: &Out, down_reported: &mut bool, record: &mut Record) -> Result<(
             } else {
                 corosync_log::time_view(seen.0, seen.1, None, false, None)
             };
+            let timed = corosync_log::after_last(timed, last_view_ns, seen.0, seen.1);
+            last_view_ns = last_view_ns.max(timed.mono_ns);
             let source = if timed.from_log {
                 TimeSource::CorosyncLog
             } else {
