@@ -38,7 +38,7 @@ test-vm: deps
 	@command -v cargo-deb >/dev/null || $(CARGO) install cargo-deb --locked
 	rm -f $(AGENT_DEB_DIR)/corodrill-agent_*.deb
 	$(CARGO) deb -p corodrill-agent --maintainer "corodrill test-vm <root@localhost>" -o $(AGENT_DEB_DIR)/
-	CORODRILL_AGENT_DEB=$$(ls $(AGENT_DEB_DIR)/corodrill-agent_*.deb) \
+	CORODRILL_AGENT_DEB=$$(ls $(abspath $(AGENT_DEB_DIR))/corodrill-agent_*.deb) \
 		$(CARGO) test -p corodrill --test vm -- --nocapture
 
 nextest:
