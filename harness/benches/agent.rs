@@ -10,31 +10,17 @@
 //! Run as root after a release build of the agent:
 //! `cargo build --release --workspace && cargo bench --bench agent`.
 
-use std::net::IpAddr;
-use std::sync::{Arc, Barrier, Mutex};
-use std::time::{Duration, Instant};
+mod common;
 
+use std::sync::{Arc, Barrier, Mutex};
+use std::time::Duration;
+
+use common::{harmless_cut, heal_ms, summary};
 use corodrill::cluster::agent::AgentConn;
 use corodrill::lab::{self, LabSpec, Profile};
-use corodrill_protocol::{Direction, EventBody, Fault, Op, Outcome};
+use corodrill_protocol::{EventBody, Fault, Op, Outcome};
 
 const T: Duration = Duration::from_secs(30);
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
-}
-
-fn summary(name: &str, mut v: Vec<f64>, unit: &str) {
-    v.sort_by(|a, b| a.total_cmp(b));
-    println!(
-        "  {name}: p50 {:.2} {unit}, p95 {:.2} {unit}, max {:.2} {unit} (n={})",
-        percentile(&v, 0.5),
-        percentile(&v, 0.95),
-        v[v.len() - 1],
-        v.len()
-    );
-}
 
 fn apply(conn: &mut AgentConn, id: &str, fault: Fault, lease_ms: u64) -> u64 {
     match conn.request(
@@ -49,29 +35,6 @@ fn apply(conn: &mut AgentConn, id: &str, fault: Fault, lease_ms: u64) -> u64 {
     ) {
         Ok(Outcome::Ok { mono_ns }) => mono_ns,
         other => panic!("{}: apply {id}: {other:?}", conn.node),
-    }
-}
-
-fn heal_ms(conn: &mut AgentConn, id: &str) -> f64 {
-    let start = Instant::now();
-    match conn.request(
-        Op::Heal {
-            fault_id: id.into(),
-        },
-        T,
-    ) {
-        Ok(Outcome::Healed { reports, .. }) if reports.iter().all(|r| r.clean) => {}
-        other => panic!("{}: heal {id}: {other:?}", conn.node),
-    }
-    start.elapsed().as_secs_f64() * 1e3
-}
-
-/// A cut of an address no node has: it takes effect like any cut but leaves
-/// the cluster alone, so the runs do not wait for corosync.
-fn harmless_cut() -> Fault {
-    Fault::Cut {
-        peers: vec!["198.18.0.250".parse::<IpAddr>().unwrap()],
-        direction: Direction::Both,
     }
 }
 
@@ -127,6 +90,7 @@ fn main() {
             heal_ms(
                 &mut c.lock().unwrap_or_else(|p| p.into_inner()),
                 &format!("skew{run}"),
+                T,
             );
         }
     }
@@ -167,7 +131,7 @@ fn main() {
         let mut times = Vec::new();
         for run in 0..20 {
             apply(&mut pve3, &format!("{kind}{run}"), fault.clone(), 60_000);
-            times.push(heal_ms(&mut pve3, &format!("{kind}{run}")));
+            times.push(heal_ms(&mut pve3, &format!("{kind}{run}"), T));
         }
         summary(kind, times, "ms");
     }

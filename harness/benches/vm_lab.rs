@@ -12,31 +12,17 @@
 //! image from nothing (about two minutes); `CORODRILL_AGENT_DEB=PATH`
 //! installs the agent from its .deb (else install-agent copies it).
 
-use std::net::IpAddr;
+mod common;
+
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
+use common::{harmless_cut, heal_ms, summary};
 use corodrill::cluster::agent::AgentConn;
 use corodrill::lab::{self, vm, LabSpec, Profile};
-use corodrill_protocol::{Direction, Fault, Op, Outcome};
+use corodrill_protocol::{Op, Outcome};
 
 const T: Duration = Duration::from_secs(60);
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
-}
-
-fn summary(name: &str, mut v: Vec<f64>, unit: &str) {
-    v.sort_by(|a, b| a.total_cmp(b));
-    println!(
-        "  {name}: p50 {:.2} {unit}, p95 {:.2} {unit}, max {:.2} {unit} (n={})",
-        percentile(&v, 0.5),
-        percentile(&v, 0.95),
-        v[v.len() - 1],
-        v.len()
-    );
-}
 
 fn mono_ns() -> i64 {
     nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
@@ -55,15 +41,6 @@ fn offset(conn: &mut AgentConn) -> i64 {
     }
 }
 
-/// A cut of an address no node has: it takes effect like any cut and
-/// leaves the cluster alone.
-fn harmless_cut() -> Fault {
-    Fault::Cut {
-        peers: vec!["198.18.0.250".parse::<IpAddr>().unwrap()],
-        direction: Direction::Both,
-    }
-}
-
 fn apply(conn: &mut AgentConn, id: &str) -> u64 {
     match conn.request(
         Op::Apply {
@@ -78,20 +55,6 @@ fn apply(conn: &mut AgentConn, id: &str) -> u64 {
         Ok(Outcome::Ok { mono_ns }) => mono_ns,
         other => panic!("{}: apply {id}: {other:?}", conn.node),
     }
-}
-
-fn heal_ms(conn: &mut AgentConn, id: &str) -> f64 {
-    let start = Instant::now();
-    match conn.request(
-        Op::Heal {
-            fault_id: id.into(),
-        },
-        T,
-    ) {
-        Ok(Outcome::Healed { reports, .. }) if reports.iter().all(|r| r.clean) => {}
-        other => panic!("{}: heal {id}: {other:?}", conn.node),
-    }
-    start.elapsed().as_secs_f64() * 1e3
 }
 
 fn main() {
@@ -208,7 +171,7 @@ fn main() {
         skews.push(spread as f64 / 1e6);
         for c in &conns {
             let mut guard = c.lock().unwrap_or_else(|p| p.into_inner());
-            heal_ms(&mut guard.0, &format!("skew{run}"));
+            heal_ms(&mut guard.0, &format!("skew{run}"), T);
         }
     }
     println!(
@@ -220,7 +183,7 @@ fn main() {
         let mut guard = conns[2].lock().unwrap_or_else(|p| p.into_inner());
         for run in 0..20 {
             apply(&mut guard.0, &format!("heal{run}"));
-            heals.push(heal_ms(&mut guard.0, &format!("heal{run}")));
+            heals.push(heal_ms(&mut guard.0, &format!("heal{run}"), T));
         }
     }
     println!("time to heal a cut on a VM (request sent to reply: rolled back and read back)");
