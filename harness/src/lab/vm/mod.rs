@@ -263,6 +263,14 @@ pub fn connect(lab: &Lab, node_id: u8) -> Result<String, LabError> {
 
 /// Runs a shell command on a node over ssh, with `stdin`; its stdout, or
 /// an error with its stderr when it fails.
+/// ssh to a node as root, ready for its remote command.
+fn ssh_command(lab: &Lab, node: &str) -> Result<Command, LabError> {
+    let words = ssh_words(lab, node_id(lab, node)?)?;
+    let mut cmd = Command::new(&words[0]);
+    cmd.args(&words[1..]);
+    Ok(cmd)
+}
+
 pub fn ssh_run(
     lab: &Lab,
     node: &str,
@@ -270,9 +278,8 @@ pub fn ssh_run(
     stdin: Option<&[u8]>,
     timeout: Duration,
 ) -> Result<String, LabError> {
-    let words = ssh_words(lab, node_id(lab, node)?)?;
-    let mut cmd = Command::new(&words[0]);
-    cmd.args(&words[1..]).arg(script);
+    let mut cmd = ssh_command(lab, node)?;
+    cmd.arg(script);
     let done = crate::cluster::tool::run_within(&mut cmd, stdin, timeout)
         .map_err(|e| LabError::Failed(format!("{node}: {e}")))?;
     if !done.status.success() {
@@ -295,11 +302,10 @@ pub fn tool_output(
     args: &[&str],
     timeout: Duration,
 ) -> Result<String, LabError> {
-    let words = ssh_words(lab, node_id(lab, node)?)?;
     let remote = shlex::try_join(std::iter::once(program).chain(args.iter().copied()))
         .map_err(|e| LabError::Failed(format!("quoting {program}: {e}")))?;
-    let mut cmd = Command::new(&words[0]);
-    cmd.args(&words[1..]).arg(remote);
+    let mut cmd = ssh_command(lab, node)?;
+    cmd.arg(remote);
     let done = crate::cluster::tool::run_within(&mut cmd, None, timeout)
         .map_err(|e| LabError::Failed(format!("{node}: {e}")))?;
     // ssh's own failures exit 255.
@@ -626,11 +632,9 @@ fn configure_nodes(lab: &Lab, vm: &VmSpec, progress: &dyn Fn(&str)) -> Result<()
 
 /// `lab exec` on a VM: the command over ssh, on a terminal if there is one.
 pub fn exec(lab: &Lab, node: &str, argv: &[String]) -> Result<std::process::ExitStatus, LabError> {
-    let words = ssh_words(lab, node_id(lab, node)?)?;
     let remote = shlex::try_join(argv.iter().map(String::as_str))
         .map_err(|e| LabError::invalid(format!("lab exec: {e}")))?;
-    let mut cmd = Command::new(&words[0]);
-    cmd.args(&words[1..]);
+    let mut cmd = ssh_command(lab, node)?;
     if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
         cmd.arg("-t");
     }
