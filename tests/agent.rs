@@ -664,6 +664,42 @@ fn process_clock_and_command_faults() {
     heal_clean(&mut pve3, "cmd");
     assert!(!marker.exists());
 
+    // An undo that fails (votequorum refusing `-e 2` while the nodes have
+    // not merged yet) leaves the fault applied: the agent keeps it, and
+    // the next heal, here the drill's last one, runs the undo again.
+    let refused = lab.dir().join("pve3/undo-refused");
+    let r = refused.display();
+    apply_ok(
+        &mut pve3,
+        "refused-undo",
+        Fault::Command {
+            run: format!("touch {m}"),
+            undo: Some(format!("test -e {r} || {{ touch {r}; exit 1; }}; rm {m}")),
+            timeout_ms: None,
+        },
+    );
+    let first = pve3
+        .request(
+            Op::Heal {
+                fault_id: "refused-undo".into(),
+            },
+            T,
+        )
+        .unwrap();
+    assert!(
+        matches!(&first, Outcome::Healed { reports, .. } if reports.len() == 1 && !reports[0].clean),
+        "{first:?}"
+    );
+    assert!(marker.exists());
+    let all = pve3.request(Op::HealAll, T).unwrap();
+    assert!(
+        matches!(&all, Outcome::Healed { reports, .. }
+            if reports.len() == 1 && reports[0].fault_id == "refused-undo" && reports[0].clean),
+        "{all:?}"
+    );
+    assert!(!marker.exists());
+    let _ = std::fs::remove_file(&refused);
+
     // An owner whose controller is gone (here: its ssh session hung up)
     // rolls back on its way out, and says so in its lock file; an agent
     // started meanwhile (the next drill's) waits for it and then owns the

@@ -19,6 +19,10 @@ use crate::journal::{Entry, Journal};
 use crate::owner::OwnerLock;
 use crate::wire::{mono_ns, utc_us, Out};
 
+/// How often a fault whose lease ran out and whose rollback failed is
+/// rolled back again.
+const ROLLBACK_RETRY: Duration = Duration::from_secs(5);
+
 struct Active {
     fault_id: String,
     kind: String,
@@ -356,15 +360,22 @@ impl Agent {
             };
         }
         let mut reports = Vec::new();
+        let (ending, mut kept): (Vec<Active>, Vec<Active>) = std::mem::take(&mut self.active)
+            .into_iter()
+            .partition(|a| fault_id.is_none_or(|id| a.fault_id == id));
         // Newest first: a later fault may stand on an earlier one.
-        while let Some(i) = self
-            .active
-            .iter()
-            .rposition(|a| fault_id.is_none_or(|id| a.fault_id == id))
-        {
-            let a = self.active.remove(i);
-            reports.push(self.roll_back(&a));
+        for a in ending.into_iter().rev() {
+            let report = self.roll_back(&a);
+            // A fault whose rollback failed is still on the node: it stays
+            // active, so the next heal (the drill's last, `corodrill heal`,
+            // a lapsed lease) tries again.
+            if !report.clean {
+                kept.push(a);
+            }
+            reports.push(report);
         }
+        kept.sort_by_key(|a| a.applied);
+        self.active = kept;
         Outcome::Healed {
             mono_ns: mono_ns(),
             reports,
@@ -391,14 +402,21 @@ impl Agent {
         let now = Instant::now();
         let mut expired = Vec::new();
         let lease = self.lease.clone();
-        while let Some(i) = self
-            .active
-            .iter()
-            .position(|a| lease.expiry(a.applied, a.expires) <= now)
-        {
-            let a = self.active.remove(i);
-            expired.push(self.roll_back(&a));
+        let (ending, mut kept): (Vec<Active>, Vec<Active>) = std::mem::take(&mut self.active)
+            .into_iter()
+            .partition(|a| lease.expiry(a.applied, a.expires) <= now);
+        for mut a in ending.into_iter().rev() {
+            let report = self.roll_back(&a);
+            if !report.clean {
+                // Still on the node, and no controller to heal it: try
+                // again a little later, for as long as the agent runs.
+                a.expires = now + ROLLBACK_RETRY;
+                kept.push(a);
+            }
+            expired.push(report);
         }
+        kept.sort_by_key(|a| a.applied);
+        self.active = kept;
         if !expired.is_empty() {
             out.event(EventBody::LeaseExpired { reports: expired });
         }

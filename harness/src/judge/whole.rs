@@ -14,6 +14,7 @@ pub(super) fn whole_at_end(
     timeline: &Timeline,
 ) -> Verdict {
     let mut problems = Vec::new();
+    let mut late = Vec::new();
     for f in &experiment.faults {
         let applied: Vec<&str> = log
             .iter()
@@ -21,22 +22,34 @@ pub(super) fn whole_at_end(
             .filter_map(|e| e.node.as_deref())
             .collect();
         for node in applied {
-            let healed = log.iter().rev().find_map(|e| match &e.body {
-                LogBody::FaultHealed {
-                    fault,
-                    clean,
-                    detail,
+            let rollbacks: Vec<(bool, String)> = log
+                .iter()
+                .filter_map(|e| match &e.body {
+                    LogBody::FaultHealed {
+                        fault,
+                        clean,
+                        detail,
+                    }
+                    | LogBody::LeaseExpired {
+                        fault,
+                        clean,
+                        detail,
+                    } if *fault == f.id && e.node.as_deref() == Some(node) => {
+                        Some((*clean, detail.clone()))
+                    }
+                    _ => None,
+                })
+                .collect();
+            // A rollback that failed and was tried again: undone, but late.
+            if rollbacks.last().is_some_and(|(clean, _)| *clean) {
+                if let Some((_, first)) = rollbacks.iter().find(|(clean, _)| !clean) {
+                    late.push(format!(
+                        "{} on {node} rolled back at a later attempt (the first failed: {first})",
+                        f.id
+                    ));
                 }
-                | LogBody::LeaseExpired {
-                    fault,
-                    clean,
-                    detail,
-                } if *fault == f.id && e.node.as_deref() == Some(node) => {
-                    Some((*clean, detail.clone()))
-                }
-                _ => None,
-            });
-            match healed {
+            }
+            match rollbacks.last().cloned() {
                 None => problems.push(format!("{} on {node} was never rolled back", f.id)),
                 Some((false, detail)) => {
                     problems.push(format!("{} on {node} not rolled back: {detail}", f.id))
@@ -66,11 +79,17 @@ pub(super) fn whole_at_end(
         measured: None,
         kept: false,
         message: if problems.is_empty() {
+            let late = if late.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", late.join("; "))
+            };
             format!(
-                "all faults rolled back; {} quorate with every node as member",
+                "all faults rolled back{late}; {} quorate with every node as member",
                 nodes.join(", ")
             )
         } else {
+            problems.extend(late);
             problems.join("; ")
         },
     }
