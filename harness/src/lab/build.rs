@@ -109,6 +109,7 @@ pub(super) fn build(lab: &mut Lab, progress: &dyn Fn(&str)) -> Result<(), LabErr
                 logfile: &dir.join("corosync.log"),
                 state_dir: &dir.join("state"),
             },
+            false,
         );
         host::write_file(&dir.join("corosync.conf"), conf.as_bytes())?;
         // The node's clock offset for libfaketime: the clock-skew fault

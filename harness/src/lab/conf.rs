@@ -13,7 +13,9 @@ pub struct NodePaths<'a> {
     pub state_dir: &'a Path,
 }
 
-pub fn corosync_conf(spec: &LabSpec, paths: &NodePaths) -> String {
+/// `realtime`: corosync's own default scheduling (SCHED_RR), for a node
+/// with CPUs of its own; false for nodes that share the host's cores.
+pub fn corosync_conf(spec: &LabSpec, paths: &NodePaths, realtime: bool) -> String {
     let mut c = String::new();
     // `writeln!` into a String cannot fail; the results are ignored on purpose.
     let _ = writeln!(c, "# written by corodrill lab up for lab {:?}", spec.name);
@@ -68,6 +70,15 @@ pub fn corosync_conf(spec: &LabSpec, paths: &NodePaths) -> String {
     // Millisecond times: the ground truth corodrill's quorum times are checked against.
     c.push_str("  timestamp: hires\n}\n\nsystem {\n");
     let _ = writeln!(c, "  state_dir: {}", paths.state_dir.display());
+    if !realtime {
+        // The namespace lab's nodes share this machine's cores: one
+        // corosync busy at realtime priority (a rejoin can keep its main
+        // thread busy for seconds) would starve every other node, the
+        // agents and the controller (seen: ~950 ms of every second, the
+        // kernel's realtime limit). A node of its own keeps corosync's
+        // default, as on a real cluster.
+        c.push_str("  sched_rr: no\n");
+    }
     c.push_str("}\n");
     c
 }
@@ -84,6 +95,7 @@ mod tests {
                 logfile: Path::new("/l/pve1/corosync.log"),
                 state_dir: Path::new("/l/pve1/state"),
             },
+            false,
         )
     }
 
@@ -130,6 +142,19 @@ mod tests {
         assert!(conf.contains("host: 198.18.0.254"));
         assert!(conf.contains("tls: off"));
         assert!(conf.contains("timestamp: hires"));
+        // Nodes sharing the host's cores: no realtime corosync.
+        assert!(conf.contains("  sched_rr: no\n"));
+        let own_cpus = corosync_conf(
+            &spec,
+            &NodePaths {
+                authkey: Path::new("/etc/corosync/authkey"),
+                logfile: Path::new("/var/log/corosync/corosync.log"),
+                state_dir: Path::new("/var/lib/corosync"),
+            },
+            true,
+        );
+        assert_parsable(&own_cpus);
+        assert!(!own_cpus.contains("sched_rr"));
     }
 
     #[test]

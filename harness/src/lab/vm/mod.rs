@@ -572,6 +572,8 @@ fn configure_nodes(lab: &Lab, vm: &VmSpec, progress: &dyn Fn(&str)) -> Result<()
             logfile: Path::new("/var/log/corosync/corosync.log"),
             state_dir: Path::new("/var/lib/corosync"),
         },
+        // Each VM has CPUs of its own: corosync's default, as on a real node.
+        true,
     );
     let deb = match &vm.agent {
         AgentInstall::Deb(path) => Some(
