@@ -13,8 +13,12 @@ build: deps
 demo: build
 	./target/debug/corodrill demo
 
+# The tests' runs are recorded in a history of their own under target/,
+# never in the machine's (/var/lib/corodrill/history.sqlite).
+export CORODRILL_HISTORY ?= $(CURDIR)/target/test-history.sqlite
+
 # The end-to-end tests run the agent binary, which the test build alone
-# does not build: build the workspace first. cargo-nextest runs two labs at
+# does not build: build the workspace first. cargo-nextest runs three labs at
 # a time (.config/nextest.toml); it does not run doctests, cargo test does.
 test: deps nextest
 	$(CARGO) build --workspace
