@@ -50,7 +50,12 @@ enum LogFormat {
 struct HistoryFlags {
     /// The history file each run is appended to (SQLite; created if
     /// missing) and compared with.
-    #[arg(long, value_name = "PATH", default_value = corodrill::history::DEFAULT_PATH)]
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "CORODRILL_HISTORY",
+        default_value = corodrill::history::DEFAULT_PATH
+    )]
     history: PathBuf,
     /// Record nothing and compare with nothing.
     #[arg(long, conflicts_with = "history")]
@@ -142,7 +147,12 @@ enum Command {
     )]
     History {
         /// The history file (SQLite).
-        #[arg(long, value_name = "PATH", default_value = corodrill::history::DEFAULT_PATH)]
+        #[arg(
+            long,
+            value_name = "PATH",
+            env = "CORODRILL_HISTORY",
+            default_value = corodrill::history::DEFAULT_PATH
+        )]
         history: PathBuf,
         /// Only this cluster (the inventory's name).
         #[arg(long)]
