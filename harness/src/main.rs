@@ -57,8 +57,9 @@ struct HistoryFlags {
         default_value = corodrill::history::DEFAULT_PATH
     )]
     history: PathBuf,
-    /// Record nothing and compare with nothing.
-    #[arg(long, conflicts_with = "history")]
+    /// Record nothing and compare with nothing (whatever `--history` or
+    /// CORODRILL_HISTORY say).
+    #[arg(long)]
     no_history: bool,
 }
 
