@@ -7,9 +7,11 @@ mod journal;
 mod nft;
 mod node;
 mod owner;
+mod pacemaker_alert;
 mod preflight;
 mod pve_ha;
 mod quorum;
+mod resource_view;
 mod resources;
 mod server;
 mod stall;
@@ -49,6 +51,11 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    // Pacemaker runs its alert agents with no arguments and the event in
+    // CRM_alert_* variables: this binary is corodrill's.
+    if pacemaker_alert::is_alert_call() {
+        return ExitCode::from(pacemaker_alert::alert_main());
+    }
     let cli = Cli::parse();
     // Signals are taken by a thread of the server (sigwait): block them in
     // every thread before any is spawned.

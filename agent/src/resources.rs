@@ -13,7 +13,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use corodrill_protocol::{EventBody, ResourceSource, ResourceWatch};
+use corodrill_protocol::{EventBody, ResourceSource, ResourceTimeSource, ResourceWatch};
 
 use crate::wire::Out;
 
@@ -28,12 +28,8 @@ pub fn watch_all(out: &Arc<Out>, node: &str, watches: Vec<ResourceWatch>) {
         interval.map(|ms| (names, Duration::from_millis(ms.max(100))))
     };
     if let Some((names, interval)) = group(&ResourceSource::Pacemaker) {
-        let out = out.clone();
-        std::thread::spawn(move || {
-            watch(&out, names, interval, || {
-                crm_mon().and_then(|xml| parse_crm_mon(&xml))
-            })
-        });
+        let (out, node) = (out.clone(), node.to_owned());
+        std::thread::spawn(move || watch_pacemaker(&out, &node, names, interval));
     }
     if let Some((names, interval)) = group(&ResourceSource::PveHa) {
         let out = out.clone();
@@ -83,6 +79,7 @@ fn watch(
                     EventBody::Resource {
                         resource: r.clone(),
                         active_on,
+                        source: Some(ResourceTimeSource::Poll),
                     },
                 );
             }
@@ -90,6 +87,83 @@ fn watch(
         std::thread::sleep(interval);
     }
 }
+
+/// Pacemaker's view: `crm_mon` read every interval on a thread of its
+/// own, this node's alerts followed every [`ALERT_READ`], both merged by
+/// `resource_view::Merge` (which holds them `HOLD_NS` to put them in
+/// order). Without the alert file (no Pacemaker user, /run not writable)
+/// the poll alone speaks, as it does for resources no alert names.
+fn watch_pacemaker(out: &Out, here: &str, resources: Vec<String>, interval: Duration) {
+    use crate::pacemaker_alert as alert;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || loop {
+        let view = crm_mon()
+            .and_then(|xml| parse_crm_mon(&xml))
+            .map_err(|_| ());
+        // Stamped when crm_mon answered: what it shows had happened by then.
+        if tx
+            .send((crate::wire::mono_ns(), crate::wire::utc_us(), view))
+            .is_err()
+        {
+            return;
+        }
+        std::thread::sleep(interval);
+    });
+    let file = std::path::Path::new(alert::ALERT_FILE);
+    let mut tail = match alert::prepare(file) {
+        Ok(()) => Some(alert::Tail::open(file.to_owned())),
+        Err(e) => {
+            eprintln!(
+                "corodrill-agent: no Pacemaker alerts, resource times from crm_mon only: {e}"
+            );
+            None
+        }
+    };
+    let mut steps = crate::corosync_log::Steps::default();
+    let mut merge = crate::resource_view::Merge::new(here, &resources);
+    loop {
+        match rx.recv_timeout(ALERT_READ) {
+            Ok((mono, utc, view)) => merge.poll(mono, utc, view),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+        }
+        let (now, utc) = (crate::wire::mono_ns(), crate::wire::utc_us());
+        // Pacemaker writes with the node's realtime (no libfaketime in
+        // the lab): a step of it makes its timestamps unmappable.
+        steps.sample(now, utc, Some(0));
+        for a in tail.as_mut().map(alert::Tail::read).unwrap_or_default() {
+            let Some(active) = alert::active_after(&a) else {
+                continue;
+            };
+            let timed = alert::time_alert(now, utc, steps.steady_since(now), a.utc_us);
+            merge.alert(
+                &a.node,
+                alert::resource_name(&a.rsc),
+                active,
+                timed,
+                (now, utc),
+            );
+        }
+        for c in merge.flush(now) {
+            out.event_at(
+                c.mono_ns,
+                c.utc_us,
+                EventBody::Resource {
+                    resource: c.resource,
+                    active_on: c.active_on,
+                    source: Some(c.source),
+                },
+            );
+        }
+        for d in merge.disagreements.drain(..) {
+            eprintln!("corodrill-agent: {d}");
+        }
+    }
+}
+
+/// How often the Pacemaker watch reads its alert file and sends what is
+/// due: well within `resource_view::HOLD_NS`.
+const ALERT_READ: Duration = Duration::from_millis(50);
 
 /// The HA manager's view, and whether `/etc/pve` takes writes here.
 fn watch_pve_ha(out: &Out, resources: Vec<String>, interval: Duration) {

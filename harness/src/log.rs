@@ -101,6 +101,15 @@ pub enum LogBody {
         resource: String,
         /// The nodes it is active on; null when the node cannot say.
         active_on: Option<Vec<String>>,
+        /// Where `t` comes from: `pacemaker-alert` (the timestamp of
+        /// Pacemaker's alert for this node's own start, stop or monitor
+        /// result: the node's own claim changed then, to the millisecond),
+        /// `alert-arrival` (when that alert reached the agent, its
+        /// timestamp unusable) or `poll` (when the agent read the node's
+        /// view: up to one watch interval late). Absent where the
+        /// controller wrote the view itself (a node lost).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        source: Option<String>,
     },
     /// A node that went down unplanned-for by the schedule (reset by its
     /// watchdog, as the fencing foresight said) answers again.

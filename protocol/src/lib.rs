@@ -399,6 +399,12 @@ pub enum EventBody {
     Resource {
         resource: String,
         active_on: Option<Vec<String>>,
+        /// Where the event's time comes from: a Pacemaker alert's own
+        /// timestamp for this node's start or stop, the alert's arrival,
+        /// or the read of the node's view. Absent from agents that predate
+        /// it (taken as the poll).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        source: Option<ResourceTimeSource>,
     },
     /// Whether Proxmox VE's cluster file system at `/etc/pve` takes writes
     /// on this node (pmxcfs turns it read-only while the node is
@@ -424,6 +430,38 @@ impl TimeSource {
             TimeSource::CorosyncLog => "corosync-log",
             TimeSource::Notification => "notification",
         }
+    }
+}
+
+/// Where a resource event's time was taken from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ResourceTimeSource {
+    /// The timestamp of the Pacemaker alert for this node's own start,
+    /// stop or monitor result (`CRM_alert_timestamp_epoch`/`_usec`), mapped
+    /// onto the agent's monotonic clock: the moment Pacemaker recorded it.
+    PacemakerAlert,
+    /// When such an alert reached the agent, its own timestamp not usable
+    /// (a clock step around it, too old, or later than the agent's clock).
+    AlertArrival,
+    /// When the agent read the node's view (`crm_mon`, `ha-manager
+    /// status`, a probe): up to one watch interval after the change.
+    Poll,
+}
+
+impl ResourceTimeSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResourceTimeSource::PacemakerAlert => "pacemaker-alert",
+            ResourceTimeSource::AlertArrival => "alert-arrival",
+            ResourceTimeSource::Poll => "poll",
+        }
+    }
+
+    /// Whether the time is the resource manager's own record of the
+    /// change, not when the agent happened to see it.
+    pub fn is_exact(self) -> bool {
+        matches!(self, ResourceTimeSource::PacemakerAlert)
     }
 }
 

@@ -460,7 +460,9 @@ pub struct Invariants {
     /// A watched resource (not a clone) active on two nodes at once:
     /// "forbid" (default), "expect" (provoked on purpose, no fencing) or
     /// "report" (timing decides). Overlaps shorter than the watch interval
-    /// are not counted.
+    /// are not counted, unless every start and stop that bounds them was
+    /// timed by Pacemaker's own alerts (`source = "pacemaker-alert"`):
+    /// those count however short.
     #[serde(default)]
     #[schemars(extend("examples" = ["report"]))]
     pub double_active: SplitBrain,

@@ -6,12 +6,19 @@ use std::collections::BTreeMap;
 use crate::experiment::{Expect, ResourceExpect, ResourceWant};
 use crate::log::{LogBody, LogEvent, NodeState};
 
+/// The `source` of a resource event timed by Pacemaker's own record (its
+/// alert) of this node's start or stop, not by a poll.
+pub(super) const PACEMAKER_ALERT: &str = "pacemaker-alert";
+
+/// (time, node, resource, where the node's view says it is active,
+/// whether the time is the resource manager's own record of it)
+pub(super) type ResourceView = (f64, String, String, Option<Vec<String>>, bool);
+
 /// Every node's state after each quorum-changing event, in time order.
 pub(super) struct Timeline {
     /// (time, node, state it entered)
     pub(super) changes: Vec<(f64, String, NodeState)>,
-    /// (time, node, resource, where the node's view says it is active)
-    pub(super) resources: Vec<(f64, String, String, Option<Vec<String>>)>,
+    pub(super) resources: Vec<ResourceView>,
     pub(super) end: f64,
 }
 
@@ -27,7 +34,14 @@ impl Timeline {
                 LogBody::Resource {
                     resource,
                     active_on,
-                } => Some((e.t, e.node.clone()?, resource.clone(), active_on.clone())),
+                    source,
+                } => Some((
+                    e.t,
+                    e.node.clone()?,
+                    resource.clone(),
+                    active_on.clone(),
+                    source.as_deref() == Some(PACEMAKER_ALERT),
+                )),
                 _ => None,
             })
             .collect();
@@ -41,7 +55,7 @@ impl Timeline {
     /// Each node's view of `resource` at time `t` (after the events at `t`).
     pub(super) fn views_at(&self, resource: &str, t: f64) -> BTreeMap<&str, &Option<Vec<String>>> {
         let mut views = BTreeMap::new();
-        for (at, node, r, view) in &self.resources {
+        for (at, node, r, view, _) in &self.resources {
             if *at > t {
                 break;
             }

@@ -320,17 +320,23 @@ fn drill_view(r: &DrillResult, run: usize, runs: usize) -> DrillView {
 /// when `/etc/pve` was read-only.
 fn resource_lanes(r: &DrillResult, nodes: &[String], end: f64) -> Vec<Lane> {
     let mut lanes = Vec::new();
-    let lane = |name: String, changes: Vec<(f64, &'static str, String)>, what: &str| Lane {
+    // (from, state, text, where the time comes from if said)
+    type Change = (f64, &'static str, String, Option<String>);
+    let lane = |name: String, changes: Vec<Change>, what: &str| Lane {
         name,
         segments: changes
             .iter()
             .enumerate()
-            .map(|(i, (from, state, text))| {
+            .map(|(i, (from, state, text, source))| {
                 let to = changes.get(i + 1).map_or(end, |c| c.0);
+                let timed = source
+                    .as_ref()
+                    .map(|s| format!(" (timed from {s})"))
+                    .unwrap_or_default();
                 Segment {
                     state,
                     text: text.clone(),
-                    title: format!("t={from:.3}s to {to:.3}s: {what} {text}"),
+                    title: format!("t={from:.3}s to {to:.3}s: {what} {text}{timed}"),
                     x: pct(*from, end),
                     w: pct(to - from, end),
                 }
@@ -339,7 +345,7 @@ fn resource_lanes(r: &DrillResult, nodes: &[String], end: f64) -> Vec<Lane> {
     };
     for w in &r.experiment.watches {
         for node in nodes {
-            let changes: Vec<(f64, &'static str, String)> = r
+            let changes: Vec<Change> = r
                 .log
                 .iter()
                 .filter(|e| e.node.as_deref() == Some(node.as_str()))
@@ -347,14 +353,16 @@ fn resource_lanes(r: &DrillResult, nodes: &[String], end: f64) -> Vec<Lane> {
                     LogBody::Resource {
                         resource,
                         active_on,
+                        source,
                     } if *resource == w.resource => Some(match active_on.as_deref() {
-                        None => (e.t, "unknown", "cannot say".to_owned()),
-                        Some([]) => (e.t, "stopped", "stopped".to_owned()),
-                        Some([one]) => (e.t, "running", format!("on {one}")),
+                        None => (e.t, "unknown", "cannot say".to_owned(), source.clone()),
+                        Some([]) => (e.t, "stopped", "stopped".to_owned(), source.clone()),
+                        Some([one]) => (e.t, "running", format!("on {one}"), source.clone()),
                         Some(many) => (
                             e.t,
                             if w.clone { "running" } else { "double" },
                             format!("on {}", many.join(", ")),
+                            source.clone(),
                         ),
                     }),
                     _ => None,
@@ -370,13 +378,17 @@ fn resource_lanes(r: &DrillResult, nodes: &[String], end: f64) -> Vec<Lane> {
         }
     }
     for node in nodes {
-        let changes: Vec<(f64, &'static str, String)> = r
+        let changes: Vec<Change> = r
             .log
             .iter()
             .filter(|e| e.node.as_deref() == Some(node.as_str()))
             .filter_map(|e| match e.body {
-                LogBody::EtcPve { writable: true } => Some((e.t, "running", "writable".into())),
-                LogBody::EtcPve { writable: false } => Some((e.t, "double", "read-only".into())),
+                LogBody::EtcPve { writable: true } => {
+                    Some((e.t, "running", "writable".into(), None))
+                }
+                LogBody::EtcPve { writable: false } => {
+                    Some((e.t, "double", "read-only".into(), None))
+                }
                 _ => None,
             })
             .collect();
@@ -730,6 +742,7 @@ mod tests {
                 LogBody::Resource {
                     resource: "svc".into(),
                     active_on: on.map(|v| v.iter().map(|s| s.to_string()).collect()),
+                    source: Some("pacemaker-alert".into()),
                 },
             )
         };

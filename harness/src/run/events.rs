@@ -107,15 +107,19 @@ impl<'a> Drill<'a> {
             EventBody::Resource {
                 resource,
                 active_on,
+                source,
             } => {
                 self.resource_views
                     .insert((node.clone(), resource.clone()), active_on.clone());
+                // An agent that predates `source` timed it by its poll.
+                let source = source.unwrap_or(corodrill_protocol::ResourceTimeSource::Poll);
                 self.record(
                     t,
                     Some(&node),
                     LogBody::Resource {
                         resource,
                         active_on,
+                        source: Some(source.as_str().to_owned()),
                     },
                 )
             }

@@ -356,6 +356,7 @@ impl<'a> Drill<'a> {
                 LogBody::Resource {
                     resource,
                     active_on,
+                    source: None,
                 },
             );
         }

@@ -55,6 +55,7 @@ impl<'a> Drill<'a> {
                 LogBody::Resource {
                     resource,
                     active_on: None,
+                    source: None,
                 },
             );
         }

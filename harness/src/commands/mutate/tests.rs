@@ -276,6 +276,7 @@ hold = "1s"
             LogBody::Resource {
                 resource: "svc".into(),
                 active_on: Some(vec![on.into()]),
+                source: None,
             },
         )
     };

@@ -3,12 +3,18 @@
 use super::*;
 
 pub(super) fn res(t: f64, node: &str, on: Option<&[&str]>) -> LogEvent {
+    res_from(t, node, on, "poll")
+}
+
+/// A view whose time comes from `source` (`poll`, `pacemaker-alert`).
+fn res_from(t: f64, node: &str, on: Option<&[&str]>, source: &str) -> LogEvent {
     ev(
         t,
         Some(node),
         LogBody::Resource {
             resource: "svc".into(),
             active_on: on.map(|v| v.iter().map(|s| s.to_string()).collect()),
+            source: Some(source.into()),
         },
     )
 }
@@ -136,6 +142,51 @@ fn a_double_active_window_can_be_expected_and_a_slow_failover_fails() {
         "{}",
         moved.message
     );
+}
+
+/// The failover log with every claim change timed by Pacemaker's alerts:
+/// pve2 starts svc at `start`, pve1 stops it at 5.1, pve3's view (a poll)
+/// follows.
+fn alert_timed_log(start: f64) -> Vec<LogEvent> {
+    let mut log: Vec<LogEvent> = failover_log()
+        .into_iter()
+        .filter(|e| !matches!(e.body, LogBody::Resource { .. }) || e.t == 0.0)
+        .collect();
+    log.push(res_from(start, "pve2", Some(&["pve2"]), "pacemaker-alert"));
+    log.push(res_from(4.7, "pve3", Some(&["pve2"]), "poll"));
+    log.push(res_from(5.1, "pve1", Some(&[]), "pacemaker-alert"));
+    log
+}
+
+fn double_of(text: &str, log: &[LogEvent]) -> Verdict {
+    let e = parse(Path::new("f.toml"), text).unwrap();
+    judge(&e, &nodes(), log)
+        .into_iter()
+        .find(|x| x.name.contains("two nodes"))
+        .unwrap()
+}
+
+#[test]
+fn a_double_active_window_timed_by_alerts_counts_however_short() {
+    let coarse = FAILOVER.replace("interval = \"100ms\"", "interval = \"500ms\"");
+    // 30 ms, both ends Pacemaker's own record: it happened.
+    let double = double_of(&coarse, &alert_timed_log(5.07));
+    assert!(!double.passed, "{double:?}");
+    assert!(
+        double
+            .message
+            .contains("on pve1 and pve2 at once from t=5.070s to t=5.100s (0.030s)"),
+        "{}",
+        double.message
+    );
+    // The same 30 ms with one end read by a poll is no evidence.
+    let mut polled = alert_timed_log(5.07);
+    let last = polled.len() - 1;
+    polled[last] = res_from(5.1, "pve1", Some(&[]), "poll");
+    assert!(double_of(&coarse, &polled).passed);
+    // An orderly move timed by alerts (stop, then start) is no window,
+    // and a start after the stop never opens one.
+    assert!(double_of(&coarse, &alert_timed_log(5.2)).passed);
 }
 
 #[test]
