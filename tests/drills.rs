@@ -454,6 +454,72 @@ fn quorum_times_are_corosyncs_own(lab: &TestLab, events: &Path) {
     );
 }
 
+/// Each start or stop of svc by a node, in the JSON log of the Pacemaker
+/// failover drills, that the node's agent timed from Pacemaker's alert is
+/// within 10 ms of the "Result of start/stop operation" line in that
+/// node's pacemaker.log (the line has ms, the log µs); the failovers'
+/// starts are among them.
+fn resource_times_are_pacemakers_own(lab: &TestLab, events: &Path) {
+    let text = std::fs::read_to_string(events).unwrap();
+    let mut claims: std::collections::BTreeMap<String, bool> = Default::default();
+    let (mut starts, mut stops) = (0, 0);
+    let mut worst: i64 = 0;
+    for line in text.lines() {
+        let ev: serde_json::Value = serde_json::from_str(line).unwrap();
+        if ev["kind"] != "resource" {
+            continue;
+        }
+        let node = ev["node"].as_str().unwrap().to_owned();
+        let Some(on) = ev["active_on"].as_array() else {
+            claims.remove(&node);
+            continue;
+        };
+        let runs = on.iter().any(|n| n.as_str() == Some(node.as_str()));
+        let before = claims.insert(node.clone(), runs);
+        if before.is_none_or(|b| b == runs) || ev["source"] != "pacemaker-alert" {
+            continue;
+        }
+        // A start or stop, or a probe that found it running after a
+        // restart: Pacemaker logs each result.
+        let want = format!(" operation for svc on {node}: ");
+        let at = quarter_hour_us(ev["ts"].as_str().unwrap().split_once('T').unwrap().1);
+        let log = std::fs::read_to_string(
+            lab.dir()
+                .join(&node)
+                .join("pacemaker")
+                .join("log")
+                .join("pacemaker.log"),
+        )
+        .unwrap();
+        let (nearest, what) = log
+            .lines()
+            .filter(|l| l.contains("Result of ") && l.contains(&want))
+            .map(|l| {
+                let d = (at - quarter_hour_us(l.split_whitespace().nth(2).unwrap()))
+                    .rem_euclid(900_000_000);
+                let d = if d > 450_000_000 { d - 900_000_000 } else { d };
+                (d, l.to_owned())
+            })
+            .min_by_key(|(d, _)| d.abs())
+            .unwrap_or((i64::MAX, String::new()));
+        assert!(
+            nearest.abs() <= 10_000,
+            "{nearest} µs from Pacemaker's line: {line}"
+        );
+        worst = worst.max(nearest.abs());
+        if runs && what.contains("Result of start operation") {
+            starts += 1;
+        } else if !runs && what.contains("Result of stop operation") {
+            stops += 1;
+        }
+    }
+    eprintln!("resource starts {starts}, stops {stops} timed from Pacemaker's alerts, worst {worst} µs from its log");
+    assert!(
+        starts >= 3,
+        "only {starts} starts timed from Pacemaker's alerts:\n{text}"
+    );
+}
+
 /// The shipped drills for one link and three nodes.
 const THREE_NODE_DRILLS: [&str; 7] = [
     "isolate-one-of-three",
@@ -1010,13 +1076,15 @@ fn pacemaker_drills(names: &[&str]) -> Vec<String> {
 fn pacemaker_failover_drills() {
     let _turn = one_lab_at_a_time();
     let lab = TestLab::up(&["--pacemaker", "--resource", "svc"]);
-    assert_all_pass(
+    let drills = pacemaker_drills(&[
+        "failover-when-its-node-is-cut",
+        "failover-when-its-node-is-powered-off",
+        "failover-when-corosync-is-killed",
+    ]);
+    assert_all_pass(&lab, &drills);
+    resource_times_are_pacemakers_own(
         &lab,
-        &pacemaker_drills(&[
-            "failover-when-its-node-is-cut",
-            "failover-when-its-node-is-powered-off",
-            "failover-when-corosync-is-killed",
-        ]),
+        &scratch_path(&format!("{}-{}", lab.name, drills.len())).join("events.jsonl"),
     );
     lab_clean(&lab, 3);
 

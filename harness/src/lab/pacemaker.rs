@@ -179,6 +179,26 @@ pub fn primitive_xml(name: &str) -> String {
     )
 }
 
+/// The alert that tells each node's agent, as it happens, every resource
+/// operation Pacemaker records there: the agent's own binary is the alert
+/// agent (it writes one line to the recipient, the node's own file under
+/// /run that the agent's resource watch follows). Resource alerts only.
+/// `agent` is a path the lab made: no escaping needed beyond what XML
+/// attributes need, and the lab's paths have none of `<>&"`.
+pub fn alert_xml(agent: &str) -> String {
+    format!(
+        "<alerts><alert id=\"{ALERT_ID}\" path=\"{agent}\">\
+         <select><select_resources/></select>\
+         <recipient id=\"{ALERT_ID}-recipient\" value=\"{ALERT_RECIPIENT}\"/>\
+         </alert></alerts>"
+    )
+}
+
+/// The alert's id in the CIB and its recipient: the agent's alert file
+/// (`corodrill-agent`'s `pacemaker_alert::ALERT_FILE`).
+pub const ALERT_ID: &str = "corodrill";
+pub const ALERT_RECIPIENT: &str = "/run/corodrill-agent/pacemaker-alerts";
+
 /// A location preference for `node` (score 100).
 pub fn prefers_xml(name: &str, node: &str) -> String {
     format!(
@@ -248,6 +268,26 @@ pub fn settle(
     })?;
 
     let first = &nodes[0];
+    // Before the resources, so that their first starts are alerted too.
+    match crate::cluster::agent::bundled_agent() {
+        Some(agent) if !agent.to_string_lossy().contains(['<', '>', '&', '"']) => {
+            progress("configuring the Pacemaker alert that times resource events to the event");
+            tool(
+                lab,
+                first,
+                "cibadmin",
+                &[
+                    "--create",
+                    "--scope",
+                    "configuration",
+                    "--xml-text",
+                    &alert_xml(&agent.to_string_lossy()),
+                ],
+                "configuring the corodrill alert",
+            )?;
+        }
+        _ => progress("no agent binary beside corodrill: resource events come from crm_mon alone"),
+    }
     for name in &spec.resources {
         progress(&format!(
             "creating resource {name} ({AGENT}, monitor every {MONITOR_INTERVAL})"
@@ -399,6 +439,17 @@ mod tests {
         assert_eq!(
             prefers_xml("svc", "pve1"),
             "<rsc_location id=\"svc-prefers-pve1\" rsc=\"svc\" node=\"pve1\" score=\"100\"/>"
+        );
+    }
+
+    #[test]
+    fn the_alert_names_the_agent_and_its_file() {
+        assert_eq!(
+            alert_xml("/usr/bin/corodrill-agent"),
+            "<alerts><alert id=\"corodrill\" path=\"/usr/bin/corodrill-agent\">\
+             <select><select_resources/></select>\
+             <recipient id=\"corodrill-recipient\" value=\"/run/corodrill-agent/pacemaker-alerts\"/>\
+             </alert></alerts>"
         );
     }
 
