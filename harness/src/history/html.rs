@@ -240,36 +240,19 @@ pub fn page(groups: &[(DrillKey, Vec<StoredRun>)], last: usize) -> Result<String
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::StoredVerdict;
+    use crate::history::sample_run;
 
+    /// Weekly runs; the regression came with a 3 s token.
     fn run(id: i64, t: f64, regression: bool) -> StoredRun {
-        StoredRun {
+        let token = if regression { "3000" } else { "1000" };
+        sample_run(
             id,
-            started: 1_764_667_801 + id * 604_800,
-            cluster: "pve <prod>".into(),
-            drill: "isolate".into(),
-            file: "isolate.toml".into(),
-            passed: true,
-            error: None,
-            disturbed: false,
-            wall: 20.0,
-            facts: BTreeMap::from([
-                (
-                    "totem.token".to_owned(),
-                    if regression { "3000" } else { "1000" }.to_owned(),
-                ),
-                ("nodes".to_owned(), "pve1 pve2 pve3".to_owned()),
-            ]),
-            verdicts: vec![StoredVerdict {
-                name: "majority keeps quorum".into(),
-                invariant: false,
-                passed: true,
-                kept: false,
-                measured: Some(t),
-                message: None,
-                regression: regression.then(|| "beyond".into()),
-            }],
-        }
+            1_764_667_801 + id * 604_800,
+            "pve <prod>",
+            token,
+            t,
+            regression,
+        )
     }
 
     #[test]

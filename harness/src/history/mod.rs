@@ -494,3 +494,40 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests;
+
+/// A stored run of `isolate` with one measured time, for the tables' and
+/// the page's tests.
+#[cfg(test)]
+pub(crate) fn sample_run(
+    id: i64,
+    started: i64,
+    cluster: &str,
+    token: &str,
+    measured: f64,
+    regression: bool,
+) -> StoredRun {
+    StoredRun {
+        id,
+        started,
+        cluster: cluster.into(),
+        drill: "isolate".into(),
+        file: "isolate.toml".into(),
+        passed: true,
+        error: None,
+        disturbed: false,
+        wall: 20.0,
+        facts: BTreeMap::from([
+            ("totem.token".to_owned(), token.to_owned()),
+            ("nodes".to_owned(), "pve1 pve2 pve3".to_owned()),
+        ]),
+        verdicts: vec![StoredVerdict {
+            name: "majority keeps quorum".into(),
+            invariant: false,
+            passed: true,
+            kept: false,
+            measured: Some(measured),
+            message: None,
+            regression: regression.then(|| "beyond".into()),
+        }],
+    }
+}

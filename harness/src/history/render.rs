@@ -195,33 +195,10 @@ pub fn diff_text(a: &StoredRun, b: &StoredRun) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::StoredVerdict;
+    use crate::history::sample_run;
 
     fn run(id: i64, token: &str, t: f64, regression: bool) -> StoredRun {
-        StoredRun {
-            id,
-            started: 1_764_667_801 + id,
-            cluster: "lab".into(),
-            drill: "isolate".into(),
-            file: "isolate.toml".into(),
-            passed: true,
-            error: None,
-            disturbed: false,
-            wall: 20.0,
-            facts: BTreeMap::from([
-                ("totem.token".to_owned(), token.to_owned()),
-                ("nodes".to_owned(), "pve1 pve2 pve3".to_owned()),
-            ]),
-            verdicts: vec![StoredVerdict {
-                name: "majority keeps quorum".into(),
-                invariant: false,
-                passed: true,
-                kept: false,
-                measured: Some(t),
-                message: None,
-                regression: regression.then(|| "beyond".into()),
-            }],
-        }
+        sample_run(id, 1_764_667_801 + id, "lab", token, t, regression)
     }
 
     #[test]
