@@ -20,6 +20,8 @@ pub enum Stage {
     Plan,
     /// A drill running on the cluster (`run`).
     Run,
+    /// The history file (`run`, `history`).
+    History,
 }
 
 impl Stage {
@@ -30,6 +32,7 @@ impl Stage {
             Stage::Inventory => "In an inventory file",
             Stage::Plan => "A drill on an inventory",
             Stage::Run => "While a drill runs",
+            Stage::History => "In the history file",
         }
     }
 }
@@ -155,6 +158,9 @@ codes! {
     AgentLost "agent-lost" Run,
     WouldFence "would-fence" Run,
     PowerFailed "power-failed" Run,
+    HistoryUnusable "history-unusable" History,
+    HistoryNewer "history-newer" History,
+    NoSuchRun "no-such-run" History,
 }
 
 impl std::fmt::Display for ErrorCode {
@@ -632,6 +638,39 @@ impl ErrorCode {
                  and the variables its secrets come from.",
                 Example::Message(
                     "pve3: power off: ipmitool timed out after 30s (corodrill explain power-failed)",
+                ),
+            ),
+            HistoryUnusable => (
+                "the history file cannot be opened or written",
+                "corodrill appends each run to a SQLite file (default \
+                 /var/lib/corodrill/history.sqlite) and could not create its directory, \
+                 open it or write to it: a read-only or full disk, permissions, or a file \
+                 that is not a SQLite database. The drill's own verdicts and reports are \
+                 not affected; the run is not recorded.",
+                "Fix the path the message names (space, permissions), or point \
+                 `--history PATH` or CORODRILL_HISTORY at another file; `--no-history` \
+                 records nothing.",
+                Example::Message(
+                    "history /var/lib/corodrill/history.sqlite: attempt to write a readonly database (corodrill explain history-unusable)",
+                ),
+            ),
+            HistoryNewer => (
+                "the history file was written by a newer corodrill",
+                "The file's schema version is newer than this corodrill knows: a newer \
+                 corodrill has used it. An older one does not write to it, so as not to \
+                 damage what the newer one keeps.",
+                "Run the newer corodrill, or give this one another file (`--history PATH`).",
+                Example::Message(
+                    "history /var/lib/corodrill/history.sqlite: written by a newer corodrill (schema version 3; this one knows up to 2): use that corodrill, or another file with --history PATH (corodrill explain history-newer)",
+                ),
+            ),
+            NoSuchRun => (
+                "`history --diff` names a run the history does not have",
+                "The run ids `corodrill history --diff A B` takes are those of the \
+                 history's tables (the `run` column); one of them is not in this file.",
+                "`corodrill history` lists the runs and their ids.",
+                Example::Message(
+                    "history /var/lib/corodrill/history.sqlite: no run 42 (corodrill explain no-such-run)",
                 ),
             ),
         };

@@ -25,6 +25,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::cluster::connect::ClusterFacts;
+use crate::errors::ErrorCode;
 use crate::report::DrillResult;
 use regression::Regression;
 
@@ -36,27 +37,32 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum HistoryError {
-    #[error("history {}: {source}", path.display())]
+    #[error("history {}: {source} {}", path.display(), ErrorCode::HistoryUnusable.hint())]
     Sqlite {
         path: PathBuf,
         source: rusqlite::Error,
     },
-    #[error("history {}: cannot create its directory: {source}", path.display())]
+    #[error(
+        "history {}: cannot create its directory: {source} {}",
+        path.display(),
+        ErrorCode::HistoryUnusable.hint()
+    )]
     Directory {
         path: PathBuf,
         source: std::io::Error,
     },
     #[error(
         "history {}: written by a newer corodrill (schema version {found}; this one knows up to {known}): \
-         use that corodrill, or another file with --history PATH",
-        path.display()
+         use that corodrill, or another file with --history PATH {}",
+        path.display(),
+        ErrorCode::HistoryNewer.hint()
     )]
     Newer {
         path: PathBuf,
         found: i64,
         known: i64,
     },
-    #[error("history {}: no run {id}", path.display())]
+    #[error("history {}: no run {id} {}", path.display(), ErrorCode::NoSuchRun.hint())]
     NoRun { path: PathBuf, id: i64 },
 }
 
