@@ -41,6 +41,11 @@ fn shipped(names: &[&str]) -> Vec<String> {
 /// `corodrill run FILES --inventory <lab's> --junit ...`: the output and the
 /// JUnit report read back.
 fn drill(lab: &TestLab, files: &[String]) -> (Output, Option<Report>) {
+    drill_with(lab, files, &[])
+}
+
+/// `drill` with more flags for `run`.
+fn drill_with(lab: &TestLab, files: &[String], flags: &[&str]) -> (Output, Option<Report>) {
     let dir = scratch(&format!("{}-{}", lab.name, files.len()));
     let junit = dir.join("junit.xml");
     let inventory = lab.dir().join("inventory.toml");
@@ -58,6 +63,7 @@ fn drill(lab: &TestLab, files: &[String]) -> (Output, Option<Report>) {
         // the cluster's failure: run it once more, as an operator would.
         // A pass is never retried, so this cannot turn a failure into one.
         .args(["--retry-disturbed", "1"])
+        .args(flags)
         .output()
         .expect("cannot run corodrill");
     let report = std::fs::read_to_string(&junit)
@@ -1099,8 +1105,36 @@ fn pacemaker_failover_drills() {
         cut.replacen("within = \"15s\"", "within = \"1s\"", 1),
     )
     .unwrap();
-    let (out, report) = drill(&lab, &[fast.display().to_string()]);
+    // Run with --pacemaker-alert, as on a real cluster: pve1's agent
+    // installs the alert (journaled like a fault) and removes it at the
+    // drill's last heal, read back.
+    let (out, report) = drill_with(&lab, &[fast.display().to_string()], &["--pacemaker-alert"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("installing corodrill's Pacemaker alert from pve1"),
+        "{}",
+        text(&out)
+    );
+    let events =
+        std::fs::read_to_string(scratch_path(&format!("{}-1", lab.name)).join("events.jsonl"))
+            .unwrap();
+    assert!(
+        events
+            .lines()
+            .any(|l| l.contains("\"kind\":\"fault.healed\"")
+                && l.contains("\"fault\":\"corodrill-run\"")
+                && l.contains("\"clean\":true")),
+        "{events}"
+    );
+    let alerts = corodrill(&[
+        "lab", "exec", "--name", &lab.name, "pve2", "--", "cibadmin", "--query", "--scope",
+        "alerts",
+    ]);
+    let alerts = String::from_utf8_lossy(&alerts.stdout).into_owned();
+    assert!(
+        alerts.contains("id=\"corodrill\"") && !alerts.contains("corodrill-run"),
+        "{alerts}"
+    );
     let report = report.unwrap();
     let case = report.test_suites[0]
         .test_cases

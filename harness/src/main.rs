@@ -125,6 +125,15 @@ enum Command {
         /// watchdog (out of quorum for 60 s or more); refused otherwise.
         #[arg(long)]
         allow_fencing: bool,
+        /// Install Pacemaker's alert for corodrill for each drill (on the
+        /// first node, journaled there like a fault, removed at the drill's
+        /// last heal, also by the node's guard if the controller dies), so
+        /// that each node's own resource starts and stops are timed to the
+        /// millisecond. The alert agent is the agent's binary, at the path
+        /// the first node's agent runs from: every node must have it there.
+        /// A lab made with --pacemaker has the alert already.
+        #[arg(long)]
+        pacemaker_alert: bool,
         #[command(flatten)]
         history: HistoryFlags,
         /// A measured time outside its usual range in the history fails its
@@ -577,6 +586,7 @@ fn main() -> ExitCode {
             oracle,
             model_override,
             allow_fencing,
+            pacemaker_alert,
             history,
             fail_on_regression,
             metrics,
@@ -599,6 +609,7 @@ fn main() -> ExitCode {
                 oracle,
                 model_override: model_override.into_iter().collect(),
                 allow_fencing,
+                pacemaker_alert,
                 pass_rate,
                 retry_disturbed,
             };

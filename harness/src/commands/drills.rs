@@ -27,6 +27,8 @@ pub struct RunArgs {
     pub oracle: bool,
     pub model_override: BTreeMap<String, String>,
     pub allow_fencing: bool,
+    /// Install corodrill's Pacemaker alert for each drill.
+    pub pacemaker_alert: bool,
     /// The pass rate a repeated drill needs to pass with flaky runs; None:
     /// every run must pass.
     pub pass_rate: Option<f64>,
@@ -242,6 +244,7 @@ pub fn run_command(args: &RunArgs, progress: &dyn Fn(&str), cancel: &AtomicBool)
         oracle: args.oracle,
         model_override: args.model_override.clone(),
         allow_fencing: args.allow_fencing,
+        pacemaker_alert: args.pacemaker_alert,
         ..RunOptions::new(progress, cancel)
     };
     let skippable = |e: &Experiment| from_directory(&args.paths, e);

@@ -9,6 +9,7 @@
 //! `power`, `reconnect` (nodes lost, reset or powered back on), `streams`
 //! (an agent's watches and events), `whole`.
 
+mod alert;
 mod connect;
 mod events;
 mod faults;
@@ -102,6 +103,9 @@ pub struct RunOptions<'a> {
     /// Run a drill that will get Proxmox VE HA nodes reset by their
     /// watchdog (the fencing foresight); refused otherwise.
     pub allow_fencing: bool,
+    /// Install corodrill's Pacemaker alert on the first node for the
+    /// drill (`alert.rs`), when the drill watches a Pacemaker resource.
+    pub pacemaker_alert: bool,
     pub progress: &'a dyn Fn(&str),
     /// Set by Ctrl-C: heal and stop.
     pub cancel: &'a AtomicBool,
@@ -120,6 +124,7 @@ impl<'a> RunOptions<'a> {
             oracle: false,
             model_override: BTreeMap::new(),
             allow_fencing: false,
+            pacemaker_alert: false,
             progress,
             cancel,
         }
@@ -289,6 +294,17 @@ pub fn run(
                 errors.join("; ")
             )))
         })?;
+    if opts.pacemaker_alert {
+        if let Err(error) = drill.install_pacemaker_alert(&experiment) {
+            (opts.progress)(&format!("{error}: healing every fault"));
+            drill.heal_all();
+            return Err(Aborted {
+                error,
+                log: drill.log,
+                cluster: Some(Box::new(facts)),
+            });
+        }
+    }
     match drill.run(&experiment, plan) {
         Ok(()) => Ok(Ran {
             experiment,
