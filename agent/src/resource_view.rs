@@ -75,6 +75,10 @@ pub struct Merge {
     seq: u64,
     /// The time of the last input applied.
     applied_ns: u64,
+    /// Whether a poll has been applied: the first is sent at once (the
+    /// controller opens its drills with each node's view), with nothing
+    /// before it to put in order.
+    polled: bool,
     /// Disagreements the poll won, to be reported.
     pub disagreements: Vec<String>,
 }
@@ -90,6 +94,7 @@ impl Merge {
             pending: Vec::new(),
             seq: 0,
             applied_ns: 0,
+            polled: false,
             disagreements: Vec::new(),
         }
     }
@@ -141,16 +146,21 @@ impl Merge {
     /// order, and returns the views that changed.
     pub fn flush(&mut self, now_ns: u64) -> Vec<Change> {
         self.pending.sort_by_key(|(mono, _, seq, _)| (*mono, *seq));
+        let first_poll = !self.polled && matches!(self.pending.first(), Some((.., Input::Poll(_))));
         let due = self
             .pending
             .iter()
-            .take_while(|(mono, ..)| mono.saturating_add(HOLD_NS) <= now_ns)
+            .enumerate()
+            .take_while(|(i, (mono, ..))| {
+                (*i == 0 && first_poll) || mono.saturating_add(HOLD_NS) <= now_ns
+            })
             .count();
         let mut changes = Vec::new();
         for (mono, utc, _, input) in self.pending.drain(..due).collect::<Vec<_>>() {
             self.applied_ns = self.applied_ns.max(mono);
             match input {
                 Input::Poll(view) => {
+                    self.polled = true;
                     let names: Vec<String> = self.resources.keys().cloned().collect();
                     for r in names {
                         let v = view
@@ -270,16 +280,17 @@ mod tests {
     fn without_alerts_the_poll_says_it_all() {
         let mut m = merge();
         m.poll(1000 * MS, 0, placement(&["pve1"]));
-        assert!(m.flush(1200 * MS).is_empty(), "held");
+        assert_eq!(
+            seen(m.flush(1000 * MS)),
+            [(1000, on(&["pve1"]), Poll)],
+            "the first view at once"
+        );
         m.poll(1500 * MS, 0, placement(&["pve2"]));
+        assert!(m.flush(1700 * MS).is_empty(), "the next held");
         m.poll(2000 * MS, 0, Err(()));
         assert_eq!(
             seen(m.flush(3000 * MS)),
-            [
-                (1000, on(&["pve1"]), Poll),
-                (1500, on(&["pve2"]), Poll),
-                (2000, None, Poll)
-            ]
+            [(1500, on(&["pve2"]), Poll), (2000, None, Poll)]
         );
     }
 

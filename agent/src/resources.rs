@@ -1,6 +1,8 @@
 //! Resource watching: where this node's view says each watched resource
 //! is active, read every interval and sent as an event when it changes,
-//! stamped with the agent's monotonic time of the read. Three sources:
+//! stamped with the agent's monotonic time of the read (for Pacemaker, this
+//! node's own starts and stops with the time of Pacemaker's alert for
+//! them: `pacemaker_alert`, merged by `resource_view`). Three sources:
 //! Pacemaker (`crm_mon` XML), Proxmox VE's HA manager (`ha-manager
 //! status`, plus whether `/etc/pve` takes writes) and an operator's probe
 //! command. A node whose source does not answer (stopped with corosync,
