@@ -11,6 +11,16 @@
 //!   invariant reports (those longer than the watch interval): how many,
 //!   and their spans' min / median / max.
 //!
+//! - started: from `fault.applied` until the node that takes svc over
+//!   starts it, as its own view says (with the lab's Pacemaker alert, that
+//!   view's time is Pacemaker's record of the start, `source =
+//!   "pacemaker-alert"`, to the millisecond; the failover time above also
+//!   waits for the other survivor's view, which only its `crm_mon` poll
+//!   can give);
+//! - where each resource event's time came from, by `source`;
+//! - the agents' cost: their peak RSS and their CPU time over their
+//!   lifetime, sampled every second from /proc.
+//!
 //! Every repetition starts with svc on pve1 in every node's view.
 //!
 //! Run as root after a release build of the agent:
@@ -69,6 +79,109 @@ struct Figures {
     back: usize,
     /// What went wrong in the reps that did not fail over (or not run).
     failures: Vec<String>,
+    /// Fault applied -> the new node's own start of svc, per rep.
+    started: Vec<f64>,
+    /// Resource events by `source`.
+    sources: std::collections::BTreeMap<String, usize>,
+}
+
+/// From the drill's first fault to the first start of svc on a node other
+/// than HOME in that node's own view, and that view's source.
+fn own_start(log: &[corodrill::log::LogEvent]) -> Option<(f64, String)> {
+    use corodrill::log::LogBody;
+    let applied = log.iter().find_map(|e| match &e.body {
+        LogBody::FaultApplied { .. } => Some(e.t),
+        _ => None,
+    })?;
+    log.iter()
+        .filter(|e| e.t >= applied)
+        .find_map(|e| match (&e.body, e.node.as_deref()) {
+            (
+                LogBody::Resource {
+                    resource,
+                    active_on: Some(on),
+                    source,
+                },
+                Some(node),
+            ) if resource == RESOURCE && node != HOME && on.iter().any(|n| n == node) => {
+                Some((e.t - applied, source.clone().unwrap_or_default()))
+            }
+            _ => None,
+        })
+}
+
+/// The agents of the lab (their command line names the lab's directory):
+/// peak RSS and CPU time over their lives, sampled every second.
+#[derive(Default)]
+struct AgentCost {
+    /// pid -> (first seen, last seen, CPU ticks then, CPU ticks at first sight)
+    seen: std::collections::BTreeMap<i32, (Instant, Instant, u64, u64)>,
+    peak_rss_kib: u64,
+}
+
+impl AgentCost {
+    fn sample(&mut self, lab_dir: &str) {
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        for entry in dir.flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if !cmdline.contains("corodrill-agent --stdio") || !cmdline.contains(lab_dir) {
+                continue;
+            }
+            let ticks = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| {
+                    let f: Vec<u64> = s
+                        .rsplit_once(')')?
+                        .1
+                        .split_whitespace()
+                        .skip(11)
+                        .take(2)
+                        .filter_map(|x| x.parse().ok())
+                        .collect();
+                    Some(f.iter().sum::<u64>())
+                });
+            let Some(ticks) = ticks else { continue };
+            let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
+                .ok()
+                .and_then(|s| {
+                    s.lines()
+                        .find(|l| l.starts_with("VmHWM:"))?
+                        .split_whitespace()
+                        .nth(1)?
+                        .parse::<u64>()
+                        .ok()
+                })
+                .unwrap_or(0);
+            self.peak_rss_kib = self.peak_rss_kib.max(rss);
+            let now = Instant::now();
+            self.seen
+                .entry(pid)
+                .and_modify(|e| {
+                    e.1 = now;
+                    e.2 = ticks;
+                })
+                .or_insert((now, now, ticks, ticks));
+        }
+    }
+
+    /// CPU used per second of agent life, in percent of one core.
+    fn cpu_percent(&self) -> f64 {
+        let hz = 100.0; // USER_HZ on Linux
+        let (cpu, life) = self.seen.values().fold((0.0, 0.0), |(c, l), e| {
+            (c + (e.2 - e.3) as f64 / hz, l + (e.1 - e.0).as_secs_f64())
+        });
+        if life > 0.0 {
+            100.0 * cpu / life
+        } else {
+            0.0
+        }
+    }
 }
 
 /// The double-active windows the invariant's verdict lists, as spans in
@@ -212,6 +325,17 @@ fn main() {
     let _guard = LabGuard(name.clone());
     let inventory = lab::inventory(&up.lab);
     let opts = RunOptions::new(&|_| {}, &corodrill::run::CANCEL);
+    let cost = std::sync::Arc::new(std::sync::Mutex::new(AgentCost::default()));
+    let lab_dir = up.lab.dir.display().to_string();
+    {
+        let cost = cost.clone();
+        std::thread::spawn(move || loop {
+            if let Ok(mut c) = cost.lock() {
+                c.sample(&lab_dir);
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        });
+    }
 
     let mut results: Vec<(&str, Figures)> = Vec::new();
     let mut stopped: Option<String> = None;
@@ -244,6 +368,16 @@ fn main() {
                 }
             };
             let verdicts = judge::judge(&ran.experiment, &p.nodes, &ran.log);
+            for e in &ran.log {
+                if let corodrill::log::LogBody::Resource { source, .. } = &e.body {
+                    let s = source.clone().unwrap_or_else(|| "(opening view)".into());
+                    *fig.sources.entry(s).or_default() += 1;
+                }
+            }
+            let own = own_start(&ran.log);
+            if let Some((t, _)) = &own {
+                fig.started.push(*t);
+            }
             let failover = verdicts.iter().find(|v| v.name == failover_name);
             let back = back_name
                 .as_ref()
@@ -282,7 +416,8 @@ fn main() {
                 fig.back += 1;
             }
             eprintln!(
-                "  {short} {i}/{reps}: {said}, double-active windows: {}, back on {HOME}: {}",
+                "  {short} {i}/{reps}: {said}, started {}, double-active windows: {}, back on {HOME}: {}",
+                own.map_or("-".to_owned(), |(t, s)| format!("{t:.3}s ({s})")),
                 if spans.is_empty() {
                     "none".to_owned()
                 } else {
@@ -364,6 +499,48 @@ fn main() {
             format!("{}/{}", fig.reps_double_active, fig.reps),
             spans,
             format!("{}/{}", fig.back, fig.reps)
+        );
+    }
+    println!("started: fault applied -> the new node's own view says it started {RESOURCE} (Pacemaker's alert where it came)");
+    println!(
+        "{:<5} {:>34} | sources of resource events",
+        "drill", "started min/median/p95/max"
+    );
+    for (short, fig) in &results {
+        let mut t = fig.started.clone();
+        t.sort_by(f64::total_cmp);
+        let times = if t.is_empty() {
+            "-".to_owned()
+        } else {
+            format!(
+                "{:.3} / {:.3} / {:.3} / {:.3} s",
+                t[0],
+                percentile(&t, 0.5),
+                percentile(&t, 0.95),
+                t[t.len() - 1]
+            )
+        };
+        let sources = fig
+            .sources
+            .iter()
+            .map(|(s, n)| format!("{s} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        println!("{short:<5} {times:>34} | {sources}");
+        println!(
+            "      started times: {}",
+            t.iter()
+                .map(|x| format!("{x:.3}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+    }
+    if let Ok(c) = cost.lock() {
+        println!(
+            "agents: {} processes seen, peak RSS {:.1} MiB, CPU {:.2} % of one core over their lives",
+            c.seen.len(),
+            c.peak_rss_kib as f64 / 1024.0,
+            c.cpu_percent()
         );
     }
     for (_, fig) in &results {
