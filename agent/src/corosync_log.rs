@@ -15,8 +15,9 @@
 //!
 //! Everything but [`Tail::read`] and [`corosync_offset_us`] is pure.
 
-use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+
+use crate::follow::Follow;
 
 /// A line may be at most this much older than the notification it times
 /// (µs); an older match is another transition's.
@@ -262,8 +263,7 @@ pub fn parse_faketime_offset_us(text: &str) -> Option<i64> {
 /// corosync's log file followed from where it ended when the watch began:
 /// the `Members` lines read, each with when it was read.
 pub struct Tail {
-    path: PathBuf,
-    pos: u64,
+    file: Follow,
     parser: Parser,
     pub lines: Vec<(MembersLine, u64)>,
     /// Whether the last `Members` line had hires time (None: none seen yet).
@@ -272,10 +272,8 @@ pub struct Tail {
 
 impl Tail {
     pub fn open(path: PathBuf) -> Tail {
-        let pos = std::fs::metadata(&path).map_or(0, |m| m.len());
         Tail {
-            path,
-            pos,
+            file: Follow::from_end(path),
             parser: Parser::default(),
             lines: Vec::new(),
             hires: None,
@@ -285,29 +283,13 @@ impl Tail {
     /// Reads the lines written since the last call (whole lines only).
     pub fn read(&mut self, now_mono_ns: u64) {
         self.lines.retain(|(_, read)| read + KEEP_NS > now_mono_ns);
-        let Ok(mut f) = std::fs::File::open(&self.path) else {
-            return;
-        };
-        let len = f.metadata().map_or(0, |m| m.len());
-        if len < self.pos {
-            self.pos = 0; // rotated or truncated: a new file from its start
-        }
-        if len == self.pos || f.seek(SeekFrom::Start(self.pos)).is_err() {
-            return;
-        }
-        let mut reader = BufReader::new(f);
-        let mut line = String::new();
-        while let Ok(n) = reader.read_line(&mut line) {
-            if n == 0 || !line.ends_with('\n') {
-                break;
+        let (parser, lines, hires) = (&mut self.parser, &mut self.lines, &mut self.hires);
+        self.file.new_lines(|line| {
+            if let Some(m) = parser.line(line) {
+                *hires = Some(m.tod_us.is_some());
+                lines.push((m, now_mono_ns));
             }
-            self.pos += n as u64;
-            if let Some(m) = self.parser.line(&line) {
-                self.hires = Some(m.tod_us.is_some());
-                self.lines.push((m, now_mono_ns));
-            }
-            line.clear();
-        }
+        });
     }
 }
 

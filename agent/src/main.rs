@@ -3,6 +3,7 @@
 
 mod corosync_log;
 mod faults;
+mod follow;
 mod journal;
 mod nft;
 mod node;

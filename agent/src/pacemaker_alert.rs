@@ -23,12 +23,13 @@
 //!
 //! Everything but [`alert_main`], [`prepare`] and [`Tail::read`] is pure.
 
-use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::corosync_log::MAX_LEAD_US;
+use crate::follow::Follow;
 
 /// Where the alert agent writes and the resource watch reads, on each node.
 pub const ALERT_FILE: &str = "/run/corodrill-agent/pacemaker-alerts";
@@ -201,43 +202,22 @@ pub fn prepare(file: &Path) -> Result<(), String> {
 }
 
 /// The alert file followed from where it ended when the watch began.
-pub struct Tail {
-    path: PathBuf,
-    pos: u64,
-}
+pub struct Tail(Follow);
 
 impl Tail {
     pub fn open(path: PathBuf) -> Tail {
-        let pos = std::fs::metadata(&path).map_or(0, |m| m.len());
-        Tail { path, pos }
+        Tail(Follow::from_end(path))
     }
 
     /// The alerts written since the last call (whole lines only; a line
     /// that does not parse is skipped).
     pub fn read(&mut self) -> Vec<Alert> {
         let mut alerts = Vec::new();
-        let Ok(mut f) = std::fs::File::open(&self.path) else {
-            return alerts;
-        };
-        let len = f.metadata().map_or(0, |m| m.len());
-        if len < self.pos {
-            self.pos = 0; // the alert agent started it again
-        }
-        if len == self.pos || f.seek(SeekFrom::Start(self.pos)).is_err() {
-            return alerts;
-        }
-        let mut reader = BufReader::new(f);
-        let mut line = String::new();
-        while let Ok(n) = reader.read_line(&mut line) {
-            if n == 0 || !line.ends_with('\n') {
-                break;
-            }
-            self.pos += n as u64;
+        self.0.new_lines(|line| {
             if let Ok(a) = serde_json::from_str(line.trim_end()) {
                 alerts.push(a);
             }
-            line.clear();
-        }
+        });
         alerts
     }
 }
