@@ -36,6 +36,9 @@ use corodrill::lab::{self, pacemaker, LabSpec, Profile};
 use corodrill::plan;
 use corodrill::run::{self, RunOptions};
 
+mod common;
+use common::percentile;
+
 const RESOURCE: &str = "svc";
 /// Where the lab places svc and where it goes back after a heal.
 const HOME: &str = "pve1";
@@ -60,9 +63,22 @@ impl Drop for LabGuard {
     }
 }
 
-/// Nearest rank on sorted values.
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+fn sorted(times: &[f64]) -> Vec<f64> {
+    let mut t = times.to_vec();
+    t.sort_by(f64::total_cmp);
+    t
+}
+
+/// `min / median / p95 / max s` of sorted times, or `-` for none.
+fn spread(t: &[f64]) -> String {
+    match (t.first(), t.last()) {
+        (Some(min), Some(max)) => format!(
+            "{min:.3} / {:.3} / {:.3} / {max:.3} s",
+            percentile(t, 0.5),
+            percentile(t, 0.95)
+        ),
+        _ => "-".to_owned(),
+    }
 }
 
 /// One drill's figures over its repetitions.
@@ -465,21 +481,8 @@ fn main() {
         "back"
     );
     for (short, fig) in &results {
-        let mut t = fig.failover.clone();
-        t.sort_by(f64::total_cmp);
-        let mut w = fig.windows.clone();
-        w.sort_by(f64::total_cmp);
-        let times = if t.is_empty() {
-            "-".to_owned()
-        } else {
-            format!(
-                "{:.3} / {:.3} / {:.3} / {:.3} s",
-                t[0],
-                percentile(&t, 0.5),
-                percentile(&t, 0.95),
-                t[t.len() - 1]
-            )
-        };
+        let w = sorted(&fig.windows);
+        let times = spread(&sorted(&fig.failover));
         let spans = if w.is_empty() {
             "-".to_owned()
         } else {
@@ -493,7 +496,7 @@ fn main() {
         println!(
             "{:<5} {:>11} | {:>34} | {:>7} {:>13} {:>28} | {:>6}",
             short,
-            format!("{}/{}", t.len(), fig.reps),
+            format!("{}/{}", fig.failover.len(), fig.reps),
             times,
             w.len(),
             format!("{}/{}", fig.reps_double_active, fig.reps),
@@ -507,19 +510,8 @@ fn main() {
         "drill", "started min/median/p95/max"
     );
     for (short, fig) in &results {
-        let mut t = fig.started.clone();
-        t.sort_by(f64::total_cmp);
-        let times = if t.is_empty() {
-            "-".to_owned()
-        } else {
-            format!(
-                "{:.3} / {:.3} / {:.3} / {:.3} s",
-                t[0],
-                percentile(&t, 0.5),
-                percentile(&t, 0.95),
-                t[t.len() - 1]
-            )
-        };
+        let t = sorted(&fig.started);
+        let times = spread(&t);
         let sources = fig
             .sources
             .iter()

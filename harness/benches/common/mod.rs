@@ -1,4 +1,4 @@
-//! What the agent benches share (`agent`, `vm_lab`): percentiles, one
+//! What the benches share (`agent`, `vm_lab`, `failover`): percentiles, one
 //! line of figures, a harmless fault and the time to heal it.
 #![allow(dead_code)]
 
