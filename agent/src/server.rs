@@ -359,27 +359,38 @@ impl Agent {
                 reports: Vec::new(),
             };
         }
+        let reports = self.roll_back_where(|a| fault_id.is_none_or(|id| a.fault_id == id), None);
+        Outcome::Healed {
+            mono_ns: mono_ns(),
+            reports,
+        }
+    }
+
+    /// Rolls back the active faults `ends` picks, newest first (a later
+    /// fault may stand on an earlier one). A fault whose rollback failed is
+    /// still on the node: it stays active (its lease running out at `retry`,
+    /// when given), so the next heal tries again.
+    fn roll_back_where(
+        &mut self,
+        ends: impl Fn(&Active) -> bool,
+        retry: Option<Instant>,
+    ) -> Vec<RollbackReport> {
+        let (ending, mut kept): (Vec<Active>, Vec<Active>) =
+            std::mem::take(&mut self.active).into_iter().partition(ends);
         let mut reports = Vec::new();
-        let (ending, mut kept): (Vec<Active>, Vec<Active>) = std::mem::take(&mut self.active)
-            .into_iter()
-            .partition(|a| fault_id.is_none_or(|id| a.fault_id == id));
-        // Newest first: a later fault may stand on an earlier one.
-        for a in ending.into_iter().rev() {
+        for mut a in ending.into_iter().rev() {
             let report = self.roll_back(&a);
-            // A fault whose rollback failed is still on the node: it stays
-            // active, so the next heal (the drill's last, `corodrill heal`,
-            // a lapsed lease) tries again.
             if !report.clean {
+                if let Some(at) = retry {
+                    a.expires = at;
+                }
                 kept.push(a);
             }
             reports.push(report);
         }
         kept.sort_by_key(|a| a.applied);
         self.active = kept;
-        Outcome::Healed {
-            mono_ns: mono_ns(),
-            reports,
-        }
+        reports
     }
 
     fn roll_back(&mut self, a: &Active) -> RollbackReport {
@@ -400,23 +411,13 @@ impl Agent {
             self.refresh(lease_ms.load(Ordering::Relaxed));
         }
         let now = Instant::now();
-        let mut expired = Vec::new();
         let lease = self.lease.clone();
-        let (ending, mut kept): (Vec<Active>, Vec<Active>) = std::mem::take(&mut self.active)
-            .into_iter()
-            .partition(|a| lease.expiry(a.applied, a.expires) <= now);
-        for mut a in ending.into_iter().rev() {
-            let report = self.roll_back(&a);
-            if !report.clean {
-                // Still on the node, and no controller to heal it: try
-                // again a little later, for as long as the agent runs.
-                a.expires = now + ROLLBACK_RETRY;
-                kept.push(a);
-            }
-            expired.push(report);
-        }
-        kept.sort_by_key(|a| a.applied);
-        self.active = kept;
+        // No controller to heal a fault whose rollback failed here: try
+        // again a little later, for as long as the agent runs.
+        let expired = self.roll_back_where(
+            |a| lease.expiry(a.applied, a.expires) <= now,
+            Some(now + ROLLBACK_RETRY),
+        );
         if !expired.is_empty() {
             out.event(EventBody::LeaseExpired { reports: expired });
         }
