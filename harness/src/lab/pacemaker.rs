@@ -235,6 +235,17 @@ pub fn cluster_view(lab: &Lab) -> Option<(String, PacemakerView)> {
 
 /// Runs one of Pacemaker's tools on a node; a non-zero exit is an error
 /// that carries what the tool said.
+/// `cibadmin --create` of `xml` in the CIB's `scope`, run on `node`.
+fn cib_create(lab: &Lab, node: &str, scope: &str, xml: &str, what: &str) -> Result<(), LabError> {
+    tool(
+        lab,
+        node,
+        "cibadmin",
+        &["--create", "--scope", scope, "--xml-text", xml],
+        what,
+    )
+}
+
 fn tool(lab: &Lab, node: &str, program: &str, args: &[&str], what: &str) -> Result<(), LabError> {
     host::run(lab.namespaces(node).command(program)?.args(args), what)?;
     Ok(())
@@ -272,17 +283,11 @@ pub fn settle(
     match crate::cluster::agent::bundled_agent() {
         Some(agent) if !agent.to_string_lossy().contains(['<', '>', '&', '"']) => {
             progress("configuring the Pacemaker alert that times resource events to the event");
-            tool(
+            cib_create(
                 lab,
                 first,
-                "cibadmin",
-                &[
-                    "--create",
-                    "--scope",
-                    "configuration",
-                    "--xml-text",
-                    &alert_xml(&agent.to_string_lossy()),
-                ],
+                "configuration",
+                &alert_xml(&agent.to_string_lossy()),
                 "configuring the corodrill alert",
             )?;
         }
@@ -292,33 +297,21 @@ pub fn settle(
         progress(&format!(
             "creating resource {name} ({AGENT}, monitor every {MONITOR_INTERVAL})"
         ));
-        tool(
+        cib_create(
             lab,
             first,
-            "cibadmin",
-            &[
-                "--create",
-                "--scope",
-                "resources",
-                "--xml-text",
-                &primitive_xml(name),
-            ],
+            "resources",
+            &primitive_xml(name),
             &format!("creating resource {name}"),
         )?;
         // Drills need to know where a resource starts: on the first node,
         // back there after a heal (a preference, not a requirement, and
         // no stickiness: Pacemaker fails it over and back).
-        tool(
+        cib_create(
             lab,
             first,
-            "cibadmin",
-            &[
-                "--create",
-                "--scope",
-                "constraints",
-                "--xml-text",
-                &prefers_xml(name, first),
-            ],
+            "constraints",
+            &prefers_xml(name, first),
             &format!("placing resource {name} on {first}"),
         )?;
     }
