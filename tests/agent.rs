@@ -15,6 +15,12 @@ use corodrill_protocol::{Direction, Event, EventBody, Fault, Op, Outcome, StallS
 
 const T: Duration = Duration::from_secs(30);
 
+fn mono_now() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+        .unwrap()
+}
+
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
@@ -27,6 +33,7 @@ fn apply(conn: &mut AgentConn, id: &str, fault: Fault, lease_ms: u64) -> Outcome
             lease_ms,
             allow_management_cut: false,
             drill: None,
+            at_mono_ns: None,
         },
         T,
     )
@@ -218,6 +225,47 @@ fn network_faults_on_three_nodes_two_links() {
         "links",
         |b| matches!(b, EventBody::Links { links } if links.len() == 4 && links.iter().all(|l| l.connected)),
     );
+
+    // A timed apply takes effect at its instant, not when it arrives (the
+    // namespaces share one monotonic clock with this test); one timed
+    // beyond what the protocol allows is refused before anything is done.
+    let harmless = || Fault::Cut {
+        peers: vec![ip("198.18.9.9")],
+        direction: Direction::Both,
+    };
+    let timed = |conn: &mut AgentConn, id: &str, ahead: Duration| {
+        let at = mono_now() + ahead.as_nanos() as u64;
+        let outcome = conn
+            .request(
+                Op::Apply {
+                    fault_id: id.into(),
+                    fault: harmless(),
+                    lease_ms: 60_000,
+                    allow_management_cut: false,
+                    drill: None,
+                    at_mono_ns: Some(at),
+                },
+                T,
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        (at, outcome)
+    };
+    let (at, outcome) = timed(&mut pve1, "timed", Duration::from_millis(300));
+    match outcome {
+        Outcome::Ok { mono_ns } => assert!(
+            mono_ns >= at,
+            "took effect {} ms before its instant",
+            (at - mono_ns) / 1_000_000
+        ),
+        other => panic!("timed apply: {other:?}"),
+    }
+    heal_clean(&mut pve1, "timed");
+    let (_, outcome) = timed(&mut pve1, "too-far", Duration::from_secs(60));
+    assert!(
+        matches!(&outcome, Outcome::Error { message } if message.contains("ahead")),
+        "{outcome:?}"
+    );
+    assert_clean(&lab, "pve1");
 
     // Isolate pve3 on both links: pve3 loses quorum (~3.5 s with token 1000),
     // the majority keeps it; heal and pve3 rejoins (~2 s).
@@ -492,6 +540,7 @@ fn network_faults_on_three_nodes_two_links() {
                 lease_ms: 10_000,
                 allow_management_cut: true,
                 drill: None,
+                at_mono_ns: None,
             },
             T,
         )
@@ -752,6 +801,7 @@ fn process_clock_and_command_faults() {
                 lease_ms: 60_000,
                 allow_management_cut: false,
                 drill: None,
+                at_mono_ns: None,
             },
             T,
         )

@@ -318,6 +318,7 @@ within = "10s"
                 lease_ms: 600_000,
                 allow_management_cut: false,
                 drill: None,
+                at_mono_ns: None,
             },
             Duration::from_secs(10),
         )

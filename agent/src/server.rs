@@ -17,7 +17,7 @@ use corodrill_protocol::{
 use crate::faults::{self, clock, cut, Ctx, Undo};
 use crate::journal::{Entry, Journal};
 use crate::owner::OwnerLock;
-use crate::wire::{mono_ns, utc_us, Out};
+use crate::wire::{mono_ns, sleep_until_mono, utc_us, Out};
 
 /// How often a fault whose lease ran out and whose rollback failed is
 /// rolled back again.
@@ -229,6 +229,7 @@ impl Agent {
         lease: Duration,
         allow_management_cut: bool,
         drill: Option<&str>,
+        at_mono_ns: Option<u64>,
     ) -> Outcome {
         if !self.owns() {
             return self.observing("apply a fault");
@@ -236,9 +237,14 @@ impl Agent {
         if self.active.iter().any(|a| a.fault_id == fault_id) {
             return error(format!("fault {fault_id:?} is already applied"));
         }
+        if let Err(e) = check_lead(at_mono_ns) {
+            return error(e);
+        }
         self.ctx.deadman = deadman(lease);
         let kind = fault.kind().to_owned();
         let journal = &mut self.journal;
+        // Journaled first, then the wait for the agreed instant: the
+        // journal's fsync is not part of the skew between nodes.
         let mut record = |undo: &Undo| {
             journal.record(Entry {
                 fault_id: fault_id.to_owned(),
@@ -246,7 +252,11 @@ impl Agent {
                 undo: undo.clone(),
                 boot_id: crate::journal::boot_id(),
                 drill: drill.map(str::to_owned),
-            })
+            })?;
+            if let Some(at) = at_mono_ns {
+                sleep_until_mono(at);
+            }
+            Ok(())
         };
         match faults::apply(&mut self.ctx, fault, allow_management_cut, &mut record) {
             Ok(undo) => {
@@ -281,6 +291,7 @@ impl Agent {
         kind: &str,
         undo: &Undo,
         drill: Option<&str>,
+        at_mono_ns: Option<u64>,
     ) -> Result<(), Outcome> {
         if !self.owns() {
             return Err(self.observing("apply a fault"));
@@ -288,6 +299,7 @@ impl Agent {
         if self.active.iter().any(|a| a.fault_id == fault_id) {
             return Err(error(format!("fault {fault_id:?} is already applied")));
         }
+        check_lead(at_mono_ns).map_err(error)?;
         self.journal
             .record(Entry {
                 fault_id: fault_id.to_owned(),
@@ -486,6 +498,7 @@ fn apply_command(
     fault: &Fault,
     lease: Duration,
     drill: Option<&str>,
+    at_mono_ns: Option<u64>,
 ) -> Outcome {
     let Fault::Command {
         run,
@@ -496,8 +509,11 @@ fn apply_command(
         return error(format!("{} is not a command", fault.kind()));
     };
     let u = faults::command::undo_for(undo.as_deref(), *timeout_ms);
-    if let Err(refused) = lock(agent).begin(fault_id, fault.kind(), &u, drill) {
+    if let Err(refused) = lock(agent).begin(fault_id, fault.kind(), &u, drill, at_mono_ns) {
         return refused;
+    }
+    if let Some(at) = at_mono_ns {
+        sleep_until_mono(at);
     }
     let ran = faults::command::run_command(run, *timeout_ms);
     lock(agent).finish(fault_id, fault.kind(), u, lease, ran)
@@ -513,6 +529,18 @@ fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'st
         let _ = tx.send(f());
     });
     rx.recv_timeout(limit).ok()
+}
+
+/// A timed apply no further ahead than the protocol allows.
+fn check_lead(at_mono_ns: Option<u64>) -> Result<(), String> {
+    let max = corodrill_protocol::MAX_APPLY_LEAD_MS;
+    match at_mono_ns {
+        Some(at) if at > mono_ns() + max * 1_000_000 => Err(format!(
+            "timed {} ms ahead; at most {max} ms (is the controller's clock mapping wrong?)",
+            (at - mono_ns()) / 1_000_000
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// How long the hello waits on corosync for the node id and settings.
@@ -618,6 +646,7 @@ pub fn serve(mut agent: Agent, hello_node: String, owner: Option<OwnerLock>) -> 
                         fault: fault @ Fault::Command { .. },
                         lease_ms,
                         drill,
+                        at_mono_ns,
                         ..
                     } => apply_command(
                         &agent,
@@ -625,6 +654,7 @@ pub fn serve(mut agent: Agent, hello_node: String, owner: Option<OwnerLock>) -> 
                         fault,
                         Duration::from_millis(*lease_ms),
                         drill.as_deref(),
+                        *at_mono_ns,
                     ),
                     Op::Apply {
                         fault_id,
@@ -632,12 +662,14 @@ pub fn serve(mut agent: Agent, hello_node: String, owner: Option<OwnerLock>) -> 
                         lease_ms,
                         allow_management_cut,
                         drill,
+                        at_mono_ns,
                     } => lock(&agent).apply(
                         fault_id,
                         fault,
                         Duration::from_millis(*lease_ms),
                         *allow_management_cut,
                         drill.as_deref(),
+                        *at_mono_ns,
                     ),
                     Op::Heal { fault_id } => lock(&agent).heal(Some(fault_id)),
                     Op::HealAll => lock(&agent).heal(None),
@@ -661,7 +693,7 @@ pub fn serve(mut agent: Agent, hello_node: String, owner: Option<OwnerLock>) -> 
                         }));
                         std::process::exit(0);
                     }
-                    Op::Renew { .. } | Op::Watch => continue,
+                    Op::Renew { .. } | Op::Watch | Op::Clock => continue,
                 };
                 out.send(&Message::Reply(Reply {
                     id: request.id,
@@ -702,6 +734,9 @@ pub fn serve(mut agent: Agent, hello_node: String, owner: Option<OwnerLock>) -> 
                 }
                 Outcome::Ok { mono_ns: mono_ns() }
             }
+            // Read here, not behind the worker's queue: its round trip maps
+            // this clock onto the controller's.
+            Op::Clock => Outcome::Ok { mono_ns: mono_ns() },
             _ => {
                 let _ = work_tx.send(request);
                 continue;

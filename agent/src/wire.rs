@@ -44,6 +44,21 @@ pub fn mono_ns() -> u64 {
         .unwrap_or(0)
 }
 
+/// Sleeps until the monotonic clock reads `at_ns` (at once when it is past):
+/// an absolute sleep, so a wake-up late by the scheduler is not added twice.
+pub fn sleep_until_mono(at_ns: u64) {
+    let at = nix::sys::time::TimeSpec::new(
+        (at_ns / 1_000_000_000) as nix::libc::time_t,
+        (at_ns % 1_000_000_000) as nix::libc::c_long,
+    );
+    // EINTR (a signal) goes back to sleep; any other error returns at once.
+    while let Err(nix::errno::Errno::EINTR) = nix::time::clock_nanosleep(
+        nix::time::ClockId::CLOCK_MONOTONIC,
+        nix::time::ClockNanosleepFlags::TIMER_ABSTIME,
+        &at,
+    ) {}
+}
+
 pub fn utc_us() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -15,7 +15,7 @@ mod common;
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::Duration;
 
-use common::{harmless_cut, heal_ms, summary};
+use common::{harmless_cut, heal_ms, summary, timed_skew};
 use corodrill::cluster::agent::AgentConn;
 use corodrill::lab::{self, LabSpec, Profile};
 use corodrill_protocol::{EventBody, Fault, Op, Outcome};
@@ -30,6 +30,7 @@ fn apply(conn: &mut AgentConn, id: &str, fault: Fault, lease_ms: u64) -> u64 {
             lease_ms,
             allow_management_cut: false,
             drill: None,
+            at_mono_ns: None,
         },
         T,
     ) {
@@ -96,6 +97,18 @@ fn main() {
     }
     println!("one fault applied on 3 nodes at once: skew between first and last to take effect");
     summary("skew", skews, "ms");
+    // As `run` applies a fault on several nodes: at one agreed instant.
+    let mut timed = Vec::new();
+    let mut mapped = Vec::new();
+    for run in 0..50 {
+        let (own, through_mapping, _) = timed_skew(&conns, &format!("timed{run}"));
+        timed.push(own);
+        mapped.push(through_mapping);
+    }
+    println!("the same at one agreed instant (as run applies it): skew on the agents' clock (one kernel's)");
+    summary("skew", timed, "ms");
+    println!("  and through the controller's clock mappings (what a run records)");
+    summary("skew", mapped, "ms");
 
     println!("time to heal (request sent to reply: rolled back and read back)");
     let mut pve3 = conns[2].lock().unwrap_or_else(|p| p.into_inner());

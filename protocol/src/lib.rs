@@ -12,7 +12,12 @@ use serde::{Deserialize, Serialize};
 
 /// Bumped on every incompatible change of the wire format. Controller and
 /// agent refuse to talk across different versions.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
+
+/// The furthest ahead an `Apply` may be timed: a controller that asks for
+/// more has a wrong clock mapping, and the node would hold a journaled fault
+/// that has not taken effect for that long.
+pub const MAX_APPLY_LEAD_MS: u64 = 10_000;
 
 /// What the controller sends: a request id (echoed in the reply) and the op.
 /// (`deny_unknown_fields` does not combine with `flatten`; the faults inside
@@ -41,7 +46,18 @@ pub enum Op {
         /// `corodrill heal` can say whose faults it ended.
         #[serde(default)]
         drill: Option<String>,
+        /// When the fault is to take effect, on the agent's monotonic clock:
+        /// one fault on several nodes takes effect on all of them at one
+        /// instant, however long each request took to arrive. The agent
+        /// journals the fault first, then waits; a time already past takes
+        /// effect at once (the reply's time says when it did), one more than
+        /// [`MAX_APPLY_LEAD_MS`] ahead is refused. None: at once.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        at_mono_ns: Option<u64>,
     },
+    /// Answered at once with the agent's monotonic time: round trips of
+    /// this map the agent's clock onto the controller's.
+    Clock,
     /// Renew the lease of every applied fault for another `lease_ms`.
     Renew { lease_ms: u64 },
     /// Roll one fault back; healing a fault that is not applied is not an error.
@@ -577,6 +593,7 @@ mod tests {
                 lease_ms: 5000,
                 allow_management_cut: false,
                 drill: None,
+                at_mono_ns: Some(12_345_678_901),
             },
         };
         let line = to_line(&req);
@@ -591,6 +608,17 @@ mod tests {
             parse_request(r#"{"id":2,"op":"heal_all"}"#).unwrap().op,
             Op::HealAll
         );
+        assert_eq!(
+            parse_request(r#"{"id":3,"op":"clock"}"#).unwrap().op,
+            Op::Clock
+        );
+        // Untimed, the field is left out and read back as None.
+        let untimed =
+            r#"{"id":4,"op":"apply","fault_id":"x","fault":{"kind":"kill"},"lease_ms":1}"#;
+        match parse_request(untimed).unwrap().op {
+            Op::Apply { at_mono_ns, .. } => assert_eq!(at_mono_ns, None),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -48,3 +48,78 @@ pub fn heal_ms(conn: &mut AgentConn, id: &str, timeout: Duration) -> f64 {
     }
     start.elapsed().as_secs_f64() * 1e3
 }
+
+pub fn lock(c: &std::sync::Mutex<AgentConn>) -> std::sync::MutexGuard<'_, AgentConn> {
+    c.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// One fault applied on every connection as `run` applies one fault on
+/// several nodes: each agent's clock mapped afresh, one instant agreed, each
+/// told it on its own clock. Returns, in ms: the spread of the agents' own
+/// times of effect (the true skew where the agents share one clock, as the
+/// namespace lab's do), the spread on the controller's clock through the
+/// mappings, and how far those mappings can be wrong for the two nodes
+/// furthest apart (half of each one's best round trip, added).
+pub fn timed_skew(
+    conns: &[std::sync::Arc<std::sync::Mutex<AgentConn>>],
+    id: &str,
+) -> (f64, f64, f64) {
+    use corodrill::run::clock::{agreed_instant, clock, now_ns, CLOCK_ROUND_TRIPS};
+    let mappings: std::collections::BTreeMap<String, _> = std::thread::scope(|s| {
+        let handles: Vec<_> = conns
+            .iter()
+            .map(|c| {
+                s.spawn(move || {
+                    let conn = lock(c);
+                    let m = clock(&conn, CLOCK_ROUND_TRIPS, Duration::from_secs(30))
+                        .unwrap_or_else(|e| panic!("{e}"));
+                    (conn.node.clone(), m)
+                })
+            })
+            .collect();
+        handles.into_iter().filter_map(|h| h.join().ok()).collect()
+    });
+    let at = agreed_instant(now_ns(), &mappings);
+    let took: Vec<(String, u64)> = std::thread::scope(|s| {
+        let handles: Vec<_> = conns
+            .iter()
+            .map(|c| {
+                let at = &at;
+                s.spawn(move || {
+                    let conn = lock(c);
+                    let node = conn.node.clone();
+                    match conn.request(
+                        Op::Apply {
+                            fault_id: id.into(),
+                            fault: harmless_cut(),
+                            lease_ms: 120_000,
+                            allow_management_cut: false,
+                            drill: None,
+                            at_mono_ns: at.get(&node).copied(),
+                        },
+                        Duration::from_secs(30),
+                    ) {
+                        Ok(Outcome::Ok { mono_ns }) => (node, mono_ns),
+                        other => panic!("{node}: apply {id}: {other:?}"),
+                    }
+                })
+            })
+            .collect();
+        handles.into_iter().filter_map(|h| h.join().ok()).collect()
+    });
+    let spread =
+        |v: Vec<i64>| (v.iter().max().unwrap_or(&0) - v.iter().min().unwrap_or(&0)) as f64 / 1e6;
+    let own = spread(took.iter().map(|(_, t)| *t as i64).collect());
+    let mapped = spread(
+        took.iter()
+            .map(|(n, t)| *t as i64 + mappings[n].offset_ns)
+            .collect(),
+    );
+    let mut halves: Vec<i64> = mappings.values().map(|m| m.round_trip_ns / 2).collect();
+    halves.sort_unstable();
+    let uncertainty = halves.iter().rev().take(2).sum::<i64>() as f64 / 1e6;
+    for c in conns {
+        heal_ms(&mut lock(c), id, Duration::from_secs(30));
+    }
+    (own, mapped, uncertainty)
+}

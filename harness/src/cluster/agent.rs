@@ -469,6 +469,7 @@ fn op_name(op: &Op) -> &'static str {
         Op::Heal { .. } => "heal",
         Op::HealAll => "heal_all",
         Op::Watch => "watch",
+        Op::Clock => "clock",
         Op::WatchResources { .. } => "watch_resources",
         Op::Shutdown => "shutdown",
         Op::Preflight { .. } => "preflight",

@@ -1,6 +1,7 @@
 //! Applying and healing one planned fault on its nodes' agents at once,
 //! and healing every fault on the way out.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use corodrill_protocol::{Op, Outcome, RollbackReport};
@@ -9,7 +10,8 @@ use crate::cluster::agent::AgentError;
 use crate::log::LogBody;
 use crate::plan::PlannedFault;
 
-use super::{Drill, RunError};
+use super::clock::{agreed_instant, clock, ClockMapping, CLOCK_ROUND_TRIPS};
+use super::{mono_ns, Drill, RunError};
 
 impl<'a> Drill<'a> {
     /// Applies one fault on all its nodes at once.
@@ -23,8 +25,37 @@ impl<'a> Drill<'a> {
         }
     }
 
+    /// One fault on several nodes takes effect on all of them at one
+    /// instant: each agent's clock is mapped afresh (its drift since the
+    /// drill began, and how far each request has to travel now), and each is
+    /// told when, on its own clock.
+    fn agree_on_instant(&mut self, f: &PlannedFault) -> Result<BTreeMap<String, u64>, RunError> {
+        let timeout = self.opts.connect_timeout;
+        let mapped: Vec<(String, Result<ClockMapping, RunError>)> = std::thread::scope(|s| {
+            let handles: Vec<_> = self
+                .agents
+                .iter_mut()
+                .filter(|a| f.actions.iter().any(|(n, _)| *n == a.node))
+                .map(|a| s.spawn(move || (a.node.clone(), clock(a, CLOCK_ROUND_TRIPS, timeout))))
+                .collect();
+            handles.into_iter().filter_map(|h| h.join().ok()).collect()
+        });
+        let mut mappings = BTreeMap::new();
+        for (node, mapping) in mapped {
+            let mapping = mapping?;
+            self.offsets.insert(node.clone(), mapping.offset_ns);
+            mappings.insert(node, mapping);
+        }
+        Ok(agreed_instant(mono_ns(), &mappings))
+    }
+
     pub(super) fn apply_agents(&mut self, f: &PlannedFault) -> Result<(), RunError> {
         let lease_ms = self.opts.lease.as_millis() as u64;
+        let at = if f.actions.len() > 1 {
+            self.agree_on_instant(f)?
+        } else {
+            BTreeMap::new()
+        };
         let drill_name = &self.drill_name;
         let results: Vec<(String, Result<Outcome, AgentError>)> = std::thread::scope(|s| {
             let handles: Vec<_> = self
@@ -38,6 +69,7 @@ impl<'a> Drill<'a> {
                         lease_ms,
                         allow_management_cut: f.allow_management_cut,
                         drill: Some(drill_name.clone()),
+                        at_mono_ns: at.get(&a.node).copied(),
                     };
                     // A command fault may take its own timeout, and the node
                     // kills it then: wait for that answer.

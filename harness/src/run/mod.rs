@@ -10,6 +10,7 @@
 //! (an agent's watches and events), `whole`.
 
 mod alert;
+pub mod clock;
 mod connect;
 mod events;
 mod faults;

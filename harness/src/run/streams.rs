@@ -11,7 +11,8 @@ use corodrill_protocol::{Event, Op, Outcome, ResourceSource, ResourceWatch};
 use crate::cluster::agent::AgentConn;
 use crate::experiment::{WatchKind, WatchSpec};
 
-use super::{mono_ns, RunError};
+use super::clock::map_clock;
+use super::RunError;
 
 /// Hands an agent's events to the drill's collector.
 pub(super) fn forward_events(agent: &mut AgentConn, tx: &Sender<(String, Event)>) {
@@ -36,28 +37,9 @@ const OFFSET_ROUND_TRIPS: usize = 4;
 /// drills bench); a repeated one is answered at once: the shortest of a few
 /// round trips sets the offset.
 pub(super) fn watch(agent: &mut AgentConn, timeout: Duration) -> Result<i64, RunError> {
-    let mut best: Option<(i64, i64)> = None;
-    for _ in 0..OFFSET_ROUND_TRIPS {
-        let before = mono_ns();
-        let outcome = agent.request(Op::Watch, timeout)?;
-        let after = mono_ns();
-        match outcome {
-            Outcome::Ok { mono_ns } => {
-                let sample = (after - before, (before + after) / 2 - mono_ns as i64);
-                if best.is_none_or(|(rtt, _)| sample.0 < rtt) {
-                    best = Some(sample);
-                }
-            }
-            other => {
-                return Err(RunError::Unreachable(format!(
-                    "{}: watch answered {other:?}",
-                    agent.node
-                )))
-            }
-        }
-    }
-    Ok(best.map_or(0, |(_, offset)| offset))
+    Ok(map_clock(agent, &Op::Watch, OFFSET_ROUND_TRIPS, timeout)?.offset_ns)
 }
+
 /// Starts the agent's resource stream, if the experiment watches any.
 pub(super) fn watch_resources(
     agent: &mut AgentConn,
