@@ -137,6 +137,66 @@ fn expectations(log: &str) -> Vec<(String, String, bool)> {
         .collect()
 }
 
+/// One run of a drill, from the JSON log: its verdicts, whether the run
+/// found itself disturbed, and whether every rollback was clean.
+struct RunVerdicts {
+    drill: String,
+    run: u64,
+    verdicts: Vec<(String, bool)>,
+    disturbed: bool,
+    rollbacks_clean: bool,
+}
+
+impl RunVerdicts {
+    fn passed(&self, name: &str) -> Option<bool> {
+        self.verdicts
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, p)| *p)
+    }
+}
+
+fn runs_of(log: &str) -> Vec<RunVerdicts> {
+    let mut runs: Vec<RunVerdicts> = Vec::new();
+    for e in log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+    {
+        let (Some(drill), Some(kind)) = (e["experiment"].as_str(), e["kind"].as_str()) else {
+            continue;
+        };
+        let run = e["run"].as_u64().unwrap_or(1);
+        let i = match runs.iter().position(|r| r.drill == drill && r.run == run) {
+            Some(i) => i,
+            None => {
+                runs.push(RunVerdicts {
+                    drill: drill.to_owned(),
+                    run,
+                    verdicts: Vec::new(),
+                    disturbed: false,
+                    rollbacks_clean: true,
+                });
+                runs.len() - 1
+            }
+        };
+        let r = &mut runs[i];
+        match kind {
+            "expect.pass" | "expect.fail" => {
+                if let Some(name) = e["name"].as_str() {
+                    r.verdicts.push((name.to_owned(), kind == "expect.pass"));
+                }
+            }
+            "drill.disturbed" => r.disturbed = true,
+            "fault.healed" => r.rollbacks_clean &= e["clean"].as_bool() == Some(true),
+            _ => {}
+        }
+    }
+    // A line without a run (a drill's summary) counted as its first run;
+    // a run without a verdict (none here, but for such lines) is dropped.
+    runs.retain(|r| !r.verdicts.is_empty());
+    runs
+}
+
 fn experiments() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../experiments")
 }
@@ -222,20 +282,41 @@ fn vm_lab_runs_real_nodes_from_the_package() {
             .iter()
             .any(|(d, n, p)| d == drill && n == name && *p)
     };
+    // No split-brain in any run. Every fault rolled back in every run, by
+    // the agents' own word; the cluster whole at the end of every run but
+    // one that the run itself found disturbed (TCG guests starved by a
+    // booting one re-formed in over a minute once) and ran again, and of
+    // the last run always. `wait_whole` and `clean` below check the nodes.
+    let runs = runs_of(&log);
     for drill in &drills {
         let drill = drill.file_stem().unwrap().to_string_lossy();
-        for invariant in [
-            "no split-brain",
-            "every fault rolled back, cluster whole at the end",
-        ] {
-            let seen: Vec<bool> = verdicts
-                .iter()
-                .filter(|(d, name, _)| *d == drill && name == invariant)
-                .map(|(_, _, passed)| *passed)
-                .collect();
+        let of_drill: Vec<&RunVerdicts> = runs.iter().filter(|r| r.drill == drill).collect();
+        assert!(
+            !of_drill.is_empty(),
+            "{drill}: no run in the log: {}",
+            text(&run)
+        );
+        for (i, r) in of_drill.iter().enumerate() {
+            let last = i + 1 == of_drill.len();
+            assert_eq!(
+                r.passed("no split-brain"),
+                Some(true),
+                "{drill} run {}: no split-brain did not hold: {}",
+                r.run,
+                text(&run)
+            );
             assert!(
-                !seen.is_empty() && seen.iter().all(|p| *p),
-                "{drill}: {invariant:?} did not hold on the VM lab ({seen:?}): {}",
+                r.rollbacks_clean,
+                "{drill} run {}: a fault was not rolled back cleanly: {}",
+                r.run,
+                text(&run)
+            );
+            let whole = r.passed("every fault rolled back, cluster whole at the end");
+            assert!(
+                whole == Some(true) || (whole == Some(false) && r.disturbed && !last),
+                "{drill} run {} (disturbed: {}, last: {last}): \"every fault rolled back, cluster whole at the end\" did not hold on the VM lab: {}",
+                r.run,
+                r.disturbed,
                 text(&run)
             );
         }
