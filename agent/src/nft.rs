@@ -37,8 +37,8 @@ pub struct NftSession {
 }
 
 impl NftSession {
-    /// Starts `nft -i` and creates the owned table with its two base chains
-    /// left empty; faults add chains of their own.
+    /// Starts `nft -i`; the owned table comes with the first fault
+    /// (`create_table`), and faults add chains of their own.
     pub fn start() -> Result<NftSession, NftError> {
         let (read_end, write_end) = std::io::pipe().map_err(NftError::Spawn)?;
         let write_err = write_end.try_clone().map_err(NftError::Spawn)?;
@@ -72,15 +72,13 @@ impl NftSession {
                 }
             }
         });
-        let mut session = NftSession {
+        Ok(NftSession {
             child,
             stdin,
             lines,
             next_marker: 0,
             table: false,
-        };
-        session.create_table()?;
-        Ok(session)
+        })
     }
 
     /// Creates the owned table if this session has none.

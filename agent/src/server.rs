@@ -151,7 +151,9 @@ impl Agent {
             Ok(j) => self.journal = j,
             Err(e) => eprintln!("corodrill-agent: {e}"),
         }
-        self.recover()
+        let recovered = self.recover();
+        self.ctx.prepare_nft();
+        recovered
     }
 
     /// The red button: ends the owning agent's faults and takes its place.

@@ -120,7 +120,7 @@ pub fn apply(
         objects.chains.push(chain);
     }
     let undo = Undo::Nft(objects.clone());
-    journal(&undo)?;
+    ctx.nft_table_then(|| journal(&undo))?;
     let nft = ctx.nft()?;
     nft.run(&cmds.join("; ")).map_err(|e| e.to_string())?;
     ctx.nft_objects.push(objects);

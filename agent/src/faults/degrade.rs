@@ -142,7 +142,11 @@ pub fn apply(
         qdiscs: interfaces.clone(),
         delay_line: delay_line.clone(),
     };
-    journal(&Undo::Degrade(undo.clone()))?;
+    if nft.is_some() {
+        ctx.nft_table_then(|| journal(&Undo::Degrade(undo.clone())))?;
+    } else {
+        journal(&Undo::Degrade(undo.clone()))?;
+    }
     if let (Some(line), Some(ms)) = (&delay_line, d.delay_ms) {
         delay::apply(ctx, line, &d.peers, ms, d.jitter_ms.unwrap_or(0))?;
     }

@@ -72,6 +72,34 @@ impl Ctx {
         format!("{prefix}{}_{}", std::process::id(), self.next_object)
     }
 
+    /// Starts `nft -i` ahead of any fault (an owning agent does at once):
+    /// starting it costs hundreds of milliseconds on a slow guest, which a
+    /// fault timed to an instant must not pay. Nothing changes in the
+    /// kernel; a failure here is met again, and reported, by the first cut.
+    pub fn prepare_nft(&mut self) {
+        if self.nft.is_none() {
+            self.nft = NftSession::start().ok();
+        }
+    }
+
+    /// The owned table, made ready before a fault is journaled: an empty
+    /// table drops nothing, and goes with the nft process if the agent dies.
+    /// `journaled` is the journal's word; when it refused, a table that no
+    /// fault uses goes again.
+    pub fn nft_table_then(
+        &mut self,
+        journaled: impl FnOnce() -> Result<(), String>,
+    ) -> Result<(), String> {
+        self.nft()?;
+        journaled().inspect_err(|_| {
+            if self.nft_objects.is_empty() {
+                if let Some(nft) = self.nft.as_mut() {
+                    let _ = nft.delete_table();
+                }
+            }
+        })
+    }
+
     pub fn nft(&mut self) -> Result<&mut NftSession, String> {
         if self.nft.as_mut().is_some_and(|s| !s.is_alive()) {
             self.nft = None;
