@@ -14,7 +14,8 @@ demo: build
 	./target/debug/corodrill demo
 
 # The tests' runs are recorded in a history of their own under target/,
-# never in the machine's (/var/lib/corodrill/history.sqlite).
+# never in the machine's (/var/lib/corodrill/history.sqlite); so are
+# cargo's own (.cargo/config.toml).
 export CORODRILL_HISTORY ?= $(CURDIR)/target/test-history.sqlite
 
 # The end-to-end tests run the agent binary, which the test build alone
