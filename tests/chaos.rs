@@ -34,7 +34,8 @@ fn no_fault_outlives_its_drill() {
     let seed = env_u64("CORODRILL_CHAOS_SEED", fresh);
     eprintln!("chaos seed {seed} (CORODRILL_CHAOS_SEED={seed} replays it)");
     let lab = TestLab::up(&["--ssh"]);
-    let dir = std::env::temp_dir().join(format!("corodrill-chaos-{}", lab.name));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("corodrill-chaos-{}", lab.name));
     std::fs::create_dir_all(&dir).unwrap();
     let mut rng = fastrand::Rng::with_seed(seed);
     for r in 0..rounds {

@@ -209,7 +209,10 @@ impl TestLab {
 
 /// Where `scratch(name)` is.
 pub fn scratch_path(name: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("corodrill-test-{}-{name}", std::process::id()))
+    // Under the build's target/tmp, not the machine's /tmp: what a passed
+    // test leaves goes with the build.
+    std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("corodrill-test-{}-{name}", std::process::id()))
 }
 
 /// A fresh, empty scratch directory for one test's files.
