@@ -118,25 +118,6 @@ fn run_drills(lab: &VmLab, drills: &[&Path], out: &Path) -> (Output, String) {
     (run, log)
 }
 
-/// (drill, expectation, passed) for every judged expectation of a JSON log.
-fn expectations(log: &str) -> Vec<(String, String, bool)> {
-    log.lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter_map(|e| {
-            let passed = match e["kind"].as_str()? {
-                "expect.pass" => true,
-                "expect.fail" => false,
-                _ => return None,
-            };
-            Some((
-                e["experiment"].as_str()?.to_owned(),
-                e["name"].as_str()?.to_owned(),
-                passed,
-            ))
-        })
-        .collect()
-}
-
 /// One run of a drill, from the JSON log: its verdicts, whether the run
 /// found itself disturbed, and whether every rollback was clean.
 struct RunVerdicts {
@@ -276,18 +257,16 @@ fn vm_lab_runs_real_nodes_from_the_package() {
         "the shipped drills did not run to their verdicts on the VM lab: {}",
         text(&run)
     );
-    let verdicts = expectations(&log);
+    let runs = runs_of(&log);
     let passed = |drill: &str, name: &str| {
-        verdicts
-            .iter()
-            .any(|(d, n, p)| d == drill && n == name && *p)
+        runs.iter()
+            .any(|r| r.drill == drill && r.passed(name) == Some(true))
     };
     // No split-brain in any run. Every fault rolled back in every run, by
     // the agents' own word; the cluster whole at the end of every run but
     // one that the run itself found disturbed (TCG guests starved by a
     // booting one re-formed in over a minute once) and ran again, and of
     // the last run always. `wait_whole` and `clean` below check the nodes.
-    let runs = runs_of(&log);
     for drill in &drills {
         let drill = drill.file_stem().unwrap().to_string_lossy();
         let of_drill: Vec<&RunVerdicts> = runs.iter().filter(|r| r.drill == drill).collect();

@@ -536,13 +536,13 @@ fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'st
 /// A timed apply no further ahead than the protocol allows.
 fn check_lead(at_mono_ns: Option<u64>) -> Result<(), String> {
     let max = corodrill_protocol::MAX_APPLY_LEAD_MS;
-    match at_mono_ns {
-        Some(at) if at > mono_ns() + max * 1_000_000 => Err(format!(
-            "timed {} ms ahead; at most {max} ms (is the controller's clock mapping wrong?)",
-            (at - mono_ns()) / 1_000_000
-        )),
-        _ => Ok(()),
+    let ahead_ms = at_mono_ns.map_or(0, |at| at.saturating_sub(mono_ns()) / 1_000_000);
+    if ahead_ms > max {
+        return Err(format!(
+            "timed {ahead_ms} ms ahead; at most {max} ms (is the controller's clock mapping wrong?)"
+        ));
     }
+    Ok(())
 }
 
 /// How long the hello waits on corosync for the node id and settings.

@@ -15,29 +15,12 @@ mod common;
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::Duration;
 
-use common::{harmless_cut, heal_ms, summary, timed_skew};
+use common::{apply_fault, harmless_cut, heal_ms, lock, summary, timed_skew};
 use corodrill::cluster::agent::AgentConn;
 use corodrill::lab::{self, LabSpec, Profile};
-use corodrill_protocol::{EventBody, Fault, Op, Outcome};
+use corodrill_protocol::{EventBody, Fault, Op};
 
 const T: Duration = Duration::from_secs(30);
-
-fn apply(conn: &mut AgentConn, id: &str, fault: Fault, lease_ms: u64) -> u64 {
-    match conn.request(
-        Op::Apply {
-            fault_id: id.into(),
-            fault,
-            lease_ms,
-            allow_management_cut: false,
-            drill: None,
-            at_mono_ns: None,
-        },
-        T,
-    ) {
-        Ok(Outcome::Ok { mono_ns }) => mono_ns,
-        other => panic!("{}: apply {id}: {other:?}", conn.node),
-    }
-}
 
 fn main() {
     if !nix::unistd::geteuid().is_root() {
@@ -78,9 +61,9 @@ fn main() {
                 let c = c.clone();
                 let barrier = barrier.clone();
                 std::thread::spawn(move || {
-                    let mut c = c.lock().unwrap_or_else(|p| p.into_inner());
+                    let c = lock(&c);
                     barrier.wait();
-                    apply(&mut c, &format!("skew{run}"), harmless_cut(), 60_000)
+                    apply_fault(&c, &format!("skew{run}"), harmless_cut(), 60_000, None)
                 })
             })
             .collect();
@@ -88,11 +71,7 @@ fn main() {
         let spread = at.iter().max().unwrap_or(&0) - at.iter().min().unwrap_or(&0);
         skews.push(spread as f64 / 1e6);
         for c in &conns {
-            heal_ms(
-                &mut c.lock().unwrap_or_else(|p| p.into_inner()),
-                &format!("skew{run}"),
-                T,
-            );
+            heal_ms(&mut lock(c), &format!("skew{run}"), T);
         }
     }
     println!("one fault applied on 3 nodes at once: skew between first and last to take effect");
@@ -111,7 +90,7 @@ fn main() {
     summary("skew", mapped, "ms");
 
     println!("time to heal (request sent to reply: rolled back and read back)");
-    let mut pve3 = conns[2].lock().unwrap_or_else(|p| p.into_inner());
+    let mut pve3 = lock(&conns[2]);
     let kinds: Vec<(&str, Fault)> = vec![
         ("cut", harmless_cut()),
         (
@@ -143,7 +122,7 @@ fn main() {
     for (kind, fault) in kinds {
         let mut times = Vec::new();
         for run in 0..20 {
-            apply(&mut pve3, &format!("{kind}{run}"), fault.clone(), 60_000);
+            apply_fault(&pve3, &format!("{kind}{run}"), fault.clone(), 60_000, None);
             times.push(heal_ms(&mut pve3, &format!("{kind}{run}"), T));
         }
         summary(kind, times, "ms");
@@ -153,7 +132,13 @@ fn main() {
     let mut lags = Vec::new();
     for run in 0..10 {
         let lease_ms = 300;
-        let applied = apply(&mut pve3, &format!("lease{run}"), harmless_cut(), lease_ms);
+        let applied = apply_fault(
+            &pve3,
+            &format!("lease{run}"),
+            harmless_cut(),
+            lease_ms,
+            None,
+        );
         loop {
             let ev = pve3
                 .events()
@@ -170,7 +155,7 @@ fn main() {
 
     // Memory: peak RSS of each agent process, with a watch and a cut running.
     pve3.request(Op::Watch, T).ok();
-    apply(&mut pve3, "mem", harmless_cut(), 60_000);
+    apply_fault(&pve3, "mem", harmless_cut(), 60_000, None);
     std::thread::sleep(Duration::from_millis(500));
     let out = std::process::Command::new("sh")
         .args([

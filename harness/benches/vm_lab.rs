@@ -19,46 +19,12 @@ mod common;
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{harmless_cut, heal_ms, lock, summary, timed_skew};
+use common::{apply_fault, harmless_cut, heal_ms, lock, summary, timed_skew};
 use corodrill::cluster::agent::AgentConn;
 use corodrill::lab::{self, vm, LabSpec, Profile};
-use corodrill_protocol::{Op, Outcome};
+use corodrill::run::clock::{clock, CLOCK_ROUND_TRIPS};
 
 const T: Duration = Duration::from_secs(60);
-
-fn mono_ns() -> i64 {
-    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
-        .map(|t| t.tv_sec() * 1_000_000_000 + t.tv_nsec())
-        .unwrap_or(0)
-}
-
-/// The offset that maps the agent's monotonic clock onto this process's.
-fn offset(conn: &mut AgentConn) -> i64 {
-    let before = mono_ns();
-    let outcome = conn.request(Op::Watch, T);
-    let after = mono_ns();
-    match outcome {
-        Ok(Outcome::Ok { mono_ns }) => (before + after) / 2 - mono_ns as i64,
-        other => panic!("{}: watch: {other:?}", conn.node),
-    }
-}
-
-fn apply(conn: &mut AgentConn, id: &str) -> u64 {
-    match conn.request(
-        Op::Apply {
-            fault_id: id.into(),
-            fault: harmless_cut(),
-            lease_ms: 120_000,
-            allow_management_cut: false,
-            drill: None,
-            at_mono_ns: None,
-        },
-        T,
-    ) {
-        Ok(Outcome::Ok { mono_ns }) => mono_ns,
-        other => panic!("{}: apply {id}: {other:?}", conn.node),
-    }
-}
 
 fn main() {
     if !nix::unistd::geteuid().is_root() {
@@ -151,7 +117,14 @@ fn main() {
             Arc::new(Mutex::new(conn))
         })
         .collect();
-    let offsets: Vec<i64> = conns.iter().map(|c| offset(&mut lock(c))).collect();
+    let offsets: Vec<i64> = conns
+        .iter()
+        .map(|c| {
+            clock(&lock(c), CLOCK_ROUND_TRIPS, T)
+                .unwrap_or_else(|e| panic!("{e}"))
+                .offset_ns
+        })
+        .collect();
     // Untimed: each agent applies when its request arrives.
     let mut skews = Vec::new();
     for run in 0..30 {
@@ -164,9 +137,10 @@ fn main() {
                 let off = *off;
                 let barrier = barrier.clone();
                 std::thread::spawn(move || {
-                    let mut conn = c.lock().unwrap_or_else(|p| p.into_inner());
+                    let conn = lock(&c);
                     barrier.wait();
-                    apply(&mut conn, &format!("skew{run}")) as i64 + off
+                    apply_fault(&conn, &format!("skew{run}"), harmless_cut(), 120_000, None) as i64
+                        + off
                 })
             })
             .collect();
@@ -198,7 +172,7 @@ fn main() {
     {
         let mut guard = lock(&conns[2]);
         for run in 0..20 {
-            apply(&mut guard, &format!("heal{run}"));
+            apply_fault(&guard, &format!("heal{run}"), harmless_cut(), 120_000, None);
             heals.push(heal_ms(&mut guard, &format!("heal{run}"), T));
         }
     }

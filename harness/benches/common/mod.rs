@@ -33,6 +33,31 @@ pub fn harmless_cut() -> Fault {
     }
 }
 
+/// Applies a fault (at `at_mono_ns` on the agent's clock, or at once);
+/// the agent's time it took effect.
+pub fn apply_fault(
+    conn: &AgentConn,
+    id: &str,
+    fault: Fault,
+    lease_ms: u64,
+    at_mono_ns: Option<u64>,
+) -> u64 {
+    match conn.request(
+        Op::Apply {
+            fault_id: id.into(),
+            fault,
+            lease_ms,
+            allow_management_cut: false,
+            drill: None,
+            at_mono_ns,
+        },
+        Duration::from_secs(60),
+    ) {
+        Ok(Outcome::Ok { mono_ns }) => mono_ns,
+        other => panic!("{}: apply {id}: {other:?}", conn.node),
+    }
+}
+
 /// Heals a fault; the time from request sent to reply (rolled back and
 /// read back), in ms.
 pub fn heal_ms(conn: &mut AgentConn, id: &str, timeout: Duration) -> f64 {
@@ -87,21 +112,9 @@ pub fn timed_skew(
                 let at = &at;
                 s.spawn(move || {
                     let conn = lock(c);
-                    let node = conn.node.clone();
-                    match conn.request(
-                        Op::Apply {
-                            fault_id: id.into(),
-                            fault: harmless_cut(),
-                            lease_ms: 120_000,
-                            allow_management_cut: false,
-                            drill: None,
-                            at_mono_ns: at.get(&node).copied(),
-                        },
-                        Duration::from_secs(30),
-                    ) {
-                        Ok(Outcome::Ok { mono_ns }) => (node, mono_ns),
-                        other => panic!("{node}: apply {id}: {other:?}"),
-                    }
+                    let at = at.get(&conn.node).copied();
+                    let took = apply_fault(&conn, id, harmless_cut(), 120_000, at);
+                    (conn.node.clone(), took)
                 })
             })
             .collect();
