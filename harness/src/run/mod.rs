@@ -378,9 +378,12 @@ impl<'a> Drill<'a> {
             );
         }
 
+        // How far the drill runs behind its plan (schedule::slip_after).
+        let mut slip = 0.0;
         for (at, step) in schedule::steps(plan) {
-            let next = step.describe(at);
-            while let Some(until) = schedule::wait_until(self.now(), at) {
+            let due = at + Duration::from_secs_f64(slip);
+            let next = step.describe(due);
+            while let Some(until) = schedule::wait_until(self.now(), due) {
                 self.pump_until(until)?;
                 self.say_waiting(experiment, &next);
             }
@@ -388,8 +391,18 @@ impl<'a> Drill<'a> {
                 Step::Apply(f) => self.apply(f)?,
                 Step::Heal(f) => self.heal(Some(f))?,
             }
+            let now = self.now();
+            let slipped = schedule::slip_after(slip, at, now);
+            if slipped > slip {
+                (self.opts.progress)(&format!(
+                    "t={now:.1}s {} took {:.1}s longer than planned: the rest of the drill moves {slipped:.1}s later",
+                    step.describe(due),
+                    slipped - slip
+                ));
+                slip = slipped;
+            }
         }
-        self.pump_until_decided(experiment, plan.end.as_secs_f64())?;
+        self.pump_until_decided(experiment, plan.end.as_secs_f64() + slip)?;
         (self.opts.progress)(&format!("t={:.1}s healing every fault", self.now()));
         self.heal(None)?;
         let watch_until = self.now() + plan.after_end.as_secs_f64();

@@ -47,6 +47,26 @@ pub(super) fn wait_until(now: f64, at: Duration) -> Option<f64> {
     (now < at).then(|| (now + 1.0).min(at))
 }
 
+/// How far past its due time a step may finish before what follows moves.
+/// Applies and heals take milliseconds; a power-on waits for a boot (half a
+/// minute or more on a VM).
+pub(super) const OVERRUN: f64 = 1.0;
+
+/// The drill's delay after a step planned at `planned` (drill seconds) ends
+/// at `now`, with the drill already `slip` seconds behind its plan. A step
+/// that ran long moves every later step and the drill's end by as much, so
+/// that the windows counted from what really happened (a power-on's
+/// `healed`, minutes late) are still watched whole, never cut short by a
+/// plan drawn for a faster machine.
+pub(super) fn slip_after(slip: f64, planned: Duration, now: f64) -> f64 {
+    let overrun = now - (planned.as_secs_f64() + slip);
+    if overrun > OVERRUN {
+        slip + overrun
+    } else {
+        slip
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,6 +100,21 @@ mod tests {
                 Step::Heal(f) => format!("heal {}@{}", f.id, at.as_secs()),
             })
             .collect()
+    }
+
+    #[test]
+    fn a_step_that_runs_long_moves_what_follows() {
+        let at = Duration::from_secs(8);
+        // Milliseconds late: the plan stands.
+        assert_eq!(slip_after(0.0, at, 8.05), 0.0);
+        // A power-on that waited 50 s for a boot: 50 s behind from now on.
+        let slip = slip_after(0.0, at, 58.0);
+        assert!((slip - 50.0).abs() < 1e-9, "{slip}");
+        // The next step, due at its planned time plus that, ran on time.
+        assert_eq!(slip_after(slip, Duration::from_secs(10), 60.2), slip);
+        // Another long one adds to it.
+        let more = slip_after(slip, Duration::from_secs(10), 70.0);
+        assert!((more - 60.0).abs() < 1e-9, "{more}");
     }
 
     #[test]
