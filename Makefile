@@ -34,8 +34,10 @@ test-long: deps nextest
 
 # The VM lab: Debian 12 VMs under QEMU (KVM where this machine runs it,
 # else TCG) with the agent from its .deb, the shipped drills, a reboot in
-# the middle of a fault, install-agent over ssh. The image is built once
-# and cached in /var/cache/corodrill/vm. CI runs it after `make test`.
+# the middle of a fault, install-agent over ssh; then the Vagrantfile up
+# with Debian's vagrant-libvirt on a box of the same image, under a libvirtd
+# of the test's own. The image is built once and cached in
+# /var/cache/corodrill/vm. CI runs it after `make test`.
 AGENT_DEB_DIR ?= target/debian
 test-vm: deps
 	./scripts/install-deps --vm
@@ -45,6 +47,7 @@ test-vm: deps
 	$(CARGO) deb -p corodrill-agent --maintainer "corodrill test-vm <root@localhost>" -o $(AGENT_DEB_DIR)/
 	CORODRILL_AGENT_DEB=$$(ls $(abspath $(AGENT_DEB_DIR))/corodrill-agent_*.deb) \
 		$(CARGO) test -p corodrill --test vm -- --nocapture
+	$(CARGO) test -p corodrill --test vagrant -- --nocapture
 
 nextest:
 	@$(CARGO) nextest --version >/dev/null 2>&1 || $(CARGO) install --locked cargo-nextest

@@ -131,6 +131,23 @@ converge() {
   fi
 }
 
+installed() {
+  dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"
+}
+
+# install_missing PACKAGE...: apt only for what the box lacks, so that a box
+# that has them all (`corodrill lab box`) comes up with no network.
+install_missing() {
+  local missing=() p
+  for p in "$@"; do
+    installed "$p" || missing+=("$p")
+  done
+  ((${#missing[@]})) || return 0
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
 main() {
   : "${CLUSTER:?}" "${NODES:?}" "${PROFILE:?}" "${TOKEN?}" "${QNETD?}" "${UPLOAD:?}"
   # Also after a failure: the next `vagrant provision` uploads afresh, and
@@ -141,18 +158,18 @@ main() {
     # The agent is linked against these (rust-corosync).
     libquorum5 libvotequorum8 libcmap4 libcfg7 libcpg4 libcorosync-common4
     # Its faults: cuts (nftables), delays (iptables-legacy NFQUEUE), rates
-    # and links (tc, ip); libfaketime as on lab nodes (here the agent steps
-    # the clock instead, but the package set stays the lab's).
-    nftables iptables iproute2 libfaketime
-    # preflight checks the clock is synchronised, as on a Proxmox VE node.
-    chrony
+    # and links (tc, ip); a skew steps the node's real clock.
+    nftables iptables iproute2
   )
+  # preflight checks the clock is synchronised, as on a Proxmox VE node:
+  # chrony, unless the box has systemd-timesyncd.
+  if ! installed systemd-timesyncd; then
+    packages+=(chrony)
+  fi
   if [[ -n "$QNETD" ]]; then
     packages+=(corosync-qdevice)
   fi
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -q
-  apt-get install -y -q --no-install-recommends "${packages[@]}"
+  install_missing "${packages[@]}"
 
   local hosts conf
   hosts=$(render_hosts /etc/hosts)

@@ -3,9 +3,12 @@
 # provisioner); converges when run again.
 set -euo pipefail
 
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -q
-apt-get install -y -q --no-install-recommends corosync-qnetd
+# apt only if the box lacks it (`corodrill lab box` has it): no network then.
+if ! dpkg-query -W -f='${Status}' corosync-qnetd 2>/dev/null | grep -q "install ok installed"; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends corosync-qnetd
+fi
 
 # The nodes' corosync.conf says `tls: off`, as the network-namespace lab
 # does: no certificates to hand out between the VMs.

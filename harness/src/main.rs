@@ -446,6 +446,16 @@ enum LabCommand {
         #[arg(value_enum)]
         action: PowerAction,
     },
+    /// Write the VM lab's image (built first if it is not cached) as a
+    /// Vagrant box for vagrant-libvirt: the Vagrantfile's nodes then boot
+    /// the same Debian 12 system as `lab up --vm`, with no download.
+    #[command(
+        after_help = "Example:\n  corodrill lab box --out corodrill-debian12.box\n  vagrant box add --name corodrill/debian12 corodrill-debian12.box\n  CORODRILL_BOX=corodrill/debian12 vagrant up --provider libvirt"
+    )]
+    Box {
+        #[arg(long, default_value = "corodrill-debian12.box")]
+        out: PathBuf,
+    },
     /// Run a command on a lab node, inside all its namespaces.
     #[command(after_help = "Example:\n  corodrill lab exec pve1 -- corosync-quorumtool -s")]
     Exec {
@@ -829,6 +839,17 @@ fn run_lab(cmd: LabCommand, progress: &dyn Fn(&str)) -> Result<ExitCode, LabErro
                     println!("{node} is powered {}", if on { "on" } else { "off" });
                 }
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        LabCommand::Box { out } => {
+            lab::vm::check_environment()?;
+            let (image, _built) = lab::vm::image::ensure(progress)?;
+            lab::vm::vagrant_box::write(&image, &out)?;
+            println!("box: {}", out.display());
+            println!(
+                "add it with: vagrant box add --name corodrill/debian12 {}",
+                out.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         LabCommand::Exec {

@@ -14,9 +14,10 @@ root=$work/root
 
 # What every node needs: corosync and its QDevice client, the agent's
 # libraries and tools (the .deb's dependencies, so `dpkg -i` needs no
-# network), sshd, and systemd-timesyncd, as on a real Debian node.
+# network), sshd, and systemd-timesyncd, as on a real Debian node; sudo for
+# the Vagrant box made of this image (Vagrant runs its commands through it).
 packages=systemd-sysv,udev,dbus,kmod,procps,iputils-ping,iproute2,nftables,iptables,\
-openssh-server,corosync,corosync-qdevice,corosync-qnetd,libquorum5,libvotequorum8,libcmap4,libcfg7,\
+openssh-server,sudo,corosync,corosync-qdevice,corosync-qnetd,libquorum5,libvotequorum8,libcmap4,libcfg7,\
 systemd-timesyncd,linux-image-cloud-amd64
 
 echo "image: debootstrap bookworm from $mirror"
@@ -25,8 +26,9 @@ debootstrap --variant=minbase --include="$packages" bookworm "$root" "$mirror" >
 
 echo "image: configuring"
 # Each node's addresses come from its kernel command line
-# (corodrill.net=eth0:198.18.250.1/24,eth1:198.18.0.1/24), so that one
-# image serves every node; systemd-networkd applies them.
+# (corodrill.net=eth0:198.18.250.1/24,eth1:198.18.0.1/24, or eth0:dhcp as
+# the Vagrant box's management network wants), so that one image serves
+# every node; systemd-networkd applies them.
 cat >"$root/usr/local/sbin/corodrill-vmnet" <<'SCRIPT'
 #!/bin/sh
 set -eu
@@ -37,8 +39,12 @@ done
 mkdir -p /run/systemd/network
 IFS=,
 for n in $nets; do
-  printf '[Match]\nName=%s\n\n[Network]\nAddress=%s\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n' \
-    "${n%%:*}" "${n#*:}" >"/run/systemd/network/10-${n%%:*}.network"
+  case ${n#*:} in
+    dhcp) address=DHCP=ipv4 ;;
+    *) address=Address=${n#*:} ;;
+  esac
+  printf '[Match]\nName=%s\n\n[Network]\n%s\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n' \
+    "${n%%:*}" "$address" >"/run/systemd/network/10-${n%%:*}.network"
 done
 SCRIPT
 chmod 755 "$root/usr/local/sbin/corodrill-vmnet"

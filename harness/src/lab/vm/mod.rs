@@ -13,6 +13,7 @@
 //! switch namespace.
 
 pub mod image;
+pub mod vagrant_box;
 
 use std::net::Ipv4Addr;
 use std::os::unix::process::CommandExt;
