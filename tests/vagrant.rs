@@ -1,8 +1,10 @@
 //! The Vagrantfile, up (`make test-vm`, not `make test`): Debian's vagrant
 //! and vagrant-libvirt bring up the project's Vagrantfile on a box made by
-//! `corodrill lab box` (the VM lab's image, no download), then corodrill
-//! drills that cluster through the inventory the Vagrantfile writes, and
-//! powers a node off and on through the vagrant and the libvirt drivers.
+//! `corodrill lab box` (the VM lab's image, no download): two corosync
+//! nodes and the QDevice VM `qnetd`. corodrill then drills that cluster
+//! through the inventory the Vagrantfile writes: a cut the QDevice's vote
+//! decides, and a node powered off and on through the vagrant and the
+//! libvirt drivers.
 //!
 //! libvirtd is the test's own: started in a network namespace of the test
 //! (so its bridges, dnsmasq and VMs are all there, none in the host's), in a
@@ -55,6 +57,8 @@ impl VagrantLab {
             .env("VAGRANT_CWD", self.project())
             .env("CORODRILL_LIBVIRT_URI", self.uri())
             .env("CORODRILL_BOX", "corodrill/debian12")
+            .env("CORODRILL_NODES", "2")
+            .env("CORODRILL_QDEVICE", "1")
             // Corosync's default 3 s token, as `pvecm create` writes: TCG
             // guests stall for a second now and then (the VM lab's note).
             .env("CORODRILL_PROFILE", "proxmox")
@@ -90,10 +94,10 @@ impl VagrantLab {
         self.run_ok("virsh", &all)
     }
 
-    /// Every node quorate with all three as members, as corosync-quorumtool
-    /// on each node says (over `vagrant ssh`).
+    /// Both nodes quorate with both as members and the QDevice's vote, as
+    /// corosync-quorumtool on each node says (over `vagrant ssh`).
     fn whole(&self) -> bool {
-        (1..=3).all(|i| {
+        (1..=2).all(|i| {
             let out = self.run(
                 "vagrant",
                 &[
@@ -105,7 +109,9 @@ impl VagrantLab {
                 ],
             );
             let s = String::from_utf8_lossy(&out.stdout);
-            s.contains("Quorate:          Yes") && common::members(&s).len() == 3
+            s.contains("Quorate:          Yes")
+                && common::members(&s).len() == 2
+                && common::field(&s, "Total votes") == "3"
         })
     }
 
@@ -253,11 +259,14 @@ fn start_libvirtd(lab: &mut VagrantLab) {
 }
 
 /// A drill run through the Vagrant inventory (or another): its JSON log.
-fn run_drill(lab: &VagrantLab, inventory: &Path, drill: &Path, out: &Path) -> (Output, String) {
-    let json = out.join(format!(
-        "{}.jsonl",
-        inventory.file_stem().unwrap().to_string_lossy()
-    ));
+fn run_drill(
+    lab: &VagrantLab,
+    inventory: &Path,
+    drill: &Path,
+    out: &Path,
+    name: &str,
+) -> (Output, String) {
+    let json = out.join(format!("{name}.jsonl"));
     let history = out.join("history.sqlite");
     let run = lab.run(
         CORODRILL,
@@ -276,10 +285,29 @@ fn run_drill(lab: &VagrantLab, inventory: &Path, drill: &Path, out: &Path) -> (O
     (run, log)
 }
 
+/// The events of a drill's JSON log.
+fn events_of(log: &str) -> Vec<serde_json::Value> {
+    log.lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// Whether `node` was seen quorate with exactly `members` during the drill
+/// (after its start, when the cluster was whole).
+fn seen_quorate_with(events: &[serde_json::Value], node: &str, members: &[&str]) -> bool {
+    events.iter().any(|e| {
+        e["kind"] == "quorum"
+            && e["node"] == node
+            && e["t"].as_f64().is_some_and(|t| t > 0.0)
+            && e["quorate"] == true
+            && e["members"] == serde_json::json!(members)
+    })
+}
+
 /// What a power-off drill must show whatever its windows (a TCG guest
-/// boots in ~45 s, longer than the shipped drill's 20 s): the drill ran to
-/// its verdicts, the other nodes lost pve3 (the power really went), the
-/// power came back on through the driver and was rolled back clean, and no
+/// boots in ~45 s): the drill ran to its verdicts, pve1 kept quorum alone
+/// (pve2's power really went, and the QDevice's vote counted), the power
+/// came back on through the driver and was rolled back clean, and no
 /// split-brain.
 fn check_power_drill(driver: &str, run: &Output, log: &str) {
     assert!(
@@ -287,39 +315,25 @@ fn check_power_drill(driver: &str, run: &Output, log: &str) {
         "power-off through {driver}: the drill did not run to its verdicts: {}",
         text(run)
     );
-    let events: Vec<serde_json::Value> = log
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
-    let t_of = |kind: &str| {
+    let events = events_of(log);
+    assert!(
         events
             .iter()
-            .find(|e| e["kind"] == kind && e["node"] == "pve3")
-            .and_then(|e| e["t"].as_f64())
-    };
-    // The drill starts with the cluster whole: any later view of pve1's
-    // without pve3 is the power-off's (it may come before the driver has
-    // returned and the fault is logged applied: `vagrant halt` takes 13 s).
-    assert!(
-        t_of("fault.applied").is_some(),
-        "power-off through {driver}: no fault.applied for pve3: {}",
+            .any(|e| e["kind"] == "fault.applied" && e["node"] == "pve2"),
+        "power-off through {driver}: no fault.applied for pve2: {}",
         text(run)
     );
-    let pve3_lost = events.iter().any(|e| {
-        e["kind"] == "quorum"
-            && e["node"] == "pve1"
-            && e["t"].as_f64().is_some_and(|t| t > 0.0)
-            && e["quorate"] == true
-            && e["members"] == serde_json::json!(["pve1", "pve2"])
-    });
+    // The drill starts whole: a later view of pve1's without pve2 is the
+    // power-off's (it may come before the driver returns and the fault is
+    // logged applied: `vagrant halt` takes 13 s).
     assert!(
-        pve3_lost,
-        "power-off through {driver}: pve1 never saw [pve1, pve2] quorate after the power-off: {}",
+        seen_quorate_with(&events, "pve1", &["pve1"]),
+        "power-off through {driver}: pve1 was never quorate alone after the power-off: {}",
         text(run)
     );
     let healed = events
         .iter()
-        .find(|e| e["kind"] == "fault.healed" && e["node"] == "pve3")
+        .find(|e| e["kind"] == "fault.healed" && e["node"] == "pve2")
         .unwrap_or_else(|| panic!("power-off through {driver}: no fault.healed: {}", text(run)));
     assert_eq!(healed["clean"], true, "{healed}");
     assert_eq!(
@@ -337,8 +351,42 @@ fn check_power_drill(driver: &str, run: &Output, log: &str) {
     );
 }
 
+/// pve2 loses power while pve1 keeps quorum with the QDevice's vote.
+const POWER_OFF_WITH_QDEVICE: &str = r#"name = "power-off-beside-a-qdevice"
+description = "pve2 loses power; pve1 keeps quorum with the QDevice's vote; powered on, pve2 rejoins."
+nodes = 2
+
+[requires]
+nodes = 2
+qdevice = true
+
+[[fault]]
+id = "power"
+kind = "power-off"
+nodes = ["pve2"]
+heal_after = "15s"
+
+[[expect]]
+name = "pve1 keeps quorum with the QDevice's vote"
+after = "power"
+nodes = ["pve1"]
+quorate = true
+members = ["pve1"]
+within = "15s"
+hold = "2s"
+
+[[expect]]
+name = "pve2 back after power-on"
+after = "power.healed"
+nodes = "all"
+quorate = true
+members = "all"
+within = "90s"
+hold = "2s"
+"#;
+
 #[test]
-fn vagrantfile_up_on_a_local_box_drilled_through_vagrant_and_libvirt() {
+fn vagrantfile_up_with_a_qdevice_on_a_local_box_drilled_through_vagrant_and_libvirt() {
     require_root();
     require_tools();
     let name = unique_name();
@@ -395,7 +443,7 @@ fn vagrantfile_up_on_a_local_box_drilled_through_vagrant_and_libvirt() {
     let started = Instant::now();
     lab.run_ok("vagrant", &["up", "--provider", "libvirt"]);
     eprintln!(
-        "vagrant up: 3 nodes in {:.0} s",
+        "vagrant up: 2 nodes and a QDevice VM in {:.0} s",
         started.elapsed().as_secs_f64()
     );
     // Its networks are in the test's namespace, none in the host's.
@@ -421,12 +469,39 @@ fn vagrantfile_up_on_a_local_box_drilled_through_vagrant_and_libvirt() {
     );
     assert!(status.status.success(), "status: {}", text(&status));
 
-    let drill = repo.join("experiments/power-off-one-of-three.toml");
     let out = lab.dir.join("reports");
     std::fs::create_dir_all(&out).unwrap();
 
+    // The QDevice VM's vote, in a shipped drill: cut between the nodes,
+    // qnetd gives its vote to pve1, which keeps quorum alone; pve2 loses it.
+    let drill = repo.join("experiments/two-nodes-with-qdevice.toml");
+    let (run, log) = run_drill(&lab, &lab.inventory(), &drill, &out, "qdevice");
+    eprintln!("QDevice cut:\n{}", String::from_utf8_lossy(&run.stdout));
+    assert!(
+        matches!(run.status.code(), Some(0 | 1)),
+        "two-nodes-with-qdevice did not run to its verdicts: {}",
+        text(&run)
+    );
+    let events = events_of(&log);
+    assert!(
+        seen_quorate_with(&events, "pve1", &["pve1"]),
+        "pve1 never kept quorum alone on the cut (the QDevice's vote): {}",
+        text(&run)
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e["kind"] == "quorum" && e["node"] == "pve2" && e["quorate"] == false),
+        "pve2 never lost quorum on the cut: {}",
+        text(&run)
+    );
+    lab.wait_whole(Duration::from_secs(180), "after the QDevice cut");
+
+    let drill = lab.dir.join("power-off-beside-a-qdevice.toml");
+    std::fs::write(&drill, POWER_OFF_WITH_QDEVICE).unwrap();
+
     // Through Vagrant: `vagrant halt --force`, `vagrant up --no-provision`.
-    let (run, log) = run_drill(&lab, &lab.inventory(), &drill, &out);
+    let (run, log) = run_drill(&lab, &lab.inventory(), &drill, &out, "vagrant");
     eprintln!("vagrant driver:\n{}", String::from_utf8_lossy(&run.stdout));
     check_power_drill("vagrant", &run, &log);
     lab.wait_whole(Duration::from_secs(180), "after the vagrant driver's drill");
@@ -434,7 +509,8 @@ fn vagrantfile_up_on_a_local_box_drilled_through_vagrant_and_libvirt() {
     // Through libvirt: `virsh destroy`, `virsh start` of Vagrant's domains,
     // the same inventory but for the power lines.
     let domains = lab.virsh(&["list", "--name"]);
-    assert!(domains.contains("project_pve3"), "{domains}");
+    assert!(domains.contains("project_pve2"), "{domains}");
+    assert!(domains.contains("project_qnetd"), "{domains}");
     let vagrant_inventory = std::fs::read_to_string(lab.inventory()).unwrap();
     let libvirt_inventory: String = vagrant_inventory
         .lines()
@@ -456,7 +532,7 @@ fn vagrantfile_up_on_a_local_box_drilled_through_vagrant_and_libvirt() {
         .collect();
     let libvirt_path = lab.dir.join("libvirt.toml");
     std::fs::write(&libvirt_path, libvirt_inventory).unwrap();
-    let (run, log) = run_drill(&lab, &libvirt_path, &drill, &out);
+    let (run, log) = run_drill(&lab, &libvirt_path, &drill, &out, "libvirt");
     eprintln!("libvirt driver:\n{}", String::from_utf8_lossy(&run.stdout));
     check_power_drill("libvirt", &run, &log);
     lab.wait_whole(Duration::from_secs(180), "after the libvirt driver's drill");
