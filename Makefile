@@ -46,7 +46,7 @@ test-vm: deps
 	rm -f $(AGENT_DEB_DIR)/corodrill-agent_*.deb
 	$(CARGO) deb -p corodrill-agent --maintainer "corodrill test-vm <root@localhost>" -o $(AGENT_DEB_DIR)/
 	CORODRILL_AGENT_DEB=$$(ls $(abspath $(AGENT_DEB_DIR))/corodrill-agent_*.deb) \
-		$(CARGO) test -p corodrill --test vm -- --nocapture
+		$(CARGO) test -p corodrill --test vm -- --nocapture --test-threads=1
 	$(CARGO) test -p corodrill --test vagrant -- --nocapture
 
 nextest:

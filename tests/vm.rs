@@ -450,3 +450,79 @@ fn install_agent_over_ssh(lab: &VmLab) {
         text(&status)
     );
 }
+
+/// Two VM nodes and the QDevice VM `qnetd` (`lab up --vm --qdevice`):
+/// corosync-qnetd runs on a host of its own, both nodes count its vote, and
+/// on a cut between them the QDevice's vote keeps one of them quorate.
+#[test]
+fn vm_lab_with_a_qdevice_host() {
+    require_root();
+    let lab = VmLab {
+        name: unique_name(),
+    };
+    let started = Instant::now();
+    let up = corodrill(&[
+        "lab",
+        "up",
+        "--vm",
+        "--name",
+        &lab.name,
+        "--nodes",
+        "2",
+        "--qdevice",
+    ]);
+    assert!(up.status.success(), "lab up --vm --qdevice: {}", text(&up));
+    eprintln!(
+        "VM lab with a QDevice host up in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    let status = corodrill(&["lab", "status", "--name", &lab.name]);
+    assert!(status.status.success(), "lab status: {}", text(&status));
+    let qnetd = lab.ssh_ok("qnetd", "corosync-qnetd-tool -l");
+    for id in [1, 2] {
+        assert!(
+            qnetd.contains(&format!("Node ID {id}")),
+            "qnetd has no client with node id {id}: {qnetd}"
+        );
+    }
+    for node in ["pve1", "pve2"] {
+        let q = lab.ssh_ok(node, "corosync-quorumtool -s");
+        assert_eq!(common::field(&q, "Total votes"), "3", "{node}: {q}");
+        assert!(q.contains("Qdevice"), "{node}: no Qdevice member: {q}");
+    }
+
+    // The shipped drill: a cut between the nodes, each still reaching
+    // qnetd; the QDevice's vote keeps pve1 (the lower id) quorate alone.
+    let out = scratch("vm-qdevice");
+    let drill = experiments().join("two-nodes-with-qdevice.toml");
+    let (run, log) = run_drills(&lab, &[drill.as_path()], &out);
+    eprintln!("{}", String::from_utf8_lossy(&run.stdout));
+    assert!(
+        matches!(run.status.code(), Some(0 | 1)),
+        "two-nodes-with-qdevice did not run to its verdicts on the VM lab: {}",
+        text(&run)
+    );
+    let runs = runs_of(&log);
+    assert!(!runs.is_empty(), "no run in the log: {}", text(&run));
+    for r in &runs {
+        assert_eq!(
+            r.passed("no split-brain"),
+            Some(true),
+            "run {}: {}",
+            r.run,
+            text(&run)
+        );
+        assert!(r.rollbacks_clean, "run {}: {}", r.run, text(&run));
+    }
+    assert!(
+        runs.iter()
+            .any(|r| r.passed("pve1 keeps quorum with the QDevice's vote") == Some(true)),
+        "pve1 never kept quorum with the QDevice's vote on the VM lab: {}",
+        text(&run)
+    );
+
+    let down = corodrill(&["lab", "down", "--name", &lab.name]);
+    assert!(down.status.success(), "lab down: {}", text(&down));
+    common::assert_nothing_left(&lab.name);
+}

@@ -406,10 +406,11 @@ enum LabCommand {
         /// wait until it runs (repeatable; needs --pacemaker).
         #[arg(long = "resource", value_name = "NAME")]
         resources: Vec<String>,
-        /// Every node a Debian 12 VM under QEMU (2 to 5 nodes), booted from
-        /// an image built from Debian's packages and cached; reached over
-        /// ssh, powered through QMP. KVM where it works, else TCG.
-        #[arg(long, conflicts_with_all = ["ssh", "pacemaker", "qdevice"])]
+        /// Every node a Debian 12 VM under QEMU (2 to 5 nodes; with
+        /// --qdevice the QDevice host `qnetd` a VM too), booted from an image
+        /// built from Debian's packages and cached; reached over ssh,
+        /// powered through QMP. KVM where it works, else TCG.
+        #[arg(long, conflicts_with_all = ["ssh", "pacemaker"])]
         vm: bool,
         /// With --vm: install this corodrill-agent .deb on every node with
         /// dpkg -i (default: `install-agent` copies the agent beside this

@@ -2,7 +2,10 @@
 //! from the image `image.rs` builds and caches, reached over real ssh, with
 //! corosync started by systemd and the agent installed as an operator
 //! installs it (the .deb, or `install-agent`). Real clocks, real reboots,
-//! real NICs: the paths a namespace node cannot take.
+//! real NICs: the paths a namespace node cannot take. With `--qdevice` the
+//! QDevice host `qnetd` is a VM of the same image too, on the management
+//! network and link 0 only, running corosync-qnetd; the nodes run
+//! corosync-qdevice.
 //!
 //! Everything lives inside the lab's switch namespace and directory: the
 //! bridges (a management network for ssh, one bridge per corosync link),
@@ -24,7 +27,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::host::{self, LabProcess};
-use super::spec::{node_address, LabSpec, PREFIX_LEN};
+use super::spec::{node_address, qnetd_address, LabSpec, PREFIX_LEN, QNETD};
 use super::{conf, Lab, LabError};
 use crate::cluster::power::qmp;
 
@@ -142,9 +145,6 @@ pub fn validate(spec: &LabSpec) -> Result<(), LabError> {
             "--vm: {what} is not supported in a VM lab"
         )))
     };
-    if spec.qdevice {
-        return refuse("--qdevice");
-    }
     if spec.pacemaker {
         return refuse("--pacemaker");
     }
@@ -211,7 +211,15 @@ pub fn qmp_socket(lab: &Lab, node: &str) -> PathBuf {
     lab.host_dir(node).join("qmp.sock")
 }
 
+/// The QDevice host's number on the management network (`.254`), apart
+/// from every node's.
+const QNETD_ID: u8 = 254;
+
+/// A host's number: `pveN` is N, the QDevice host `QNETD_ID`.
 fn node_id(lab: &Lab, node: &str) -> Result<u8, LabError> {
+    if node == QNETD && lab.spec().qdevice {
+        return Ok(QNETD_ID);
+    }
     lab.spec()
         .node_names()
         .position(|n| n == node)
@@ -251,6 +259,19 @@ fn ssh_words(lab: &Lab, node_id: u8) -> Result<Vec<String>, LabError> {
         "ServerAliveInterval=5".into(),
         format!("root@{}", mgmt_address(node_id)),
     ])
+}
+
+/// A host's corosync links with its address on each: every link for a
+/// node, link 0 only for the QDevice host (qdevice talks TCP to it there).
+fn host_links(lab: &Lab, host: &str) -> Result<Vec<(u8, Ipv4Addr)>, LabError> {
+    let id = node_id(lab, host)?;
+    Ok(if id == QNETD_ID {
+        vec![(0, qnetd_address())]
+    } else {
+        (0..lab.spec().links)
+            .map(|link| (link, node_address(id, link)))
+            .collect()
+    })
 }
 
 /// The inventory's connect command for a node: ssh to its agent.
@@ -342,9 +363,14 @@ pub(super) fn build(lab: &mut Lab, progress: &dyn Fn(&str)) -> Result<(), LabErr
     let spec = lab.spec().clone();
     let vm = vm_spec(lab)?.clone();
     progress(&format!(
-        "building VM lab {}: {} Debian 12 VMs, {} link(s), {} MB each, {} ({})",
+        "building VM lab {}: {} Debian 12 VMs{}, {} link(s), {} MB each, {} ({})",
         spec.name,
         spec.nodes,
+        if spec.qdevice {
+            " and the QDevice host qnetd"
+        } else {
+            ""
+        },
         spec.links,
         vm.memory_mb,
         vm.accel,
@@ -361,11 +387,11 @@ pub(super) fn build(lab: &mut Lab, progress: &dyn Fn(&str)) -> Result<(), LabErr
             "link add br{link} type bridge\nlink set br{link} up\n"
         ));
     }
-    for node in spec.node_names() {
+    for node in lab.hosts() {
         script.push_str(&format!(
             "tuntap add dev {node}m mode tap\nlink set {node}m master brm up\n"
         ));
-        for link in 0..spec.links {
+        for (link, _) in host_links(lab, &node)? {
             script.push_str(&format!(
                 "tuntap add dev {node}r{link} mode tap\nlink set {node}r{link} master br{link} up\n"
             ));
@@ -374,8 +400,8 @@ pub(super) fn build(lab: &mut Lab, progress: &dyn Fn(&str)) -> Result<(), LabErr
     host::ip_batch(&switch, &script, "wiring the VM lab's switch")?;
 
     let started = Instant::now();
-    for (i, node) in spec.node_names().enumerate() {
-        let id = i as u8 + 1;
+    for node in lab.hosts() {
+        let id = node_id(lab, &node)?;
         let dir = lab.host_dir(&node);
         host::create_dir(&dir)?;
         let disk = dir.join("disk.qcow2");
@@ -404,13 +430,10 @@ fn start_qemu(
 ) -> Result<LabProcess, LabError> {
     let spec = lab.spec();
     let dir = lab.host_dir(node);
+    let links = host_links(lab, node)?;
     let mut nets = vec![format!("eth0:{}/{PREFIX_LEN}", mgmt_address(id))];
-    for link in 0..spec.links {
-        nets.push(format!(
-            "eth{}:{}/{PREFIX_LEN}",
-            link + 1,
-            node_address(id, link)
-        ));
+    for (link, address) in &links {
+        nets.push(format!("eth{}:{address}/{PREFIX_LEN}", link + 1));
     }
     let cmdline = format!(
         "root=/dev/vda rw console=ttyS0 net.ifnames=0 mitigations=off systemd.hostname={node} corodrill.net={}",
@@ -465,7 +488,7 @@ fn start_qemu(
         args.extend(["-cpu".into(), "host".into()]);
     }
     let mut taps = vec![(format!("{node}m"), format!("52:54:00:fa:00:{id:02x}"))];
-    for link in 0..spec.links {
+    for (link, _) in &links {
         taps.push((
             format!("{node}r{link}"),
             format!("52:54:00:{link:02x}:00:{id:02x}"),
@@ -510,7 +533,7 @@ fn start_qemu(
 
 /// Waits until every node's sshd answers, saying how many have booted.
 fn wait_for_ssh(lab: &Lab, started: Instant, progress: &dyn Fn(&str)) -> Result<(), LabError> {
-    let nodes: Vec<String> = lab.spec().node_names().collect();
+    let nodes: Vec<String> = lab.hosts();
     let mut up: Vec<bool> = vec![false; nodes.len()];
     let mut told = Instant::now();
     loop {
@@ -616,10 +639,25 @@ fn configure_nodes(lab: &Lab, vm: &VmSpec, progress: &dyn Fn(&str)) -> Result<()
                             SSH_TIMEOUT,
                         )?;
                     }
-                    ssh_run(lab, node, "systemctl start corosync", None, SSH_TIMEOUT)
-                        .map(drop)
+                    ssh_run(lab, node, "systemctl start corosync", None, SSH_TIMEOUT)?;
+                    if spec.qdevice {
+                        // qdevice keeps trying qnetd until it answers.
+                        ssh_run(lab, node, &enable_and_start("corosync-qdevice"), None, SSH_TIMEOUT)?;
+                    }
+                    Ok(())
                 })
             })
+            .chain(spec.qdevice.then(|| {
+                s.spawn(|| {
+                    // TLS off, as the nodes' corosync.conf says (and the
+                    // network-namespace lab): no certificates to hand out.
+                    let script = format!(
+                        "sed -i 's/^COROSYNC_QNETD_OPTIONS=.*/COROSYNC_QNETD_OPTIONS=\"-s off\"/' /etc/default/corosync-qnetd && {}",
+                        enable_and_start("corosync-qnetd")
+                    );
+                    ssh_run(lab, QNETD, &script, None, SSH_TIMEOUT).map(drop)
+                })
+            }))
             .collect();
         handles
             .into_iter()
@@ -631,6 +669,16 @@ fn configure_nodes(lab: &Lab, vm: &VmSpec, progress: &dyn Fn(&str)) -> Result<()
             .collect()
     });
     results.into_iter().collect()
+}
+
+/// A shell command that enables a unit the image left disabled, as
+/// `systemctl enable` would (the symlink: `systemctl enable` of a unit with
+/// a SysV script runs Debian's perl sysv-install, about 40 s of a TCG
+/// guest), so that it also starts at boot; then starts it.
+fn enable_and_start(unit: &str) -> String {
+    format!(
+        "ln -sf /lib/systemd/system/{unit}.service /etc/systemd/system/multi-user.target.wants/{unit}.service && systemctl daemon-reload && systemctl start {unit}"
+    )
 }
 
 /// `lab exec` on a VM: the command over ssh, on a terminal if there is one.
