@@ -10,7 +10,7 @@ use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
 use super::{Ctx, Undo};
-use crate::node::{corosync_answers, wait_until, NodeKind};
+use crate::node::{wait_until, NodeKind};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "then", rename_all = "snake_case")]
@@ -74,12 +74,14 @@ pub fn apply(
 pub fn rollback(ctx: &mut Ctx, undo: &ProcessUndo) -> Result<String, String> {
     match undo {
         ProcessUndo::Start { qdevice } => {
+            // Returns once corosync has answered. Asking it again here
+            // failed a rollback on a stalled VM (its 2 s deadline ran out
+            // while the guest was frozen) and said "not running" of a
+            // corosync that ran and had answered.
             ctx.node.start_corosync(*qdevice)?;
             match ctx.node.corosync_pid() {
-                Some(pid) if corosync_answers() => {
-                    Ok(format!("corosync running (pid {pid}) and answering"))
-                }
-                _ => Err("corosync is not running".into()),
+                Some(pid) => Ok(format!("corosync running (pid {pid}) and answering")),
+                None => Err("corosync answered, then exited".into()),
             }
         }
         ProcessUndo::Continue {
