@@ -20,6 +20,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{corodrill, require_root, scratch, text, unique_name, CORODRILL};
+use corodrill::lab::host;
 
 /// The test's libvirtd and Vagrant project; everything goes when the test
 /// ends, passed or failed: the VMs (vagrant destroy, then every process
@@ -137,23 +138,10 @@ impl Drop for VagrantLab {
             let _ = child.wait();
         }
         // Whatever outlived its libvirtd (a VM, a dnsmasq) dies with the
-        // namespace's processes.
-        if let Ok(out) = Command::new("ip")
-            .args(["netns", "pids", &self.netns])
-            .output()
-        {
-            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                if let Ok(pid) = pid.parse::<i32>() {
-                    let _ = nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(pid),
-                        nix::sys::signal::Signal::SIGKILL,
-                    );
-                }
-            }
-        }
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.netns])
-            .status();
+        // namespace's processes, found as `lab down` finds a lab's.
+        let pids = host::processes_in(&[&host::netns_path(&self.netns)]);
+        host::kill_and_wait(&pids, Duration::from_secs(10));
+        let _ = host::delete_netns(&self.netns);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -168,16 +156,8 @@ fn require_tools() {
         ("dnsmasq", "dnsmasq-base"),
         ("qemu-system-x86_64", "qemu-system-x86"),
     ] {
-        let found = Command::new("sh")
-            .args([
-                "-c",
-                &format!("command -v {program} || test -x /usr/sbin/{program}"),
-            ])
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false);
         assert!(
-            found,
+            host::which(program).is_some(),
             "{program} is missing: apt-get install {package} (scripts/install-deps --vm)"
         );
     }
@@ -399,12 +379,9 @@ fn vagrantfile_up_with_a_qdevice_on_a_local_box_drilled_through_vagrant_and_libv
         dir,
         libvirtd: None,
     };
-    let created = Command::new("ip")
-        .args(["netns", "add", &lab.netns])
-        .status()
-        .unwrap();
-    assert!(created.success(), "ip netns add {}", lab.netns);
-    lab.run_ok("ip", &["link", "set", "lo", "up"]);
+    if let Err(e) = host::add_netns(&lab.netns) {
+        panic!("{}: {e}", lab.netns);
+    }
     write_libvirt_config(&lab.dir);
     start_libvirtd(&mut lab);
 
