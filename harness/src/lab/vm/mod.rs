@@ -42,6 +42,9 @@ pub const SWITCH_MGMT: Ipv4Addr = Ipv4Addr::new(198, 18, 250, 253);
 /// How long a VM may take from QEMU's start to sshd answering: three TCG
 /// guests booting at once took about 70 s on 2 cores.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(300);
+/// When a node that has not answered ssh yet is reset: twice the slowest
+/// boot of three nodes together seen so far.
+const BOOT_RESET_AFTER: Duration = Duration::from_secs(150);
 /// One ssh command on a booted node (dpkg -i included).
 const SSH_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -487,6 +490,9 @@ fn start_qemu(
     if vm.accel == Accel::Kvm {
         args.extend(["-cpu".into(), "host".into()]);
     }
+    // Entropy from the host, as real hypervisors give: without it the
+    // guest's random pool waits for its own jitter at boot.
+    args.extend(["-device".into(), "virtio-rng-pci".into()]);
     let mut taps = vec![(format!("{node}m"), format!("52:54:00:fa:00:{id:02x}"))];
     for (link, _) in &links {
         taps.push((
@@ -531,15 +537,24 @@ fn start_qemu(
     })
 }
 
-/// Waits until every node's sshd answers, saying how many have booted.
+/// Waits until every node's sshd answers, saying how many have booted. A
+/// node still silent at `BOOT_RESET_AFTER` is reset once: a TCG guest has
+/// hung at boot (one of three, the others up in 71 s; a CI run), and a
+/// reboot of one guest takes about 40 s. The error names what the node's
+/// console and ssh said last, since tearing the lab down removes its files.
 fn wait_for_ssh(lab: &Lab, started: Instant, progress: &dyn Fn(&str)) -> Result<(), LabError> {
     let nodes: Vec<String> = lab.hosts();
     let mut up: Vec<bool> = vec![false; nodes.len()];
+    let mut reset: Vec<bool> = vec![false; nodes.len()];
+    let mut last_error: Vec<String> = vec![String::new(); nodes.len()];
     let mut told = Instant::now();
     loop {
         for (i, node) in nodes.iter().enumerate() {
             if !up[i] {
-                up[i] = ssh_run(lab, node, "true", None, Duration::from_secs(8)).is_ok();
+                match ssh_run(lab, node, "true", None, Duration::from_secs(8)) {
+                    Ok(_) => up[i] = true,
+                    Err(e) => last_error[i] = e.to_string(),
+                }
             }
         }
         let booted = up.iter().filter(|u| **u).count();
@@ -553,18 +568,48 @@ fn wait_for_ssh(lab: &Lab, started: Instant, progress: &dyn Fn(&str)) -> Result<
         if let Some(err) = super::dead_daemon(lab) {
             return Err(err);
         }
+        let late = || nodes.iter().enumerate().filter(|(i, _)| !up[*i]);
         if started.elapsed() >= BOOT_TIMEOUT {
-            let late: Vec<&str> = nodes
-                .iter()
-                .zip(&up)
-                .filter(|(_, u)| !**u)
-                .map(|(n, _)| n.as_str())
+            let said: Vec<String> = late()
+                .map(|(i, node)| {
+                    format!(
+                        "{node}: ssh said: {}\n{node}'s console ended:\n{}",
+                        last_error[i],
+                        console_tail(lab, node)
+                    )
+                })
                 .collect();
+            let names: Vec<&str> = late().map(|(_, n)| n.as_str()).collect();
             return Err(LabError::Failed(format!(
-                "{} did not answer ssh within {BOOT_TIMEOUT:?} (see console.log in {})",
-                late.join(", "),
-                lab.dir.display()
+                "{} did not answer ssh within {BOOT_TIMEOUT:?}{}\n{}",
+                names.join(", "),
+                if reset.iter().any(|r| *r) {
+                    ", reset once on the way"
+                } else {
+                    ""
+                },
+                said.join("\n")
             )));
+        }
+        if started.elapsed() >= BOOT_RESET_AFTER {
+            let stuck: Vec<(usize, String)> = late()
+                .filter(|(i, _)| !reset[*i])
+                .map(|(i, n)| (i, n.clone()))
+                .collect();
+            for (i, node) in stuck {
+                reset[i] = true;
+                progress(&format!(
+                    "{node} has not answered ssh in {:.0} s: resetting it once (its console ended:\n{})",
+                    started.elapsed().as_secs_f64(),
+                    console_tail(lab, &node)
+                ));
+                // Off then on: a reset, and a run even if QEMU had stopped
+                // the guest's CPUs.
+                let mut qmp = open_qmp(lab, &node)?;
+                qmp::off(&mut qmp)
+                    .and_then(|()| qmp::on(&mut qmp))
+                    .map_err(|e| LabError::Failed(format!("{node}: resetting it: {e}")))?;
+            }
         }
         if told.elapsed() >= Duration::from_secs(5) {
             told = Instant::now();
@@ -576,6 +621,56 @@ fn wait_for_ssh(lab: &Lab, started: Instant, progress: &dyn Fn(&str)) -> Result<
         }
         std::thread::sleep(Duration::from_secs(1));
     }
+}
+
+/// The last lines of a node's serial console, or why there are none.
+fn console_tail(lab: &Lab, node: &str) -> String {
+    let path = lab.host_dir(node).join("console.log");
+    match std::fs::read(&path) {
+        Ok(bytes) => last_lines(&String::from_utf8_lossy(&bytes), 12),
+        Err(e) => format!("  ({}: {e})", path.display()),
+    }
+}
+
+/// The last `n` non-empty lines of a console, indented, without the
+/// terminal's colour and line-erase sequences.
+fn last_lines(console: &str, n: usize) -> String {
+    let mut lines: Vec<String> = console
+        .lines()
+        .map(strip_escapes)
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    let skip = lines.len().saturating_sub(n);
+    lines.drain(..skip);
+    lines
+        .iter()
+        .map(|l| format!("  {}", l.trim_end()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A line without ANSI CSI sequences (`ESC [ ... letter`) and carriage
+/// returns.
+fn strip_escapes(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\u{1b}' => {
+                if chars.peek() == Some(&'[') {
+                    chars.next();
+                    for c in chars.by_ref() {
+                        if c.is_ascii_alphabetic() {
+                            break;
+                        }
+                    }
+                }
+            }
+            '\r' => {}
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// corosync's configuration and key on every node, the agent's .deb if the
@@ -729,5 +824,16 @@ mod tests {
             assert_ne!(node_address(1, link), mgmt_address(1));
         }
         assert_ne!(SWITCH_MGMT, mgmt_address(5));
+    }
+
+    #[test]
+    fn a_console_tail_is_its_last_lines_without_colours() {
+        let console = "one\n\n\u{1b}[0;32m  OK  \u{1b}[0m] Started \u{1b}[0;1;39msshd\u{1b}[0m.\r\n\u{1b}[Kthree\n";
+        assert_eq!(last_lines(console, 2), "    OK  ] Started sshd.\n  three");
+        assert_eq!(
+            last_lines(console, 9),
+            "  one\n    OK  ] Started sshd.\n  three"
+        );
+        assert_eq!(last_lines("", 3), "");
     }
 }
