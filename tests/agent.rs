@@ -250,7 +250,32 @@ fn network_faults_on_three_nodes_two_links() {
             .unwrap_or_else(|e| panic!("{e}"));
         (at, outcome)
     };
-    let (at, outcome) = timed(&mut pve1, "timed", Duration::from_millis(300));
+    // A cut is prepared before its instant and armed at it: while the agent
+    // waits, its chains are in the table and their set is still empty.
+    let (at, outcome, before) = std::thread::scope(|s| {
+        let applying = s.spawn(|| timed(&mut pve1, "timed", Duration::from_millis(1500)));
+        let mut before = None;
+        while !applying.is_finished() {
+            let table = lab.tool("pve1", &["nft", "list", "table", "inet", "corodrill"]);
+            if table.contains("hook input") {
+                // Taken after the listing: all of it was before then.
+                before = Some((mono_now(), table));
+                break;
+            }
+        }
+        let (at, outcome) = applying.join().unwrap();
+        (at, outcome, before)
+    });
+    let (listed, table) = before.expect("the cut's chains never showed before the agent replied");
+    assert!(
+        listed < at,
+        "the prepared cut showed only {} ms after its instant",
+        (listed - at) / 1_000_000
+    );
+    assert!(
+        !table.contains("198.18.9.9"),
+        "the cut was armed before its instant:\n{table}"
+    );
     match outcome {
         Outcome::Ok { mono_ns } => assert!(
             mono_ns >= at,

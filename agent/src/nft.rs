@@ -30,7 +30,8 @@ pub enum NftError {
 pub struct NftSession {
     child: Child,
     stdin: ChildStdin,
-    lines: Receiver<String>,
+    /// nft's output lines, each with the monotonic time it was read.
+    lines: Receiver<(String, u64)>,
     next_marker: u64,
     /// Whether this session's table exists now.
     table: bool,
@@ -43,7 +44,10 @@ impl NftSession {
         let (read_end, write_end) = std::io::pipe().map_err(NftError::Spawn)?;
         let write_err = write_end.try_clone().map_err(NftError::Spawn)?;
         let mut cmd = crate::node::command("nft");
-        cmd.arg("-i")
+        // `-e`: nft echoes each change after its commit (and a line naming
+        // the new generation), flushed at once: the time a change took
+        // effect, without waiting for the marker.
+        cmd.args(["-e", "-i"])
             .stdin(Stdio::piped())
             // One stream for output and errors: nft handles commands in
             // order, so an error always comes before the next marker.
@@ -67,7 +71,7 @@ impl NftSession {
         std::thread::spawn(move || {
             for line in BufReader::new(read_end).lines() {
                 let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
+                if tx.send((line, crate::wire::mono_ns())).is_err() {
                     break;
                 }
             }
@@ -105,6 +109,13 @@ impl NftSession {
     /// Runs one nft command line (several commands separated by `;` form
     /// one atomic transaction) and waits for nft's verdict.
     pub fn run(&mut self, commands: &str) -> Result<(), NftError> {
+        self.run_committed(commands).map(drop)
+    }
+
+    /// `run`, saying when nft reported the transaction committed (the
+    /// monotonic time its echo was read; None if it changed nothing): the
+    /// change was in effect by then, a little earlier than nft's verdict.
+    pub fn run_committed(&mut self, commands: &str) -> Result<Option<u64>, NftError> {
         self.next_marker += 1;
         // A marker nft is sure to reject, echoing our unique name back: when
         // it appears, every line before it belongs to `commands`.
@@ -115,9 +126,15 @@ impl NftSession {
             .and_then(|()| self.stdin.flush())
             .map_err(|e| NftError::Gone(e.to_string()))?;
         let mut output: Vec<String> = Vec::new();
+        let mut committed = None;
         loop {
             let line = match self.lines.recv_timeout(Duration::from_secs(10)) {
-                Ok(line) => line,
+                Ok((line, read_at)) => {
+                    if committed.is_none() && line.starts_with("# new generation") {
+                        committed = Some(read_at);
+                    }
+                    line
+                }
                 Err(RecvTimeoutError::Timeout) => {
                     return Err(NftError::Gone("no answer in 10 s".into()))
                 }
@@ -143,7 +160,7 @@ impl NftSession {
         if !errors.is_empty() {
             return Err(NftError::Rejected(errors.join(" | ")));
         }
-        Ok(())
+        Ok(committed)
     }
 
     /// The table's text as `nft list table` shows it, read by a separate

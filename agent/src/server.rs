@@ -260,9 +260,10 @@ impl Agent {
             }
             Ok(())
         };
+        self.ctx.took_effect_ns = None;
         match faults::apply(&mut self.ctx, fault, allow_management_cut, &mut record) {
             Ok(undo) => {
-                let at = mono_ns();
+                let at = self.ctx.took_effect_ns.take().unwrap_or_else(mono_ns);
                 // The undo may have learnt more while applying (a strobe's start).
                 if let Err(e) = self.journal.update(fault_id, &undo) {
                     return error(e);

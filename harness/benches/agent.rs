@@ -80,7 +80,7 @@ fn main() {
     let mut timed = Vec::new();
     let mut mapped = Vec::new();
     for run in 0..50 {
-        let (own, through_mapping, _) = timed_skew(&conns, &format!("timed{run}"));
+        let (own, through_mapping, _, _) = timed_skew(&conns, &format!("timed{run}"));
         timed.push(own);
         mapped.push(through_mapping);
     }

@@ -156,11 +156,12 @@ fn main() {
     );
     summary("skew", skews, "ms");
     // Timed, as `run` applies a fault on several nodes: one agreed instant.
-    let (mut mapped, mut bounds) = (Vec::new(), Vec::new());
+    let (mut mapped, mut bounds, mut lateness) = (Vec::new(), Vec::new(), Vec::new());
     for run in 0..30 {
-        let (_, through_mapping, uncertainty) = timed_skew(&conns, &format!("timed{run}"));
+        let (_, through_mapping, uncertainty, late) = timed_skew(&conns, &format!("timed{run}"));
         mapped.push(through_mapping);
         bounds.push(through_mapping + uncertainty);
+        lateness.extend(late);
     }
     println!(
         "the same at one agreed instant (as run applies it): skew on the controller's clock through the mappings"
@@ -168,6 +169,8 @@ fn main() {
     summary("skew", mapped, "ms");
     println!("  at most (adding how far the two least certain mappings can be wrong: half their best round trips)");
     summary("skew bound", bounds, "ms");
+    println!("  each node's lateness: its agreed instant to its cut in effect (nft's commit echoed), on its own clock");
+    summary("lateness", lateness, "ms");
     let mut heals = Vec::new();
     {
         let mut guard = lock(&conns[2]);

@@ -52,6 +52,9 @@ pub struct Ctx {
     pub management: Option<IpAddr>,
     /// Running user-space delay lines, by their iptables chain.
     pub delay_lines: Vec<(String, delay::DelayLine)>,
+    /// When the fault being applied took effect, if its module knows it
+    /// more closely than "when apply returned" (monotonic ns).
+    pub took_effect_ns: Option<u64>,
 }
 
 impl Ctx {
@@ -64,6 +67,7 @@ impl Ctx {
             deadman: std::time::Duration::from_secs(30),
             management: management_address(),
             delay_lines: Vec::new(),
+            took_effect_ns: None,
         }
     }
 

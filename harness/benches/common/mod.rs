@@ -85,10 +85,14 @@ pub fn lock(c: &std::sync::Mutex<AgentConn>) -> std::sync::MutexGuard<'_, AgentC
 /// namespace lab's do), the spread on the controller's clock through the
 /// mappings, and how far those mappings can be wrong for the two nodes
 /// furthest apart (half of each one's best round trip, added).
+/// One fault on every agent at one agreed instant, as `run` applies it: the
+/// spread of its taking effect on the agents' own clocks, the same through
+/// the mappings, their uncertainty, and each node's lateness (from its
+/// instant to its fault in effect, on its own clock), all in ms.
 pub fn timed_skew(
     conns: &[std::sync::Arc<std::sync::Mutex<AgentConn>>],
     id: &str,
-) -> (f64, f64, f64) {
+) -> (f64, f64, f64, Vec<f64>) {
     use corodrill::run::clock::{agreed_instant, clock, now_ns, CLOCK_ROUND_TRIPS};
     let mappings: std::collections::BTreeMap<String, _> = std::thread::scope(|s| {
         let handles: Vec<_> = conns
@@ -131,8 +135,12 @@ pub fn timed_skew(
     let mut halves: Vec<i64> = mappings.values().map(|m| m.round_trip_ns / 2).collect();
     halves.sort_unstable();
     let uncertainty = halves.iter().rev().take(2).sum::<i64>() as f64 / 1e6;
+    let late: Vec<f64> = took
+        .iter()
+        .filter_map(|(n, t)| Some((*t as i64 - *at.get(n)? as i64) as f64 / 1e6))
+        .collect();
     for c in conns {
         heal_ms(&mut lock(c), id, Duration::from_secs(30));
     }
-    (own, mapped, uncertainty)
+    (own, mapped, uncertainty, late)
 }
