@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{corodrill, require_root, scratch, text, unique_name};
+use common::{corodrill, require_root, scratch, text, unique_name, CORODRILL};
+use corodrill::cluster::power::qmp::Qmp;
 
 /// The VM lab of this test, taken down when the test ends, passed or failed.
 struct VmLab {
@@ -461,19 +462,54 @@ fn vm_lab_with_a_qdevice_host() {
         name: unique_name(),
     };
     let started = Instant::now();
-    let up = corodrill(&[
-        "lab",
-        "up",
-        "--vm",
-        "--name",
-        &lab.name,
-        "--nodes",
-        "2",
-        "--qdevice",
-    ]);
+    // A VM that hangs in its boot is reset: qnetd's CPUs are stopped
+    // through its QMP socket as soon as it has one, and lab up, told to
+    // reset a VM whose console is silent for 20 s, resets and boots it.
+    let up = Command::new(CORODRILL)
+        .args(["lab", "up", "--vm", "--name", &lab.name])
+        .args(["--nodes", "2", "--qdevice"])
+        .env("CORODRILL_VM_BOOT_SILENCE", "20")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot run corodrill lab up");
+    let socket = PathBuf::from(format!(
+        "/var/lib/corodrill/labs/{}/qnetd/qmp.sock",
+        lab.name
+    ));
+    let mut frozen = None;
+    while frozen.is_none() && started.elapsed() < Duration::from_secs(20) {
+        frozen = Qmp::connect(&socket, Duration::from_secs(1))
+            .and_then(|mut q| q.execute("stop"))
+            .ok();
+        if frozen.is_none() {
+            // Polling for the socket QEMU is about to make.
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let up = up.wait_with_output().expect("lab up");
+    assert!(
+        frozen.is_some(),
+        "qnetd's QMP socket never answered: {}",
+        text(&up)
+    );
     assert!(up.status.success(), "lab up --vm --qdevice: {}", text(&up));
+    let said = String::from_utf8_lossy(&up.stderr);
+    assert!(
+        said.contains("qnetd has not answered ssh in"),
+        "lab up did not reset the frozen qnetd: {}",
+        text(&up)
+    );
+    // The nodes, booting all along, were left to boot.
+    for node in ["pve1", "pve2"] {
+        assert!(
+            !said.contains(&format!("{node} has not answered ssh in")),
+            "lab up reset {node}, which was booting: {}",
+            text(&up)
+        );
+    }
     eprintln!(
-        "VM lab with a QDevice host up in {:.0} s",
+        "VM lab with a QDevice host up in {:.0} s (qnetd frozen at its start, reset)",
         started.elapsed().as_secs_f64()
     );
 

@@ -42,9 +42,19 @@ pub const SWITCH_MGMT: Ipv4Addr = Ipv4Addr::new(198, 18, 250, 253);
 /// How long a VM may take from QEMU's start to sshd answering: three TCG
 /// guests booting at once took about 70 s on 2 cores.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(300);
-/// When a node that has not answered ssh yet is reset: twice the slowest
-/// boot of three nodes together seen so far.
+/// A node that has not answered ssh yet is reset when it is this far into
+/// its boot (twice the slowest boot of three nodes together seen so far)...
 const BOOT_RESET_AFTER: Duration = Duration::from_secs(150);
+/// ...or when its console has printed nothing for this long: a booting
+/// guest prints all the way to its login prompt, and a hung one stops.
+/// `CORODRILL_VM_BOOT_SILENCE` (seconds) says otherwise.
+fn boot_silence_limit() -> Duration {
+    std::env::var("CORODRILL_VM_BOOT_SILENCE")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(Duration::from_secs(60))
+}
 /// One ssh command on a booted node (dpkg -i included).
 const SSH_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -538,7 +548,8 @@ fn start_qemu(
 }
 
 /// Waits until every node's sshd answers, saying how many have booted. A
-/// node still silent at `BOOT_RESET_AFTER` is reset once: a TCG guest has
+/// node still silent at `BOOT_RESET_AFTER`, or whose console has printed
+/// nothing for `boot_silence_limit()`, is reset once: a TCG guest has
 /// hung at boot (one of three, the others up in 71 s; a CI run), and a
 /// reboot of one guest takes about 40 s. The error names what the node's
 /// console and ssh said last, since tearing the lab down removes its files.
@@ -548,6 +559,9 @@ fn wait_for_ssh(lab: &Lab, started: Instant, progress: &dyn Fn(&str)) -> Result<
     let mut reset: Vec<bool> = vec![false; nodes.len()];
     let mut last_error: Vec<String> = vec![String::new(); nodes.len()];
     let mut told = Instant::now();
+    let silence_limit = boot_silence_limit();
+    // Each node's console: its length, and since when it has had it.
+    let mut console: Vec<(u64, Instant)> = vec![(0, Instant::now()); nodes.len()];
     loop {
         for (i, node) in nodes.iter().enumerate() {
             if !up[i] {
@@ -591,25 +605,37 @@ fn wait_for_ssh(lab: &Lab, started: Instant, progress: &dyn Fn(&str)) -> Result<
                 said.join("\n")
             )));
         }
-        if started.elapsed() >= BOOT_RESET_AFTER {
-            let stuck: Vec<(usize, String)> = late()
-                .filter(|(i, _)| !reset[*i])
-                .map(|(i, n)| (i, n.clone()))
-                .collect();
-            for (i, node) in stuck {
-                reset[i] = true;
-                progress(&format!(
-                    "{node} has not answered ssh in {:.0} s: resetting it once (its console ended:\n{})",
-                    started.elapsed().as_secs_f64(),
-                    console_tail(lab, &node)
-                ));
-                // Off then on: a reset, and a run even if QEMU had stopped
-                // the guest's CPUs.
-                let mut qmp = open_qmp(lab, &node)?;
-                qmp::off(&mut qmp)
-                    .and_then(|()| qmp::on(&mut qmp))
-                    .map_err(|e| LabError::Failed(format!("{node}: resetting it: {e}")))?;
+        for (i, node) in nodes.iter().enumerate() {
+            let len = std::fs::metadata(lab.host_dir(node).join("console.log"))
+                .map(|m| m.len())
+                .unwrap_or(0);
+            if len != console[i].0 {
+                console[i] = (len, Instant::now());
             }
+        }
+        let stuck: Vec<(usize, String)> = late()
+            .filter(|(i, _)| {
+                !reset[*i]
+                    && (started.elapsed() >= BOOT_RESET_AFTER
+                        || console[*i].1.elapsed() >= silence_limit)
+            })
+            .map(|(i, n)| (i, n.clone()))
+            .collect();
+        for (i, node) in stuck {
+            reset[i] = true;
+            progress(&format!(
+                "{node} has not answered ssh in {:.0} s (its console silent for {:.0} s): resetting it once (its console ended:\n{})",
+                started.elapsed().as_secs_f64(),
+                console[i].1.elapsed().as_secs_f64(),
+                console_tail(lab, &node)
+            ));
+            console[i].1 = Instant::now();
+            // Off then on: a reset, and a run even if QEMU had stopped the
+            // guest's CPUs.
+            let mut qmp = open_qmp(lab, &node)?;
+            qmp::off(&mut qmp)
+                .and_then(|()| qmp::on(&mut qmp))
+                .map_err(|e| LabError::Failed(format!("{node}: resetting it: {e}")))?;
         }
         if told.elapsed() >= Duration::from_secs(5) {
             told = Instant::now();
