@@ -462,9 +462,10 @@ fn vm_lab_with_a_qdevice_host() {
         name: unique_name(),
     };
     let started = Instant::now();
-    // A VM that hangs in its boot is reset: qnetd's CPUs are stopped
-    // through its QMP socket as soon as it has one, and lab up, told to
-    // reset a VM whose console is silent for 20 s, resets and boots it.
+    // A VM that hangs in its boot is started again: qnetd's CPUs are
+    // stopped through its QMP socket as soon as it has one, and lab up,
+    // told to act on a VM whose console is silent for 20 s, gives it a
+    // fresh QEMU, which boots.
     let up = Command::new(CORODRILL)
         .args(["lab", "up", "--vm", "--name", &lab.name])
         .args(["--nodes", "2", "--qdevice"])
@@ -497,19 +498,19 @@ fn vm_lab_with_a_qdevice_host() {
     let said = String::from_utf8_lossy(&up.stderr);
     assert!(
         said.contains("qnetd has not answered ssh in"),
-        "lab up did not reset the frozen qnetd: {}",
+        "lab up did not start the frozen qnetd again: {}",
         text(&up)
     );
     // The nodes, booting all along, were left to boot.
     for node in ["pve1", "pve2"] {
         assert!(
             !said.contains(&format!("{node} has not answered ssh in")),
-            "lab up reset {node}, which was booting: {}",
+            "lab up restarted {node}, which was booting: {}",
             text(&up)
         );
     }
     eprintln!(
-        "VM lab with a QDevice host up in {:.0} s (qnetd frozen at its start, reset)",
+        "VM lab with a QDevice host up in {:.0} s (qnetd frozen at its start, started again)",
         started.elapsed().as_secs_f64()
     );
 

@@ -429,7 +429,7 @@ pub(super) fn build(lab: &mut Lab, progress: &dyn Fn(&str)) -> Result<(), LabErr
         lab.record.processes.push(process);
         lab.save()?;
     }
-    wait_for_ssh(lab, started, progress)?;
+    wait_for_ssh(lab, &image, &vm, started, progress)?;
     configure_nodes(lab, &vm, progress)
 }
 
@@ -553,7 +553,13 @@ fn start_qemu(
 /// hung at boot (one of three, the others up in 71 s; a CI run), and a
 /// reboot of one guest takes about 40 s. The error names what the node's
 /// console and ssh said last, since tearing the lab down removes its files.
-fn wait_for_ssh(lab: &Lab, started: Instant, progress: &dyn Fn(&str)) -> Result<(), LabError> {
+fn wait_for_ssh(
+    lab: &mut Lab,
+    image: &image::Image,
+    vm: &VmSpec,
+    started: Instant,
+    progress: &dyn Fn(&str),
+) -> Result<(), LabError> {
     let nodes: Vec<String> = lab.hosts();
     let mut up: Vec<bool> = vec![false; nodes.len()];
     let mut reset: Vec<bool> = vec![false; nodes.len()];
@@ -598,7 +604,7 @@ fn wait_for_ssh(lab: &Lab, started: Instant, progress: &dyn Fn(&str)) -> Result<
                 "{} did not answer ssh within {BOOT_TIMEOUT:?}{}\n{}",
                 names.join(", "),
                 if reset.iter().any(|r| *r) {
-                    ", reset once on the way"
+                    ", its QEMU started again once on the way"
                 } else {
                     ""
                 },
@@ -624,18 +630,13 @@ fn wait_for_ssh(lab: &Lab, started: Instant, progress: &dyn Fn(&str)) -> Result<
         for (i, node) in stuck {
             reset[i] = true;
             progress(&format!(
-                "{node} has not answered ssh in {:.0} s (its console silent for {:.0} s): resetting it once (its console ended:\n{})",
+                "{node} has not answered ssh in {:.0} s (its console silent for {:.0} s): starting its QEMU again, once (its console ended:\n{})",
                 started.elapsed().as_secs_f64(),
                 console[i].1.elapsed().as_secs_f64(),
                 console_tail(lab, &node)
             ));
-            console[i].1 = Instant::now();
-            // Off then on: a reset, and a run even if QEMU had stopped the
-            // guest's CPUs.
-            let mut qmp = open_qmp(lab, &node)?;
-            qmp::off(&mut qmp)
-                .and_then(|()| qmp::on(&mut qmp))
-                .map_err(|e| LabError::Failed(format!("{node}: resetting it: {e}")))?;
+            restart_qemu(lab, image, vm, &node)?;
+            console[i] = (0, Instant::now());
         }
         if told.elapsed() >= Duration::from_secs(5) {
             told = Instant::now();
@@ -647,6 +648,37 @@ fn wait_for_ssh(lab: &Lab, started: Instant, progress: &dyn Fn(&str)) -> Result<
         }
         std::thread::sleep(Duration::from_secs(1));
     }
+}
+
+/// A fresh QEMU for a node hung in its boot, on the same disk: a reset
+/// through QMP was not enough (a CI run's guest, frozen as QEMU started it,
+/// printed nothing for 270 s after a QMP reset and `cont`).
+fn restart_qemu(
+    lab: &mut Lab,
+    image: &image::Image,
+    vm: &VmSpec,
+    node: &str,
+) -> Result<(), LabError> {
+    let id = node_id(lab, node)?;
+    let old: Vec<i32> = lab
+        .record
+        .processes
+        .iter()
+        .filter(|p| p.host == node && p.program == "qemu")
+        .map(|p| p.pid)
+        .collect();
+    let left = host::kill_and_wait(&old, Duration::from_secs(10));
+    if !left.is_empty() {
+        return Err(LabError::Failed(format!(
+            "{node}: its QEMU (pid {left:?}) did not exit on SIGKILL"
+        )));
+    }
+    lab.record
+        .processes
+        .retain(|p| !(p.host == node && p.program == "qemu"));
+    let process = start_qemu(lab, image, vm, node, id)?;
+    lab.record.processes.push(process);
+    lab.save()
 }
 
 /// The last lines of a node's serial console, or why there are none.
