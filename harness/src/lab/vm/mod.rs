@@ -42,9 +42,9 @@ pub const SWITCH_MGMT: Ipv4Addr = Ipv4Addr::new(198, 18, 250, 253);
 /// How long a VM may take from QEMU's start to sshd answering: three TCG
 /// guests booting at once took about 70 s on 2 cores.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(300);
-/// A node that has not answered ssh yet is reset when it is this far into
-/// its boot (twice the slowest boot of three nodes together seen so far)...
-const BOOT_RESET_AFTER: Duration = Duration::from_secs(150);
+/// A node that has not answered ssh yet gets a fresh QEMU when it is this
+/// far into its boot (twice the slowest boot of three nodes together seen so far)...
+const BOOT_RESTART_AFTER: Duration = Duration::from_secs(150);
 /// ...or when its console has printed nothing for this long: a booting
 /// guest prints all the way to its login prompt, and a hung one stops.
 /// `CORODRILL_VM_BOOT_SILENCE` (seconds) says otherwise.
@@ -548,10 +548,10 @@ fn start_qemu(
 }
 
 /// Waits until every node's sshd answers, saying how many have booted. A
-/// node still silent at `BOOT_RESET_AFTER`, or whose console has printed
-/// nothing for `boot_silence_limit()`, is reset once: a TCG guest has
-/// hung at boot (one of three, the others up in 71 s; a CI run), and a
-/// reboot of one guest takes about 40 s. The error names what the node's
+/// node still silent at `BOOT_RESTART_AFTER`, or whose console has printed
+/// nothing for `boot_silence_limit()`, gets a fresh QEMU once
+/// (`restart_qemu`): a TCG guest has hung at boot (one of three, the others
+/// up in 71 s; a CI run), and one guest boots again in about 40 s. The error names what the node's
 /// console and ssh said last, since tearing the lab down removes its files.
 fn wait_for_ssh(
     lab: &mut Lab,
@@ -562,7 +562,7 @@ fn wait_for_ssh(
 ) -> Result<(), LabError> {
     let nodes: Vec<String> = lab.hosts();
     let mut up: Vec<bool> = vec![false; nodes.len()];
-    let mut reset: Vec<bool> = vec![false; nodes.len()];
+    let mut restarted: Vec<bool> = vec![false; nodes.len()];
     let mut last_error: Vec<String> = vec![String::new(); nodes.len()];
     let mut told = Instant::now();
     let silence_limit = boot_silence_limit();
@@ -603,7 +603,7 @@ fn wait_for_ssh(
             return Err(LabError::Failed(format!(
                 "{} did not answer ssh within {BOOT_TIMEOUT:?}{}\n{}",
                 names.join(", "),
-                if reset.iter().any(|r| *r) {
+                if restarted.iter().any(|r| *r) {
                     ", its QEMU started again once on the way"
                 } else {
                     ""
@@ -621,14 +621,14 @@ fn wait_for_ssh(
         }
         let stuck: Vec<(usize, String)> = late()
             .filter(|(i, _)| {
-                !reset[*i]
-                    && (started.elapsed() >= BOOT_RESET_AFTER
+                !restarted[*i]
+                    && (started.elapsed() >= BOOT_RESTART_AFTER
                         || console[*i].1.elapsed() >= silence_limit)
             })
             .map(|(i, n)| (i, n.clone()))
             .collect();
         for (i, node) in stuck {
-            reset[i] = true;
+            restarted[i] = true;
             progress(&format!(
                 "{node} has not answered ssh in {:.0} s (its console silent for {:.0} s): starting its QEMU again, once (its console ended:\n{})",
                 started.elapsed().as_secs_f64(),
