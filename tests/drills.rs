@@ -133,6 +133,9 @@ fn three_node_drills_and_exit_statuses() {
     disturbed_runs_are_told_apart_and_retried(&lab);
     lab_clean(&lab, 3);
 
+    a_token_lost_among_untouched_nodes_disturbs_the_run(&lab);
+    lab_clean(&lab, 3);
+
     power_drivers_on_a_real_lab(&lab);
     lab_clean(&lab, 3);
 
@@ -677,6 +680,95 @@ within = "4s"
         }
         other => panic!("{other:?}\n{said}"),
     }
+}
+
+/// A machine too starved to keep a healthy ring: the drill pauses pve2;
+/// once pve1 and pve3 have formed their own ring, the test (not the drill)
+/// drops all traffic between them in pve1's namespace for 2.5 s, longer
+/// than the token. Neither corosync misses its schedule, so nothing says
+/// "not scheduled": the only evidence is corosync's "Token has not been
+/// received" in the ring [pve1, pve3], which no fault touched. The run
+/// fails (pve1 loses quorum) and is DISTURBED by that evidence, not FAIL.
+fn a_token_lost_among_untouched_nodes_disturbs_the_run(lab: &TestLab) {
+    let dir = scratch(&format!("{}-token", lab.name));
+    let file = dir.join("token.toml");
+    std::fs::write(
+        &file,
+        r#"name = "starved-ring"
+nodes = 3
+
+[[fault]]
+id = "pause"
+kind = "pause"
+nodes = ["pve2"]
+heal_after = "12s"
+
+[[expect]]
+name = "pve1 keeps quorum with pve3"
+after = "pause"
+nodes = ["pve1"]
+quorate = true
+members = ["pve1", "pve3"]
+within = "5s"
+hold = "6s"
+"#,
+    )
+    .unwrap();
+    let log = lab.dir().join("pve1/corosync.log");
+    let start = std::fs::metadata(&log).map_or(0, |m| m.len() as usize);
+    let run = Command::new(CORODRILL)
+        .args(["-q", "run"])
+        .arg(&file)
+        .arg("--inventory")
+        .arg(lab.dir().join("inventory.toml"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // pve1's ring without pve2, as its log says.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let text = std::fs::read(&log).unwrap_or_default();
+        if String::from_utf8_lossy(&text[start.min(text.len())..]).contains("Members[2]: 1 3") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pve1 never formed a ring with pve3 alone"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let pve1 = lab.netns("pve1");
+    let table = "inet corodrill_test_starve";
+    let nft = |script: &str| {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &pve1, "nft", "-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut child| {
+                use std::io::Write;
+                child.stdin.take().unwrap().write_all(script.as_bytes())?;
+                child.wait_with_output()
+            })
+            .unwrap();
+        assert!(out.status.success(), "nft in {pve1}: {script}");
+    };
+    nft(&format!(
+        "table {table} {{\n\
+         chain input {{ type filter hook input priority -10; ip saddr {{ 198.18.0.3, 198.18.1.3 }} drop; }}\n\
+         chain output {{ type filter hook output priority -10; ip daddr {{ 198.18.0.3, 198.18.1.3 }} drop; }}\n}}\n"
+    ));
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    nft(&format!("delete table {table}\n"));
+    let out = run.wait_with_output().unwrap();
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("DISTURBED starved-ring"), "{said}");
+    assert!(
+        said.contains("token lost among nodes no fault touched"),
+        "{said}"
+    );
+    assert!(!said.contains("not scheduled"), "{said}");
 }
 
 /// The lab's inventory with pve3's power driver replaced.

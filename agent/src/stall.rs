@@ -1,9 +1,11 @@
 //! Stalls of the machine, not the cluster: corosync's own warning that its
 //! main process "was not scheduled for N ms" (read from its log as it is
 //! written), and the agent's own timer waking late. A drill that fails while
-//! the machine stalled is told apart from one whose cluster failed.
+//! the machine stalled is told apart from one whose cluster failed. The
+//! same log's late tokens go to the controller with the ring they were
+//! lost in: only it knows whether a fault explains them.
 
-use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -49,18 +51,74 @@ pub fn watch_corosync(out: std::sync::Arc<Out>, node: &Node) {
     });
 }
 
-fn report(out: &Out, line: &str) {
-    if let Some(ms) = not_scheduled_ms(line) {
-        out.event(EventBody::Stall {
-            source: StallSource::Corosync,
-            late_ms: ms.round() as u64,
-            detail: line.trim().to_owned(),
-        });
+/// The node ids of corosync's "[QUORUM] Sync members[2]: 1 3": the ring
+/// it began to synchronise, logged at every membership change.
+pub fn sync_members(line: &str) -> Option<Vec<u32>> {
+    let (_, rest) = line.split_once("Sync members[")?;
+    let (_, ids) = rest.split_once("]:")?;
+    ids.split_whitespace().map(|id| id.parse().ok()).collect()
+}
+
+/// The milliseconds of totem's "Token has not been received in 750 ms":
+/// the warning's threshold (a share of the token timeout), passed without
+/// a token.
+pub fn token_late_ms(line: &str) -> Option<u64> {
+    let (_, rest) = line.split_once("Token has not been received in ")?;
+    let (ms, _) = rest.split_once(" ms")?;
+    ms.trim().parse().ok()
+}
+
+/// What the log has said so far that later lines are read against.
+#[derive(Default)]
+struct LogState {
+    /// The last "Sync members" ring: the nodes this node last formed a
+    /// membership with.
+    ring: Vec<u32>,
+}
+
+impl LogState {
+    fn line(&mut self, out: &Out, line: &str) {
+        if let Some(ms) = not_scheduled_ms(line) {
+            out.event(EventBody::Stall {
+                source: StallSource::Corosync,
+                late_ms: ms.round() as u64,
+                detail: line.trim().to_owned(),
+            });
+        } else if let Some(ring) = sync_members(line) {
+            self.ring = ring;
+        } else if let Some(late_ms) = token_late_ms(line) {
+            out.event(EventBody::TokenLate {
+                late_ms,
+                ring: self.ring.clone(),
+                detail: line.trim().to_owned(),
+            });
+        }
+    }
+
+    /// The last ring in a log's tail (lines written before the agent
+    /// started following it): a stable cluster logged it long ago.
+    fn ring_from_tail(&mut self, text: &str) {
+        if let Some(ring) = text.lines().rev().find_map(sync_members) {
+            self.ring = ring;
+        }
     }
 }
 
+/// How much of the log's end is read for the ring at the start.
+const TAIL_BYTES: u64 = 256 * 1024;
+
 fn follow_file(out: &Out, path: &Path) {
     let mut pos = std::fs::metadata(path).map_or(0, |m| m.len());
+    let mut state = LogState::default();
+    if let Ok(mut f) = std::fs::File::open(path) {
+        let from = pos.saturating_sub(TAIL_BYTES);
+        let mut tail = Vec::new();
+        if f.seek(SeekFrom::Start(from)).is_ok()
+            && (&mut f).take(pos - from).read_to_end(&mut tail).is_ok()
+        {
+            state.ring_from_tail(&String::from_utf8_lossy(&tail));
+        }
+    }
     loop {
         std::thread::sleep(Duration::from_millis(100));
         let Ok(mut f) = std::fs::File::open(path) else {
@@ -81,7 +139,7 @@ fn follow_file(out: &Out, path: &Path) {
                 break;
             }
             pos += n as u64;
-            report(out, &line);
+            state.line(out, &line);
             line.clear();
         }
     }
@@ -101,13 +159,23 @@ fn follow_journal(out: &Out) {
             Ok(())
         });
     }
+    let mut state = LogState::default();
+    // The ring from the journal's recent lines, before following it.
+    if let Ok(recent) = crate::node::command("journalctl")
+        .args(["-u", "corosync", "-n", "2000", "-o", "cat", "--no-pager"])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+    {
+        state.ring_from_tail(&String::from_utf8_lossy(&recent.stdout));
+    }
     let Ok(mut child) = cmd.spawn() else {
         return;
     };
     if let Some(stdout) = child.stdout.take() {
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
-            report(out, &line);
+            state.line(out, &line);
         }
     }
     let _ = child.wait();
@@ -128,5 +196,23 @@ mod tests {
             Some(2000.5)
         );
         assert_eq!(not_scheduled_ms("[QUORUM] Members[3]: 1 2 3"), None);
+    }
+
+    #[test]
+    fn reads_the_ring_and_the_late_token() {
+        let sync = "Dec 03 02:10:11.420 [812] pve1 corosync notice  [QUORUM] Sync members[2]: 1 3";
+        assert_eq!(sync_members(sync), Some(vec![1, 3]));
+        assert_eq!(sync_members("[QUORUM] Sync members[1]: 2"), Some(vec![2]));
+        assert_eq!(sync_members("[QUORUM] Sync left[1]: 2"), None);
+        assert_eq!(sync_members("[QUORUM] Members[3]: 1 2 3"), None);
+        let token = "Dec 03 02:10:13.102 [812] pve1 corosync notice  [TOTEM ] Token has not been \
+                     received in 1238 ms ";
+        assert_eq!(token_late_ms(token), Some(1238));
+        assert_eq!(token_late_ms(sync), None);
+        let mut state = LogState::default();
+        state.ring_from_tail(&format!(
+            "[QUORUM] Sync members[3]: 1 2 3\n{token}\n{sync}\n[QUORUM] Members[2]: 1 3\n"
+        ));
+        assert_eq!(state.ring, vec![1, 3]);
     }
 }

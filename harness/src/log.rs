@@ -125,12 +125,14 @@ pub enum LogBody {
         /// false while read-only.
         writable: bool,
     },
-    /// The machine stalled (corosync's own "not scheduled" warning, or the
-    /// agent's timer waking late); `t` is when the stall began. A failure
-    /// beside one is the machine's as much as the cluster's.
+    /// The machine stalled (corosync's own "not scheduled" warning, the
+    /// agent's timer waking late, or corosync's "Token has not been
+    /// received" in a ring of nodes no fault touched); `t` is when the stall
+    /// began. A failure beside one is the machine's as much as the
+    /// cluster's.
     #[serde(rename = "stall")]
     Stall {
-        /// "corosync" or "agent".
+        /// "corosync", "agent" or "token".
         source: String,
         /// How long the stall lasted, in milliseconds.
         late_ms: u64,

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 /// Bumped on every incompatible change of the wire format. Controller and
 /// agent refuse to talk across different versions.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// The furthest ahead an `Apply` may be timed: a controller that asks for
 /// more has a wrong clock mapping, and the node would hold a journaled fault
@@ -407,6 +407,18 @@ pub enum EventBody {
     Stall {
         source: StallSource,
         late_ms: u64,
+        detail: String,
+    },
+    /// corosync on this node waited for the totem token past its warning
+    /// ("Token has not been received in N ms", from its log; `late_ms` is
+    /// that N) while its ring was `ring`: the node ids of the last
+    /// membership it began to synchronise ("Sync members"), empty if the
+    /// agent has not seen one. Stamped when seen. The controller tells
+    /// whether the drill explains it: a token lost among nodes no fault
+    /// touched is the machine's doing, not the cluster's.
+    TokenLate {
+        late_ms: u64,
+        ring: Vec<u32>,
         detail: String,
     },
     /// Where this node's view (Pacemaker's status on this node) says a

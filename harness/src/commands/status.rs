@@ -120,7 +120,8 @@ pub(super) fn status_line(a: &mut AgentConn) -> String {
             | EventBody::Links { .. }
             | EventBody::Resource { .. }
             | EventBody::EtcPve { .. }
-            | EventBody::Stall { .. } => {}
+            | EventBody::Stall { .. }
+            | EventBody::TokenLate { .. } => {}
         }
     }
     line

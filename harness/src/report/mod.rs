@@ -75,10 +75,10 @@ impl DrillResult {
                         "{} stalled {late_ms} ms at t={:.1}s ({})",
                         e.node.as_deref().unwrap_or("?"),
                         e.t,
-                        if source == "corosync" {
-                            "corosync: main process not scheduled"
-                        } else {
-                            "the agent's timer"
+                        match source.as_str() {
+                            "corosync" => "corosync: main process not scheduled",
+                            "token" => "corosync: token lost among nodes no fault touched",
+                            _ => "the agent's timer",
                         }
                     ),
                 )),

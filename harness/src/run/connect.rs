@@ -77,6 +77,16 @@ impl<'a> Drill<'a> {
             changed_at: BTreeMap::new(),
             healed_at: None,
             paused: Vec::new(),
+            touched: Vec::new(),
+            owners: inventory
+                .nodes
+                .iter()
+                .flat_map(|n| {
+                    n.links
+                        .values()
+                        .filter_map(|a| Some((a.parse().ok()?, n.name.clone())))
+                })
+                .collect(),
             last_said: Instant::now(),
             nodes: plan.nodes.clone(),
             event_tx,

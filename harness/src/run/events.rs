@@ -160,6 +160,39 @@ impl<'a> Drill<'a> {
                     },
                 );
             }
+            EventBody::TokenLate {
+                late_ms,
+                ring,
+                detail,
+            } => {
+                let ring: Vec<String> = ring
+                    .iter()
+                    .map(|id| {
+                        self.names
+                            .get(id)
+                            .cloned()
+                            .unwrap_or_else(|| format!("node{id}"))
+                    })
+                    .collect();
+                // A fault's heal is followed by the model's window of
+                // rejoins; a token lost then may still be the fault's.
+                let after_heal = self.settle.max(2.0);
+                if super::token::unexplained(&node, &ring, t, &self.touched, after_heal) {
+                    let ring = ring.join(", ");
+                    (self.opts.progress)(&format!(
+                        "t={t:.1}s {node}: corosync lost the token among nodes no fault touched ({ring}): {detail}"
+                    ));
+                    self.record(
+                        t,
+                        Some(&node),
+                        LogBody::Stall {
+                            source: "token".into(),
+                            late_ms,
+                            detail: format!("{detail} (ring: {ring})"),
+                        },
+                    );
+                }
+            }
             EventBody::EtcPve { writable } => {
                 self.record(t, Some(&node), LogBody::EtcPve { writable });
             }

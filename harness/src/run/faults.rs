@@ -4,19 +4,42 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use corodrill_protocol::{Op, Outcome, RollbackReport};
+use corodrill_protocol::{Direction, Fault, Op, Outcome, RollbackReport};
 
 use crate::cluster::agent::AgentError;
 use crate::log::LogBody;
 use crate::plan::PlannedFault;
 
 use super::clock::{agreed_instant, clock, ClockMapping, CLOCK_ROUND_TRIPS};
+use super::token::Touch;
 use super::{mono_ns, Drill, RunError};
 
 impl<'a> Drill<'a> {
     /// Applies one fault on all its nodes at once.
     pub(super) fn apply(&mut self, f: &PlannedFault) -> Result<(), RunError> {
-        (self.opts.progress)(&format!("t={:.1}s apply {} ({})", self.now(), f.id, f.kind));
+        let t = self.now();
+        (self.opts.progress)(&format!("t={t:.1}s apply {} ({})", f.id, f.kind));
+        // A one-way cut's far side still sends or hears: it takes part.
+        let far_side = f.actions.iter().flat_map(|(_, fault)| match fault {
+            Fault::Cut { peers, direction } if *direction != Direction::Both => peers
+                .iter()
+                .filter_map(|ip| self.owners.get(ip).map(String::as_str))
+                .collect(),
+            _ => Vec::new(),
+        });
+        let mut parties: Vec<&str> = f.targets().chain(far_side).collect();
+        parties.sort_unstable();
+        parties.dedup();
+        let touched: Vec<Touch> = parties
+            .into_iter()
+            .map(|node| Touch {
+                fault: f.id.clone(),
+                node: node.to_owned(),
+                from: t,
+                until: None,
+            })
+            .collect();
+        self.touched.extend(touched);
         self.apply_agents(f)?;
         if f.power_off.is_empty() {
             Ok(())
@@ -155,6 +178,14 @@ impl<'a> Drill<'a> {
             }
         }
         let agents_result = self.heal_agents(f);
+        // Held until the agents answered: a late token until then may
+        // still be the fault's.
+        let healed = self.now();
+        for touch in &mut self.touched {
+            if touch.until.is_none() && f.is_none_or(|f| f.id == touch.fault) {
+                touch.until = Some(healed);
+            }
+        }
         let to_power_on: Vec<String> = self
             .powered_off
             .iter()
