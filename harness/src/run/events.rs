@@ -174,10 +174,7 @@ impl<'a> Drill<'a> {
                             .unwrap_or_else(|| format!("node{id}"))
                     })
                     .collect();
-                // A fault's heal is followed by the model's window of
-                // rejoins; a token lost then may still be the fault's.
-                let after_heal = self.settle.max(2.0);
-                if super::token::unexplained(&node, &ring, t, &self.touched, after_heal) {
+                if super::token::unexplained(&node, &ring, t, &self.touched) {
                     let ring = ring.join(", ");
                     (self.opts.progress)(&format!(
                         "t={t:.1}s {node}: corosync lost the token among nodes no fault touched ({ring}): {detail}"

@@ -33,10 +33,8 @@ impl<'a> Drill<'a> {
         let touched: Vec<Touch> = parties
             .into_iter()
             .map(|node| Touch {
-                fault: f.id.clone(),
                 node: node.to_owned(),
                 from: t,
-                until: None,
             })
             .collect();
         self.touched.extend(touched);
@@ -178,14 +176,6 @@ impl<'a> Drill<'a> {
             }
         }
         let agents_result = self.heal_agents(f);
-        // Held until the agents answered: a late token until then may
-        // still be the fault's.
-        let healed = self.now();
-        for touch in &mut self.touched {
-            if touch.until.is_none() && f.is_none_or(|f| f.id == touch.fault) {
-                touch.until = Some(healed);
-            }
-        }
         let to_power_on: Vec<String> = self
             .powered_off
             .iter()
