@@ -88,6 +88,29 @@ impl VagrantLab {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// `program args`, its output passed on line by line as it comes, each
+    /// line stamped with the seconds since it started: where a long
+    /// `vagrant up` spends its time, in the test's own output.
+    fn run_streamed(&self, program: &str, args: &[&str]) {
+        use std::io::{BufRead, BufReader};
+        let started = Instant::now();
+        let mut child = self
+            .command(program, args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+        let stdout = child.stdout.take().expect("piped stdout");
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            // A progress bar redraws itself on one line: its last state.
+            let line = line.rsplit("\x1b[K").next().unwrap_or_default();
+            eprintln!("[{:6.1}s] {line}", started.elapsed().as_secs_f64());
+        }
+        let status = child.wait().expect("wait for the child");
+        assert!(status.success(), "{program} {}: {status}", args.join(" "));
+    }
+
     fn virsh(&self, args: &[&str]) -> String {
         let uri = self.uri();
         let mut all = vec!["-c", &uri];
@@ -96,16 +119,19 @@ impl VagrantLab {
     }
 
     /// Both nodes quorate with both as members and the QDevice's vote, as
-    /// corosync-quorumtool on each node says (over `vagrant ssh`).
+    /// corosync-quorumtool on each node says (over ssh, with the ssh_config
+    /// the Vagrantfile wrote for it, as the inventory's agents are reached).
     fn whole(&self) -> bool {
         (1..=2).all(|i| {
+            let node = format!("pve{i}");
+            let config = self.project().join(".vagrant/corodrill/ssh").join(&node);
             let out = self.run(
-                "vagrant",
+                "ssh",
                 &[
-                    "ssh",
-                    &format!("pve{i}"),
-                    "--no-tty",
-                    "-c",
+                    "-F",
+                    &config.display().to_string(),
+                    "-T",
+                    &node,
                     "sudo corosync-quorumtool -s",
                 ],
             );
@@ -117,7 +143,8 @@ impl VagrantLab {
     }
 
     fn wait_whole(&self, timeout: Duration, what: &str) {
-        let deadline = Instant::now() + timeout;
+        let started = Instant::now();
+        let deadline = started + timeout;
         while !self.whole() {
             assert!(
                 Instant::now() < deadline,
@@ -125,6 +152,7 @@ impl VagrantLab {
             );
             std::thread::sleep(Duration::from_secs(2));
         }
+        eprintln!("{what}: whole in {:.0} s", started.elapsed().as_secs_f64());
     }
 }
 
@@ -248,6 +276,7 @@ fn run_drill(
 ) -> (Output, String) {
     let json = out.join(format!("{name}.jsonl"));
     let history = out.join("history.sqlite");
+    let started = Instant::now();
     let run = lab.run(
         CORODRILL,
         &[
@@ -260,6 +289,10 @@ fn run_drill(
             &history.display().to_string(),
             &drill.display().to_string(),
         ],
+    );
+    eprintln!(
+        "{name}: the drill ran in {:.0} s",
+        started.elapsed().as_secs_f64()
     );
     let log = std::fs::read_to_string(&json).unwrap_or_default();
     (run, log)
@@ -418,7 +451,7 @@ fn vagrantfile_up_with_a_qdevice_on_a_local_box_drilled_through_vagrant_and_libv
         .unwrap();
     }
     let started = Instant::now();
-    lab.run_ok("vagrant", &["up", "--provider", "libvirt"]);
+    lab.run_streamed("vagrant", &["up", "--provider", "libvirt"]);
     eprintln!(
         "vagrant up: 2 nodes and a QDevice VM in {:.0} s",
         started.elapsed().as_secs_f64()

@@ -5,6 +5,7 @@
 # key changed.
 #
 # From the Vagrantfile's environment:
+#   NAME     this node's name (its host name)
 #   CLUSTER  cluster name
 #   NODES    "name,ring0,ring1 ..." for every node, in node id order
 #   PROFILE  fast | proxmox, as `corodrill lab up --profile`
@@ -149,7 +150,7 @@ install_missing() {
 }
 
 main() {
-  : "${CLUSTER:?}" "${NODES:?}" "${PROFILE:?}" "${TOKEN?}" "${QNETD?}" "${UPLOAD:?}"
+  : "${NAME:?}" "${CLUSTER:?}" "${NODES:?}" "${PROFILE:?}" "${TOKEN?}" "${QNETD?}" "${UPLOAD:?}"
   # Also after a failure: the next `vagrant provision` uploads afresh, and
   # the key does not linger readable by the vagrant user.
   trap 'rm -rf "$UPLOAD"' EXIT
@@ -174,12 +175,17 @@ main() {
   local hosts conf
   hosts=$(render_hosts /etc/hosts)
   converge /etc/hosts 0644 <<<"$hosts"
+  # The Vagrantfile sets no vm.hostname (see there): the node is named here.
+  converge /etc/hostname 0644 <<<"$NAME"
+  [[ $(hostname) == "$NAME" ]] || hostname "$NAME"
 
   converge /usr/local/bin/corodrill-agent 0755 <"$UPLOAD/corodrill-agent"
   if ! /usr/local/bin/corodrill-agent --version >/dev/null; then
     echo "corodrill-agent does not run on Debian 12: build it on Debian 12 (its glibc and corosync libraries)" >&2
     exit 1
   fi
+
+  echo "corodrill-agent $(/usr/local/bin/corodrill-agent --version | cut -d' ' -f2) installed"
 
   CHANGED=0
   converge /etc/corosync/authkey 0400 <"$UPLOAD/authkey"
@@ -188,14 +194,18 @@ main() {
 
   # The package started corosync on its own single-node config: restart it
   # on ours. It is enabled, so it also starts at boot (power-on drills).
-  systemctl enable -q corosync
+  # (Asked first: enabling a unit that has an init script too runs
+  # update-rc.d, seconds on an emulated CPU.)
+  echo "corosync: $( ((CHANGED)) && echo restarting || echo starting) on the lab's configuration"
+  systemctl is-enabled -q corosync || systemctl enable -q corosync
   if ((CHANGED)); then
     systemctl restart corosync
   else
     systemctl start corosync
   fi
   if [[ -n "$QNETD" ]]; then
-    systemctl enable -q corosync-qdevice
+    echo "corosync-qdevice: starting (QNetd at $QNETD)"
+    systemctl is-enabled -q corosync-qdevice || systemctl enable -q corosync-qdevice
     if ((CHANGED)); then
       systemctl restart corosync-qdevice
     else
@@ -205,6 +215,7 @@ main() {
     # Left from a lab made with a QDevice and provisioned again without one.
     systemctl disable -q --now corosync-qdevice
   fi
+  echo "$NAME provisioned"
 }
 
 # Sourced (to check what it renders), it only defines the functions.
