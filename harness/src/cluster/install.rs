@@ -239,6 +239,15 @@ mod tests {
             vagrant.install_steps()[1],
             "vagrant ssh node1 -c 'sudo dd of=/usr/local/bin/corodrill-agent.new bs=1M status=none'"
         );
+        // The Vagrantfile's inventory: plain ssh with its ssh_config.
+        let vagrant = CommandPath::parse(
+            "ssh -F /p/.vagrant/corodrill/ssh/pve1 -T pve1 sudo corodrill-agent --stdio",
+        )
+        .unwrap();
+        assert_eq!(
+            vagrant.install_steps()[1],
+            "ssh -F /p/.vagrant/corodrill/ssh/pve1 -T pve1 sudo dd of=/usr/local/bin/corodrill-agent.new bs=1M status=none"
+        );
         let lab = CommandPath::parse(
             "nsenter --net=/run/netns/l-pve1 -- ssh -i /k root@127.0.0.1 /var/lib/corodrill/labs/l/pve1/bin/corodrill-agent --stdio --lab-node /var/lib/corodrill/labs/l/pve1",
         )
