@@ -687,8 +687,9 @@ within = "4s"
 /// drops all traffic between them in pve1's namespace for 2.5 s, longer
 /// than the token. Neither corosync misses its schedule, so nothing says
 /// "not scheduled": the only evidence is corosync's "Token has not been
-/// received" in the ring [pve1, pve3], which no fault touched. The run
-/// fails (pve1 loses quorum) and is DISTURBED by that evidence, not FAIL.
+/// received" in the ring [pve1, pve3], which no fault touched, while pve2,
+/// the one node a fault touched, is held silent. The run fails (pve1 loses
+/// quorum) and is DISTURBED by that evidence, not FAIL.
 fn a_token_lost_among_untouched_nodes_disturbs_the_run(lab: &TestLab) {
     let dir = scratch(&format!("{}-token", lab.name));
     let file = dir.join("token.toml");

@@ -52,16 +52,22 @@ pub fn watch_corosync(out: std::sync::Arc<Out>, node: &Node) {
 }
 
 /// The node ids of corosync's "[QUORUM] Sync members[2]: 1 3": the ring
-/// it began to synchronise, logged at every membership change.
+/// it began to synchronise, logged at every membership change. None for a
+/// list corosync split over several lines (each but the last ending in
+/// `\`) or one whose count does not match: no partial ring.
 pub fn sync_members(line: &str) -> Option<Vec<u32>> {
     let (_, rest) = line.split_once("Sync members[")?;
-    let (_, ids) = rest.split_once("]:")?;
-    ids.split_whitespace().map(|id| id.parse().ok()).collect()
+    let (count, ids) = rest.split_once("]:")?;
+    let ids: Vec<u32> = ids
+        .split_whitespace()
+        .map(|id| id.parse().ok())
+        .collect::<Option<_>>()?;
+    (count.trim().parse() == Ok(ids.len())).then_some(ids)
 }
 
 /// The milliseconds of totem's "Token has not been received in 750 ms":
-/// the warning's threshold (a share of the token timeout), passed without
-/// a token.
+/// how long since the last token, logged first when a share of the token
+/// timeout (token_warning) has passed and again while none comes.
 pub fn token_late_ms(line: &str) -> Option<u64> {
     let (_, rest) = line.split_once("Token has not been received in ")?;
     let (ms, _) = rest.split_once(" ms")?;
@@ -96,9 +102,11 @@ impl LogState {
     }
 
     /// The last ring in a log's tail (lines written before the agent
-    /// started following it): a stable cluster logged it long ago.
+    /// started following it): a stable cluster logged it long ago. Only
+    /// whole lines: the last may still be being written.
     fn ring_from_tail(&mut self, text: &str) {
-        if let Some(ring) = text.lines().rev().find_map(sync_members) {
+        let whole = text.rfind('\n').map_or("", |end| &text[..end]);
+        if let Some(ring) = whole.lines().rev().find_map(sync_members) {
             self.ring = ring;
         }
     }
@@ -159,8 +167,12 @@ fn follow_journal(out: &Out) {
             Ok(())
         });
     }
+    let Ok(mut child) = cmd.spawn() else {
+        return;
+    };
+    // The ring from the journal's recent lines, read once the follower
+    // runs: a line logged in between comes through the follower after.
     let mut state = LogState::default();
-    // The ring from the journal's recent lines, before following it.
     if let Ok(recent) = crate::node::command("journalctl")
         .args(["-u", "corosync", "-n", "2000", "-o", "cat", "--no-pager"])
         .stdin(std::process::Stdio::null())
@@ -169,9 +181,6 @@ fn follow_journal(out: &Out) {
     {
         state.ring_from_tail(&String::from_utf8_lossy(&recent.stdout));
     }
-    let Ok(mut child) = cmd.spawn() else {
-        return;
-    };
     if let Some(stdout) = child.stdout.take() {
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
@@ -204,6 +213,9 @@ mod tests {
         assert_eq!(sync_members(sync), Some(vec![1, 3]));
         assert_eq!(sync_members("[QUORUM] Sync members[1]: 2"), Some(vec![2]));
         assert_eq!(sync_members("[QUORUM] Sync left[1]: 2"), None);
+        // A list split over lines, or cut short: no ring.
+        assert_eq!(sync_members("[QUORUM] Sync members[40]: 1 2 3 4 \\"), None);
+        assert_eq!(sync_members("[QUORUM] Sync members[3]: 1 2"), None);
         assert_eq!(sync_members("[QUORUM] Members[3]: 1 2 3"), None);
         let token = "Dec 03 02:10:13.102 [812] pve1 corosync notice  [TOTEM ] Token has not been \
                      received in 1238 ms ";
@@ -214,5 +226,9 @@ mod tests {
             "[QUORUM] Sync members[3]: 1 2 3\n{token}\n{sync}\n[QUORUM] Members[2]: 1 3\n"
         ));
         assert_eq!(state.ring, vec![1, 3]);
+        // A last line still being written is not read.
+        let mut state = LogState::default();
+        state.ring_from_tail("[QUORUM] Sync members[3]: 1 2 3\n[QUORUM] Sync members[2]: 1");
+        assert_eq!(state.ring, vec![1, 2, 3]);
     }
 }

@@ -409,13 +409,12 @@ pub enum EventBody {
         late_ms: u64,
         detail: String,
     },
-    /// corosync on this node waited for the totem token past its warning
-    /// ("Token has not been received in N ms", from its log; `late_ms` is
-    /// that N) while its ring was `ring`: the node ids of the last
-    /// membership it began to synchronise ("Sync members"), empty if the
-    /// agent has not seen one. Stamped when seen. The controller tells
-    /// whether the drill explains it: a token lost among nodes no fault
-    /// touched is the machine's doing, not the cluster's.
+    /// corosync on this node has had no totem token for `late_ms` ("Token
+    /// has not been received in N ms", from its log), and the last
+    /// membership it began to synchronise ("Sync members") was `ring`
+    /// (node ids; empty if the agent has not seen one). A membership being
+    /// formed is not in it yet. Stamped when seen. The controller tells
+    /// whether the drill explains it.
     TokenLate {
         late_ms: u64,
         ring: Vec<u32>,

@@ -165,15 +165,13 @@ impl<'a> Drill<'a> {
                 ring,
                 detail,
             } => {
+                // A node id with no name could be a touched node: the
+                // ring is then not known.
                 let ring: Vec<String> = ring
                     .iter()
-                    .map(|id| {
-                        self.names
-                            .get(id)
-                            .cloned()
-                            .unwrap_or_else(|| format!("node{id}"))
-                    })
-                    .collect();
+                    .map(|id| self.names.get(id).cloned())
+                    .collect::<Option<_>>()
+                    .unwrap_or_default();
                 if super::token::unexplained(&node, &ring, t, &self.touched) {
                     let ring = ring.join(", ");
                     (self.opts.progress)(&format!(

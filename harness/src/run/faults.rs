@@ -19,24 +19,7 @@ impl<'a> Drill<'a> {
     pub(super) fn apply(&mut self, f: &PlannedFault) -> Result<(), RunError> {
         let t = self.now();
         (self.opts.progress)(&format!("t={t:.1}s apply {} ({})", f.id, f.kind));
-        // A one-way cut's far side still sends or hears: it takes part.
-        let far_side = f.actions.iter().flat_map(|(_, fault)| match fault {
-            Fault::Cut { peers, direction } if *direction != Direction::Both => peers
-                .iter()
-                .filter_map(|ip| self.owners.get(ip).map(String::as_str))
-                .collect(),
-            _ => Vec::new(),
-        });
-        let mut parties: Vec<&str> = f.targets().chain(far_side).collect();
-        parties.sort_unstable();
-        parties.dedup();
-        let touched: Vec<Touch> = parties
-            .into_iter()
-            .map(|node| Touch {
-                node: node.to_owned(),
-                from: t,
-            })
-            .collect();
+        let touched = self.touches(f, t);
         self.touched.extend(touched);
         self.apply_agents(f)?;
         if f.power_off.is_empty() {
@@ -44,6 +27,53 @@ impl<'a> Drill<'a> {
         } else {
             self.power_off(f)
         }
+    }
+
+    /// The nodes a fault touches, each with whether the fault holds it
+    /// silent (for late tokens: `token.rs`).
+    fn touches(&self, f: &PlannedFault, t: f64) -> Vec<Touch> {
+        let silences = |node: &str, fault: &Fault| match fault {
+            Fault::Kill | Fault::Stop | Fault::Pause => true,
+            // Cut off both ways from every address of every other node.
+            Fault::Cut {
+                peers,
+                direction: Direction::Both,
+            } => self
+                .owners
+                .iter()
+                .filter(|(_, owner)| owner.as_str() != node)
+                .all(|(address, _)| peers.contains(address)),
+            _ => false,
+        };
+        let mut touched: Vec<Touch> = Vec::new();
+        let mut touch = |node: &str, silent: bool| {
+            match touched.iter_mut().find(|x| x.node == node) {
+                // Silent only if everything this fault does to it is.
+                Some(x) => x.silences &= silent,
+                None => touched.push(Touch {
+                    fault: f.id.clone(),
+                    node: node.to_owned(),
+                    from: t,
+                    until: None,
+                    silences: silent,
+                }),
+            }
+        };
+        for (node, fault) in &f.actions {
+            touch(node, silences(node, fault));
+            // A one-way cut's far side still sends or hears: it takes part.
+            if let Fault::Cut { peers, direction } = fault {
+                if *direction != Direction::Both {
+                    for owner in peers.iter().filter_map(|ip| self.owners.get(ip)) {
+                        touch(owner, false);
+                    }
+                }
+            }
+        }
+        for node in &f.power_off {
+            touch(node, true);
+        }
+        touched
     }
 
     /// One fault on several nodes takes effect on all of them at one
@@ -173,6 +203,11 @@ impl<'a> Drill<'a> {
         for (node, _, until) in &mut self.paused {
             if until.is_none() && healing.contains(&node.as_str()) {
                 *until = Some(now);
+            }
+        }
+        for touch in &mut self.touched {
+            if touch.until.is_none() && f.is_none_or(|f| f.id == touch.fault) {
+                touch.until = Some(now);
             }
         }
         let agents_result = self.heal_agents(f);

@@ -214,8 +214,8 @@ struct Drill<'a> {
     /// Nodes whose corosync the drill paused: (node, from, until) in drill
     /// time. corosync's "not scheduled" warning then is the fault itself.
     paused: Vec<(String, f64, Option<f64>)>,
-    /// Every node a fault touched, with when: a late token in a ring none
-    /// of them is in is the machine's doing.
+    /// Every node a fault touched, with when and whether it is held
+    /// silent: what late tokens are judged against (`token.rs`).
     touched: Vec<token::Touch>,
     /// Which node each corosync address is on (the inventory's links).
     owners: BTreeMap<std::net::IpAddr, String>,
