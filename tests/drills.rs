@@ -727,7 +727,7 @@ hold = "6s"
         .spawn()
         .unwrap();
     // pve1's ring without pve2, as its log says.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let text = std::fs::read(&log).unwrap_or_default();
         if String::from_utf8_lossy(&text[start.min(text.len())..]).contains("Members[2]: 1 3") {
@@ -737,30 +737,30 @@ hold = "6s"
             std::time::Instant::now() < deadline,
             "pve1 never formed a ring with pve3 alone"
         );
-        std::thread::sleep(std::time::Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(50));
     }
+    // pve3's addresses on both links, dropped both ways in pve1's namespace.
     let pve1 = lab.netns("pve1");
-    let table = "inet corodrill_test_starve";
+    let pve3 = (0..2)
+        .map(|link| corodrill::lab::spec::node_address(3, link).to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
     let nft = |script: &str| {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &pve1, "nft", "-f", "-"])
-            .stdin(std::process::Stdio::piped())
-            .spawn()
-            .and_then(|mut child| {
-                use std::io::Write;
-                child.stdin.take().unwrap().write_all(script.as_bytes())?;
-                child.wait_with_output()
-            })
+        let done = Command::new("ip")
+            .args(["netns", "exec", &pve1, "nft", script])
+            .status()
             .unwrap();
-        assert!(out.status.success(), "nft in {pve1}: {script}");
+        assert!(done.success(), "nft in {pve1}: {script}");
     };
     nft(&format!(
-        "table {table} {{\n\
-         chain input {{ type filter hook input priority -10; ip saddr {{ 198.18.0.3, 198.18.1.3 }} drop; }}\n\
-         chain output {{ type filter hook output priority -10; ip daddr {{ 198.18.0.3, 198.18.1.3 }} drop; }}\n}}\n"
+        "add table inet starve; \
+         add chain inet starve in {{ type filter hook input priority -10; }}; \
+         add chain inet starve out {{ type filter hook output priority -10; }}; \
+         add rule inet starve in ip saddr {{ {pve3} }} drop; \
+         add rule inet starve out ip daddr {{ {pve3} }} drop"
     ));
-    std::thread::sleep(std::time::Duration::from_millis(2500));
-    nft(&format!("delete table {table}\n"));
+    std::thread::sleep(Duration::from_millis(2500));
+    nft("delete table inet starve");
     let out = run.wait_with_output().unwrap();
     let said = text(&out);
     assert_eq!(out.status.code(), Some(1), "{said}");
